@@ -1,0 +1,33 @@
+"""
+upnode for Twisted: keep a dnode connection alive, re-establish state
+between reconnects, and queue calls while the link is down.
+"""
+
+from .errors import (
+    Closed,
+    ConnectionLostError,
+    DeadRemoteError,
+    ProtocolError,
+    QueueFull,
+    RejectedMessage,
+    UpnodeError,
+    UpTimeout,
+)
+from ._limits import Limits
+from ._protocol import DnodeProtocol
+from ._remote import Remote, RemoteCallback
+
+__all__ = [
+    "Closed",
+    "ConnectionLostError",
+    "DeadRemoteError",
+    "DnodeProtocol",
+    "Limits",
+    "ProtocolError",
+    "QueueFull",
+    "RejectedMessage",
+    "Remote",
+    "RemoteCallback",
+    "UpnodeError",
+    "UpTimeout",
+]

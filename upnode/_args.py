@@ -1,0 +1,115 @@
+"""
+dnode-style arguments, inferred by type in any order, and the endpoints
+they name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import attr
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ServerEndpoint,
+    UNIXClientEndpoint,
+    UNIXServerEndpoint,
+    clientFromString,
+    serverFromString,
+)
+from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
+
+
+@attr.s(auto_attribs=True)
+class Arguments:
+    """
+    What a C{connect(...)} or C{listen(...)} call said.
+    """
+
+    port: Optional[int] = None
+    host: Optional[str] = None
+    path: Optional[str] = None
+    options: Dict[str, Any] = attr.Factory(dict)
+    callback: Optional[Callable[..., Any]] = None
+    endpoint: Any = None
+
+
+def parseArguments(args: Sequence[Any], known: Sequence[str]) -> Arguments:
+    """
+    Infer each argument by its type, as dnode's C{parse_args} does: an int or
+    a string of digits is the port, a string starting with C{/} a unix path,
+    another string the host, a dict options, an endpoint object the
+    endpoint, a callable the callback.  Unlike dnode, anything else, and an
+    option name not in C{known}, is an error rather than silently ignored.
+    """
+    parsed = Arguments()
+    for arg in args:
+        if isinstance(arg, bool):
+            raise TypeError(f"unexpected argument {arg!r}")
+        if isinstance(arg, int):
+            parsed.port = _port(arg)
+        elif isinstance(arg, str):
+            if arg.isdigit():
+                parsed.port = _port(int(arg))
+            elif arg.startswith("/"):
+                parsed.path = arg
+            else:
+                parsed.host = arg
+        elif isinstance(arg, dict):
+            unknown = sorted(set(arg) - set(known))
+            if unknown:
+                raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))}")
+            for key, value in arg.items():
+                if key == "port":
+                    parsed.port = _port(int(value))
+                elif key in ("host", "path"):
+                    setattr(parsed, key, value)
+                else:
+                    parsed.options[key] = value
+        elif IStreamClientEndpoint.providedBy(arg) or IStreamServerEndpoint.providedBy(arg):
+            parsed.endpoint = arg
+        elif callable(arg):
+            parsed.callback = arg
+        else:
+            raise TypeError(f"unexpected argument {arg!r:.60}")
+    return parsed
+
+
+def _port(value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port {value} out of range")
+    return value
+
+
+def clientEndpoint(reactor: Any, parsed: Arguments) -> Any:
+    """
+    The client endpoint named by the arguments, in order of precedence: an
+    endpoint object, an C{endpoint} option (object or description), a unix
+    path, a port (on C{host}, default localhost).
+    """
+    endpoint = parsed.endpoint or parsed.options.get("endpoint")
+    if isinstance(endpoint, str):
+        return clientFromString(reactor, endpoint)
+    if endpoint is not None:
+        return endpoint
+    if parsed.path is not None:
+        return UNIXClientEndpoint(reactor, parsed.path)
+    if parsed.port is not None:
+        return HostnameEndpoint(reactor, parsed.host or "localhost", parsed.port)
+    raise ValueError("no port, unix path or endpoint given")
+
+
+def serverEndpoint(reactor: Any, parsed: Arguments) -> Any:
+    """
+    The server endpoint named by the arguments, with the same precedence as
+    L{clientEndpoint}; a port listens on C{host} (default all interfaces).
+    """
+    endpoint = parsed.endpoint or parsed.options.get("endpoint")
+    if isinstance(endpoint, str):
+        return serverFromString(reactor, endpoint)
+    if endpoint is not None:
+        return endpoint
+    if parsed.path is not None:
+        return UNIXServerEndpoint(reactor, parsed.path)
+    if parsed.port is not None:
+        return TCP4ServerEndpoint(reactor, parsed.port, interface=parsed.host or "")
+    raise ValueError("no port, unix path or endpoint given")

@@ -1,0 +1,79 @@
+"""
+JSON lines as JavaScript writes and reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from itertools import accumulate
+from typing import Any
+
+from .errors import ProtocolError
+
+_dumps = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
+).encode
+_dumpsAscii = json.JSONEncoder(
+    ensure_ascii=True, separators=(",", ":"), allow_nan=False, check_circular=False
+).encode
+
+
+def _refuseConstant(name: str) -> Any:
+    # JSON.parse in Node refuses NaN and Infinity; so do we.
+    raise ValueError(f"{name} is not JSON")
+
+
+_loads = json.JSONDecoder(parse_constant=_refuseConstant).decode
+
+
+def encodeLine(message: Any) -> bytes:
+    """
+    Serialise an already-scrubbed message to one UTF-8 line with its
+    delimiter.  A string holding a lone surrogate has no UTF-8 form; it goes
+    out escaped, as Node's C{JSON.stringify} writes it.
+    """
+    text = _dumps(message)
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        return _dumpsAscii(message).encode("ascii") + b"\n"
+
+
+def decodeLine(line: bytes, maxDepth: int) -> Any:
+    """
+    Parse one line (no delimiter).
+
+    @raise ProtocolError: the line is not UTF-8, not JSON, or nested deeper
+        than C{maxDepth}.
+    """
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProtocolError(f"line is not valid UTF-8: {e}") from None
+    # A cheap bound first: nesting can't exceed the number of openers.
+    if text.count("[") + text.count("{") > maxDepth and _depthExceeds(text, maxDepth):
+        raise ProtocolError(f"message nested deeper than {maxDepth}")
+    try:
+        return _loads(text)
+    except RecursionError:
+        raise ProtocolError("message nested too deeply to parse") from None
+    except ValueError as e:
+        raise ProtocolError(f"line is not JSON: {e}") from None
+
+
+_STRINGS_AND_OTHERS = re.compile(r'"(?:[^"\\]|\\.)*"|[^\[\]{}"]+')
+_STEPS = [0] * 256
+_STEPS[ord("[")] = _STEPS[ord("{")] = 1
+_STEPS[ord("]")] = _STEPS[ord("}")] = -1
+_STEP = _STEPS.__getitem__
+
+
+def _depthExceeds(text: str, maxDepth: int) -> bool:
+    """
+    Whether brackets outside strings nest deeper than C{maxDepth}.  Every loop
+    here runs in C: strings and other characters are cut away, then the
+    brackets' running sum is taken.
+    """
+    brackets = _STRINGS_AND_OTHERS.sub("", text).encode("ascii", "replace")
+    return max(accumulate(map(_STEP, brackets)), default=0) > maxDepth

@@ -1,0 +1,46 @@
+"""
+The bounds put on what a peer may send; every one is an option.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import attr
+
+#: Node's integers are IEEE doubles: ids beyond this cannot round-trip.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class Limits:
+    """
+    Per-connection limits on hostile or broken input.
+
+    @ivar maxLineLength: bytes in one line, delimiter excluded.  Longer: close.
+    @ivar maxDepth: nesting of containers in a message.  Deeper: close.
+    @ivar maxCallbacks: entries in one message's ``callbacks``.  More: reject.
+    @ivar maxLinks: entries in one message's ``links``.  More: reject.
+    @ivar maxPathLength: elements in one callback or link path.  More: reject.
+    """
+
+    maxLineLength: int = 1024 * 1024
+    maxDepth: int = 64
+    maxCallbacks: int = 1024
+    maxLinks: int = 1024
+    maxPathLength: int = 64
+
+    @classmethod
+    def fromOptions(cls, options: Mapping[str, Any]) -> "Limits":
+        """
+        Pick the limit names out of an options dict, leaving the rest.
+        """
+        names = attr.fields_dict(cls)
+        values = {}
+        for name in names:
+            if name in options:
+                value = options[name]
+                if type(value) is not int or value < 1:
+                    raise ValueError(f"{name} must be a positive integer, not {value!r}")
+                values[name] = value
+        return cls(**values)

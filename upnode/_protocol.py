@@ -1,0 +1,364 @@
+"""
+The dnode protocol: one JSON message a line, spoken exactly as Node's dnode
+1.2.2 speaks it, and never trusting the peer.
+"""
+
+from __future__ import annotations
+
+import weakref
+from inspect import iscoroutine
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime, ISSLTransport
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._events import EventEmitter
+from ._expose import Cons, construct, exposedMembers
+from ._json import decodeLine, encodeLine
+from ._limits import Limits
+from ._remote import Remote, RemoteCallback
+from ._scrub import scrub, unscrub
+from .errors import DeadRemoteError, ProtocolError, RejectedMessage
+
+
+@implementer(IHandshakeListener)
+class DnodeProtocol(LineReceiver, EventEmitter):
+    """
+    One dnode session over a stream.
+
+    It is also the C{conn} of Node's API: an event emitter on which the
+    upnode connect callback emits C{"up"}.
+
+    Events: C{local} (exposed object), C{remote} (remote, conn), C{fail}
+    (L{RejectedMessage} or L{ProtocolError}: the peer's fault), C{error}
+    (L{Failure}: our side's code raised), C{end}.
+
+    @ivar remote: the peer's exposed object, filled in when its C{methods}
+        message arrives.
+    @ivar local: the object we expose on this connection.
+    """
+
+    delimiter = b"\n"
+    _log = Logger()
+
+    def __init__(
+        self,
+        cons: Cons = None,
+        limits: Optional[Limits] = None,
+        clock: Optional[IReactorTime] = None,
+        expose: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
+    ) -> None:
+        EventEmitter.__init__(self)
+        self.cons = cons
+        self.limits = limits or Limits()
+        self.MAX_LENGTH = self.limits.maxLineLength
+        self._clock = clock
+        self._expose = expose
+        self.remote = Remote()
+        self.local: Any = None
+        self.remoteReady = False
+        self._exposed: Dict[str, Any] = {}
+        # Our callables the peer may call, by id; and the reverse, so that a
+        # callable sent again keeps its id.
+        self._localCallbacks: Dict[int, Callable[..., Any]] = {}
+        self._localIds: Dict[Any, int] = {}
+        self._nextId = 0
+        # The peer's callbacks we hold proxies for; a proxy that dies is
+        # culled, so this never outgrows what our code still references.
+        self._remoteCallbacks: "weakref.WeakValueDictionary[int, RemoteCallback]" = (
+            weakref.WeakValueDictionary()
+        )
+        self._pendingCulls: Dict[int, None] = {}
+        self._cullCall: Optional[IDelayedCall] = None
+        self._partial: List[bytes] = []
+        self._partialLength = 0
+        self._receiving = False
+        self._closing = False
+        self._started = False
+        self._lossHooks: List[Callable[[Failure], None]] = []
+
+    # -- Connection lifecycle -------------------------------------------------
+
+    def connectionMade(self) -> None:
+        # Over TLS, nothing is written until the handshake (and so the
+        # certificate check) has succeeded; see handshakeCompleted.
+        if not ISSLTransport.providedBy(self.transport):
+            self._start()
+
+    def handshakeCompleted(self) -> None:
+        self._start()
+
+    def _start(self) -> None:
+        if self._started or self._closing:
+            return
+        self._started = True
+        try:
+            local = construct(self.cons, self.remote, self)
+            members = exposedMembers(local)
+            if self._expose is not None:
+                members = self._expose(members)
+            self.local = local
+            self._exposed = members
+            self.request("methods", [members])
+        except Exception:
+            self._log.failure("The exposed object could not be built")
+            self.emit("error", Failure())
+            self.end()
+            return
+        self.emit("local", local)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.connected = 0
+        self._closing = True
+        if self._cullCall is not None and self._cullCall.active():
+            self._cullCall.cancel()
+        self._cullCall = None
+        self._pendingCulls.clear()
+        self._localCallbacks.clear()
+        self._localIds.clear()
+        self._partial = []
+        self.emit("end")
+        hooks, self._lossHooks = self._lossHooks, []
+        for hook in hooks:
+            hook(reason)
+
+    def notifyOnLoss(self, hook: Callable[[Failure], None]) -> None:
+        """
+        Call C{hook(reason)} once when this connection is lost.
+        """
+        self._lossHooks.append(hook)
+
+    def end(self) -> None:
+        """
+        Close the connection after what has been written is sent.
+        """
+        self._closing = True
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    # -- Receiving --------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Split lines in linear time whatever the chunking: a line's pieces are
+        kept in a list and joined once, when its delimiter arrives.
+        """
+        if self._closing:
+            return
+        self._receiving = True
+        try:
+            if b"\n" not in data:
+                self._partial.append(data)
+                self._partialLength += len(data)
+                if self._partialLength > self.MAX_LENGTH:
+                    self.lineLengthExceeded(b"")
+                return
+            lines = data.split(b"\n")
+            if self._partial:
+                self._partial.append(lines[0])
+                lines[0] = b"".join(self._partial)
+                self._partial = []
+                self._partialLength = 0
+            tail = lines.pop()
+            for line in lines:
+                if self._closing:
+                    return
+                if len(line) > self.MAX_LENGTH:
+                    self.lineLengthExceeded(line)
+                    return
+                self.lineReceived(line)
+            if tail and not self._closing:
+                self._partial.append(tail)
+                self._partialLength = len(tail)
+                if self._partialLength > self.MAX_LENGTH:
+                    self.lineLengthExceeded(tail)
+        finally:
+            self._receiving = False
+            if self._pendingCulls and not self._closing:
+                self._flushCulls()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._violation(ProtocolError(f"line longer than {self.MAX_LENGTH} bytes"))
+
+    def lineReceived(self, line: bytes) -> None:
+        try:
+            message = decodeLine(line, self.limits.maxDepth)
+        except ProtocolError as e:
+            self._violation(e)
+            return
+        try:
+            self._dispatch(message)
+        except RejectedMessage as e:
+            self._reject(e)
+
+    def _dispatch(self, message: Any) -> None:
+        if type(message) is not dict:
+            raise RejectedMessage("a message must be a JSON object")
+        method = message.get("method")
+        kind = type(method)
+        if kind is str:
+            if method == "methods":
+                self._receiveMethods(unscrub(message, self._proxyFor, self.limits))
+                return
+            if method == "cull":
+                self._receiveCull(message.get("arguments", []))
+                return
+            target = self._exposed.get(method)
+            if target is None or not callable(target):
+                raise RejectedMessage(f"no callable method {method!r:.60} is exposed")
+        elif kind is int:
+            target = self._localCallbacks.get(method)
+            if target is None:
+                raise RejectedMessage(f"no callback with id {method}")
+        else:
+            raise RejectedMessage(f"method must be a string or an integer, not {method!r:.40}")
+        self._apply(target, unscrub(message, self._proxyFor, self.limits))
+
+    def _apply(self, target: Callable[..., Any], arguments: List[Any]) -> None:
+        try:
+            result = target(*arguments)
+        except Exception:
+            self._localError(Failure())
+            return
+        if iscoroutine(result):
+            result = Deferred.fromCoroutine(result)
+        if isinstance(result, Deferred):
+            result.addErrback(self._localError)
+
+    def _localError(self, failure: Failure) -> None:
+        self._log.failure("A local method raised", failure)
+        self.emit("error", failure)
+
+    def _receiveMethods(self, arguments: List[Any]) -> None:
+        members = arguments[0] if arguments else None
+        self.remote._replace(
+            {k: v for k, v in members.items() if type(k) is str} if type(members) is dict else {}
+        )
+        self.remoteReady = True
+        self.emit("remote", self.remote, self)
+
+    def _receiveCull(self, ids: Any) -> None:
+        if type(ids) is not list:
+            raise RejectedMessage("cull arguments must be a list")
+        bad = [i for i in ids if type(i) is not int]
+        for callbackId in ids:
+            if type(callbackId) is int:
+                callback = self._localCallbacks.pop(callbackId, None)
+                if callback is not None:
+                    self._localIds.pop(_identity(callback), None)
+        if bad:
+            raise RejectedMessage(f"cull ids must be integers, not {bad[0]!r:.40}")
+
+    def _violation(self, error: ProtocolError) -> None:
+        self._log.warn(
+            "Closing dnode connection from {peer}: {error}",
+            peer=self._peerName(),
+            error=error,
+        )
+        self.emit("fail", error)
+        self.end()
+
+    def _reject(self, error: RejectedMessage) -> None:
+        self._log.warn(
+            "Rejected a dnode message from {peer}: {error}", peer=self._peerName(), error=error
+        )
+        self.emit("fail", error)
+
+    def _peerName(self) -> str:
+        try:
+            return str(self.transport.getPeer())
+        except Exception:
+            return "peer"
+
+    # -- Callback tables --------------------------------------------------------
+
+    def _proxyFor(self, callbackId: int) -> RemoteCallback:
+        proxy = self._remoteCallbacks.get(callbackId)
+        if proxy is None:
+            proxy = RemoteCallback(self, callbackId)
+            self._remoteCallbacks[callbackId] = proxy
+            # A cull not yet sent must not forget an id that is live again.
+            self._pendingCulls.pop(callbackId, None)
+        return proxy
+
+    def _forgetRemoteCallback(self, callbackId: int) -> None:
+        # Called from RemoteCallback.__del__: touch nothing but our own list.
+        if self._closing:
+            return
+        self._pendingCulls[callbackId] = None
+        if not self._receiving and self._cullCall is None:
+            self._cullCall = self._getClock().callLater(0, self._flushCulls)
+
+    def _flushCulls(self) -> None:
+        self._cullCall = None
+        if self._pendingCulls and not self._closing and self.transport is not None:
+            ids = list(self._pendingCulls)
+            self._pendingCulls.clear()
+            self.transport.write(encodeLine({"method": "cull", "arguments": ids}))
+
+    def _callbackId(self, callback: Callable[..., Any]) -> int:
+        key = _identity(callback)
+        callbackId = self._localIds.get(key)
+        if callbackId is None:
+            callbackId = self._nextId
+            self._nextId += 1
+            self._localIds[key] = callbackId
+            self._localCallbacks[callbackId] = callback
+        return callbackId
+
+    def _getClock(self) -> IReactorTime:
+        if self._clock is None:
+            from twisted.internet import reactor
+
+            self._clock = reactor  # type: ignore[assignment]
+        return self._clock  # type: ignore[return-value]
+
+    # -- Sending ----------------------------------------------------------------
+
+    def request(self, method: Any, arguments: Sequence[Any]) -> None:
+        """
+        Send one dnode request: call the peer's method by name or callback
+        id.  Callables in C{arguments}, at any depth, become callbacks.
+
+        @raise TypeError: a value has no JSON form; nothing is sent.
+        @raise DeadRemoteError: the connection is gone.
+        """
+        if not self.connected or self.transport is None:
+            raise DeadRemoteError("the dnode connection is gone")
+        firstNewId = self._nextId
+        try:
+            scrubbed, callbacks, links = scrub(arguments, self._callbackId, self.limits.maxDepth)
+        except Exception:
+            # Nothing is sent, so the ids handed out for it are taken back.
+            for callbackId in range(firstNewId, self._nextId):
+                self._localIds.pop(_identity(self._localCallbacks.pop(callbackId)), None)
+            self._nextId = firstNewId
+            raise
+        self.transport.write(
+            encodeLine(
+                {"method": method, "arguments": scrubbed, "callbacks": callbacks, "links": links}
+            )
+        )
+
+    def callbackCount(self) -> Dict[str, int]:
+        """
+        The sizes of the callback tables, for monitoring and tests.
+        """
+        return {"local": len(self._localCallbacks), "remote": len(self._remoteCallbacks)}
+
+
+def _identity(callback: Callable[..., Any]) -> Any:
+    """
+    The key of a callable in the id table: itself (bound methods compare
+    equal when they bind the same function to the same object), or its
+    identity when it is not hashable.
+    """
+    try:
+        hash(callback)
+    except TypeError:
+        return ("unhashable", id(callback))
+    return callback

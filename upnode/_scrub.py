@@ -1,0 +1,179 @@
+"""
+Taking callables out of outgoing arguments (scrub) and putting the peer's
+callbacks and shared references back into incoming ones (unscrub), as
+dnode-protocol 0.2.2 does.
+
+Paths are written as Node writes them: every element a string, array indices
+included.  Incoming paths are checked element by element; nothing is created
+on the way, unlike Node's C{traverse.set}.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Dict, List, Tuple
+
+from ._limits import MAX_SAFE_INTEGER, Limits
+from .errors import RejectedMessage
+
+FUNCTION = "[Function]"
+CIRCULAR = "[Circular]"
+
+Path = List[str]
+Scrubbed = Tuple[List[Any], Dict[str, Path], List[Dict[str, Path]]]
+
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,15}")
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def scrub(
+    arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDepth: int
+) -> Scrubbed:
+    """
+    Copy C{arguments} to plain JSON data.
+
+    Each callable becomes C{"[Function]"} and is listed under the id
+    C{callbackId} gives it.  A container met again (a cycle or a shared
+    reference) or a callable met again in the same message becomes a link to
+    its first place.  Non-finite floats become C{None}, as in JavaScript.
+
+    @raise TypeError: a value has no JSON form, or a dict key is not a string.
+    @raise ValueError: the message line would nest deeper than C{maxDepth}
+        (the message object and the arguments list count as two levels).
+    """
+    callbacks: Dict[str, Path] = {}
+    links: List[Dict[str, Path]] = []
+    seen: Dict[int, Path] = {}
+
+    def walk(value: Any, path: Path, depth: int) -> Any:
+        kind = type(value)
+        if isinstance(value, (dict, list)):
+            prior = seen.get(id(value))
+            if prior is not None:
+                links.append({"from": prior, "to": path})
+                return CIRCULAR
+            seen[id(value)] = path
+        if isinstance(value, (dict, list, tuple)):
+            if depth > maxDepth:
+                raise ValueError(f"the message would nest deeper than {maxDepth}")
+            if isinstance(value, dict):
+                out = {}
+                for key, item in value.items():
+                    if type(key) is not str:
+                        raise TypeError(f"dict keys must be strings, not {key!r}")
+                    kind = type(item)
+                    if kind in _SCALARS:
+                        out[key] = item
+                    else:
+                        out[key] = walk(item, path + [key], depth + 1)
+                return out
+            items = []
+            for index, item in enumerate(value):
+                if type(item) in _SCALARS:
+                    items.append(item)
+                else:
+                    items.append(walk(item, path + [str(index)], depth + 1))
+            return items
+        if kind is float:
+            # NaN and the infinities are null in JavaScript's JSON.
+            return value if value - value == 0 else None
+        if kind in _SCALARS:
+            return value
+        if callable(value):
+            key = str(callbackId(value))
+            prior = callbacks.get(key)
+            if prior is not None:
+                links.append({"from": prior, "to": path})
+            else:
+                callbacks[key] = path
+            return FUNCTION
+        raise TypeError(f"{kind.__name__} value {value!r:.60} has no JSON form")
+
+    if not isinstance(arguments, (list, tuple)):
+        raise TypeError("arguments must be a list or tuple")
+    # The message object and its arguments list are the first two levels.
+    return walk(arguments, [], 2), callbacks, links
+
+
+def unscrub(
+    message: Dict[str, Any], makeCallback: Callable[[int], Any], limits: Limits
+) -> List[Any]:
+    """
+    Return the arguments of a received message with callbacks and links put
+    in place.
+
+    @raise RejectedMessage: the message's C{arguments}, C{callbacks} or
+        C{links} are malformed or exceed C{limits}.
+    """
+    arguments = message.get("arguments", [])
+    if type(arguments) is not list:
+        raise RejectedMessage("arguments must be a list")
+    callbacks = message.get("callbacks")
+    if callbacks:
+        if type(callbacks) is not dict:
+            raise RejectedMessage("callbacks must be an object")
+        if len(callbacks) > limits.maxCallbacks:
+            raise RejectedMessage(
+                f"{len(callbacks)} callbacks in one message (limit {limits.maxCallbacks})"
+            )
+        # Validate every entry before creating any callback proxy.
+        places = []
+        for key, path in callbacks.items():
+            if not _DECIMAL.fullmatch(key) or int(key) > MAX_SAFE_INTEGER:
+                raise RejectedMessage(f"callback id {key!r:.40} is not a decimal integer")
+            places.append((int(key), _place(arguments, path, limits)))
+        for callbackId, (container, slot) in places:
+            container[slot] = makeCallback(callbackId)
+    elif callbacks is not None and type(callbacks) is not dict:
+        raise RejectedMessage("callbacks must be an object")
+    links = message.get("links")
+    if links:
+        if type(links) is not list:
+            raise RejectedMessage("links must be a list")
+        if len(links) > limits.maxLinks:
+            raise RejectedMessage(f"{len(links)} links in one message (limit {limits.maxLinks})")
+        for link in links:
+            if type(link) is not dict or "from" not in link or "to" not in link:
+                raise RejectedMessage(f"malformed link {link!r:.60}")
+            source, sourceSlot = _place(arguments, link["from"], limits)
+            target, targetSlot = _place(arguments, link["to"], limits)
+            target[targetSlot] = source[sourceSlot]
+    elif links is not None and type(links) is not list:
+        raise RejectedMessage("links must be a list")
+    return arguments
+
+
+def _place(arguments: List[Any], path: Any, limits: Limits) -> Tuple[Any, Any]:
+    """
+    Resolve C{path} to the container holding its last element and the key or
+    index there; every element must already exist.
+    """
+    if type(path) is not list or not path:
+        raise RejectedMessage(f"path {path!r:.60} must be a non-empty list")
+    if len(path) > limits.maxPathLength:
+        raise RejectedMessage(f"path longer than {limits.maxPathLength}")
+    container: Any = arguments
+    last = len(path) - 1
+    for position, element in enumerate(path):
+        if type(container) is list:
+            if type(element) is int:
+                index = element
+            elif type(element) is str and _DECIMAL.fullmatch(element):
+                index = int(element)
+            else:
+                raise RejectedMessage(f"path element {element!r:.40} is not an index")
+            if index >= len(container):
+                raise RejectedMessage(f"path index {index} out of range")
+            slot: Any = index
+        elif type(container) is dict:
+            if type(element) is not str:
+                raise RejectedMessage(f"path element {element!r:.40} is not a key")
+            if element not in container:
+                raise RejectedMessage(f"path key {element!r:.40} does not exist")
+            slot = element
+        else:
+            raise RejectedMessage("path goes through a value that is not a container")
+        if position == last:
+            return container, slot
+        container = container[slot]
+    raise AssertionError("unreachable")  # pragma: no cover
