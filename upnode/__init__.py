@@ -13,7 +13,10 @@ from .errors import (
     UpnodeError,
     UpTimeout,
 )
+from ._client import UpnodeClientFactory
 from ._limits import Limits
+from ._server import UpnodeServerFactory
+from ._upnode import Upnode, connect, listen, upnode
 from ._protocol import DnodeProtocol
 from ._remote import Remote, RemoteCallback
 
@@ -30,4 +33,10 @@ __all__ = [
     "RemoteCallback",
     "UpnodeError",
     "UpTimeout",
+    "Upnode",
+    "UpnodeClientFactory",
+    "UpnodeServerFactory",
+    "connect",
+    "listen",
+    "upnode",
 ]

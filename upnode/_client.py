@@ -1,0 +1,427 @@
+"""
+The upnode client: a C{ReconnectingClientFactory} that keeps one dnode link
+up, rebuilds state on every new link through the connect callback, pings,
+and hands the remote to transactions queued with C{up()}.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from typing import Any, Callable, Dict, Optional
+
+from twisted.internet import error as netError
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.interfaces import IConnector, IDelayedCall, IReactorTime
+from twisted.internet.protocol import ReconnectingClientFactory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._events import EventEmitter
+from ._expose import Cons, withPing
+from ._heartbeat import Heartbeat
+from ._limits import Limits
+from ._protocol import DnodeProtocol
+from ._queue import Transaction, TransactionQueue
+from .errors import Closed, UpTimeout
+
+ConnectCallback = Callable[[Any, DnodeProtocol], Any]
+
+#: Failures that are the ordinary weather of a reconnecting client: logged
+#: quietly, never an C{error} event.
+_ROUTINE = (
+    netError.ConnectionRefusedError,
+    netError.ConnectError,
+    netError.ConnectionDone,
+    netError.ConnectionLost,
+    netError.ConnectionAborted,
+    CancelledError,
+)
+
+
+def emitUp(remote: Any, conn: DnodeProtocol) -> None:
+    """
+    The default connect callback: expose the raw remote to transactions.
+    """
+    conn.emit("up", remote)
+
+
+class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
+    """
+    Keeps a dnode link up.  Calling the factory (C{up()}) is a transaction.
+
+    Use it through L{upnode.connect}, or directly with
+    C{reactor.connectTCP(host, port, factory)} (or C{connectSSL},
+    C{connectUNIX}).
+
+    Times are in seconds.
+
+    @param cons: what we expose to the server (dict, object or callable).
+    @param onRemote: C{onRemote(remote, conn)}, run on every new link before
+        any queued transaction; it must call C{conn.emit("up", obj)}.
+    @param ping: seconds between pings; 0 disables them.
+    @param timeout: seconds a ping may take before the link is dropped.
+    @param reconnect: seconds before the first reconnection attempt.
+    @param backoff: factor by which that delay grows on each failed attempt.
+    @param maxDelay: the cap on that delay.
+    @param jitter: each delay is drawn uniformly from
+        C{delay * (1 - jitter)} to C{delay * (1 + jitter)}.
+    @param handshakeTimeout: seconds from connection to C{"up"}; past it the
+        link is dropped and an C{error} emitted.  0 waits forever.
+    @param maxQueue: the most transactions that may wait; None is no bound.
+    """
+
+    protocol = DnodeProtocol
+    noisy = False
+    _log = Logger()
+
+    def __init__(
+        self,
+        cons: Cons = None,
+        onRemote: Optional[ConnectCallback] = None,
+        *,
+        ping: float = 10.0,
+        timeout: float = 5.0,
+        reconnect: float = 1.0,
+        backoff: float = 1.5,
+        maxDelay: float = 30.0,
+        jitter: float = 0.5,
+        handshakeTimeout: float = 30.0,
+        maxQueue: Optional[int] = None,
+        limits: Optional[Limits] = None,
+        clock: Optional[IReactorTime] = None,
+        random: Optional[_random.Random] = None,
+    ) -> None:
+        EventEmitter.__init__(self)
+        for name, value in (
+            ("ping", ping),
+            ("timeout", timeout),
+            ("reconnect", reconnect),
+            ("maxDelay", maxDelay),
+            ("handshakeTimeout", handshakeTimeout),
+        ):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+        if not 0 <= jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), not {jitter!r}")
+        if backoff < 1:
+            raise ValueError(f"backoff must be >= 1, not {backoff!r}")
+        self.cons = cons
+        self.onRemote = onRemote or emitUp
+        self.ping = ping
+        self.timeout = timeout
+        self.initialDelay = self.delay = reconnect
+        self.factor = backoff
+        self.maxDelay = maxDelay
+        self.jitterFraction = jitter
+        self.jitter = 0  # ReconnectingClientFactory's own jitter: ours replaces it
+        self.handshakeTimeout = handshakeTimeout
+        self.limits = limits or Limits()
+        self.clock = clock
+        self.random = random or _random.Random()
+        self.remote: Any = None
+        self.conn: Optional[DnodeProtocol] = None
+        self.closed = False
+        self.state = "idle"
+        self.attempts = 0
+        self.lastFailure: Optional[Failure] = None
+        self.nextAttemptAt: Optional[float] = None
+        self.lastPing: Optional[float] = None
+        self._link: Optional[DnodeProtocol] = None
+        self._calledBackFor: Optional[DnodeProtocol] = None
+        self._heartbeat: Optional[Heartbeat] = None
+        self._handshakeTimer: Optional[IDelayedCall] = None
+        self._flushing = False
+        self._whenLinkGone: list = []
+        self._queue = TransactionQueue(self._clock(), self._fireTransaction, self._endTransaction, maxQueue)
+
+    def _clock(self) -> IReactorTime:
+        if self.clock is None:
+            from twisted.internet import reactor
+
+            self.clock = reactor  # type: ignore[assignment]
+        return self.clock  # type: ignore[return-value]
+
+    # -- Transactions ------------------------------------------------------------
+
+    def __call__(self, *args: Any, timeout: Optional[float] = None) -> Optional["Deferred[Any]"]:
+        """
+        A transaction.  C{up()} and C{up(timeout=t)} return a Deferred that
+        fires with the remote once the link is up, or fails with
+        L{UpTimeout} after C{t} seconds or L{Closed} on C{close()}.  Node's
+        forms C{up(cb)} and C{up(t, cb)} call C{cb(remote, conn)}, or C{cb()}
+        with no arguments when the transaction ends without a link.
+        """
+        callback = None
+        if args and callable(args[-1]):
+            callback = args[-1]
+            args = args[:-1]
+        if args:
+            if len(args) > 1 or timeout is not None:
+                raise TypeError("up() takes at most a timeout and a callback")
+            timeout = args[0]
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+        ):
+            raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+        if self.closed:
+            if callback is not None:
+                callback()
+                return None
+            from twisted.internet.defer import fail
+
+            return fail(Closed("this upnode client is closed"))
+        txn = self._queue.add(timeout)
+        if callback is not None:
+            txn.callback = callback
+            result = None
+        else:
+            txn.deferred = result = Deferred(lambda d: self._queue.remove(txn))
+        if self.remote is not None and not self._flushing:
+            self._flush()
+        return result
+
+    def _fireTransaction(self, txn: Transaction) -> None:
+        if txn.deferred is not None:
+            txn.deferred.callback(self.remote)
+        elif txn.callback is not None:
+            try:
+                txn.callback(self.remote, self.conn)
+            except Exception:
+                self.emit("error", Failure())
+
+    def _endTransaction(self, txn: Transaction, error: Exception) -> None:
+        if txn.deferred is not None:
+            txn.deferred.errback(Failure(error))
+        elif txn.callback is not None:
+            try:
+                txn.callback()
+            except Exception:
+                self.emit("error", Failure())
+
+    def _flush(self) -> None:
+        link = self._link
+        self._flushing = True
+        try:
+            self._queue.flush(lambda: self.remote is not None and self._link is link)
+        finally:
+            self._flushing = False
+
+    @property
+    def queued(self) -> int:
+        """
+        How many transactions are waiting for a link.
+        """
+        return len(self._queue)
+
+    # -- Connection attempts -----------------------------------------------------
+
+    def startedConnecting(self, connector: IConnector) -> None:
+        self.connector = connector
+        self.attempts += 1
+        self.nextAttemptAt = None
+        self.state = "connecting"
+        if self.attempts > 1:
+            self.emit("reconnect")
+
+    def retry(self, connector: Optional[IConnector] = None) -> None:
+        if self.closed:
+            return
+        base = min(self.initialDelay * self.factor**self.retries, self.maxDelay)
+        spread = self.jitterFraction
+        self.delay = base * (1 - spread + 2 * spread * self.random.random())
+        self.state = "waiting"
+        self.nextAttemptAt = self._clock().seconds() + self.delay
+        ReconnectingClientFactory.retry(self, connector)
+
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+        self._noteFailure(reason, "Connection attempt to {destination} failed: {reason}", connector)
+        ReconnectingClientFactory.clientConnectionFailed(self, connector, reason)
+
+    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
+        ReconnectingClientFactory.clientConnectionLost(self, connector, reason)
+
+    def _noteFailure(self, reason: Failure, message: str, connector: Any) -> None:
+        self.lastFailure = reason
+        if self.closed:
+            return
+        if reason.check(*_ROUTINE):
+            self._log.info(message, destination=_destination(connector), reason=reason.value)
+        else:
+            self._log.error(message, destination=_destination(connector), reason=reason.value)
+            self.emit("error", reason)
+
+    # -- One link --------------------------------------------------------------
+
+    def buildProtocol(self, addr: Any) -> DnodeProtocol:
+        conn = self.protocol(self.cons, self.limits, self._clock(), withPing)
+        conn.factory = self
+        self._link = conn
+        self.state = "handshaking"
+        conn.on("remote", self._remoteArrived)
+        conn.once("up", lambda obj: self._linkUp(conn, obj))
+        conn.on("error", lambda failure: self.emit("error", failure))
+        conn.on("fail", lambda error: self.emit("error", Failure(error)))
+        conn.notifyOnLoss(lambda reason: self._linkLost(conn, reason))
+        if self.handshakeTimeout:
+            self._handshakeTimer = self._clock().callLater(
+                self.handshakeTimeout, self._handshakeExpired, conn
+            )
+        return conn
+
+    def _remoteArrived(self, remote: Any, conn: DnodeProtocol) -> None:
+        if conn is not self._link or self.closed:
+            return
+        self.emit("remote", remote, conn)
+        if self._heartbeat is None and self.ping:
+            if callable(getattr(remote, "ping", None)):
+                self._heartbeat = Heartbeat(
+                    lambda cb: remote.ping(cb),
+                    self.ping,
+                    self.timeout,
+                    self._clock(),
+                    self._pingAnswered,
+                    lambda: self._pingExpired(conn),
+                )
+                self._heartbeat.start()
+            else:
+                self.emit("error", Failure(RuntimeError("the remote does not implement ping")))
+        # A later methods message only refreshes the remote; the connect
+        # callback runs once per link.
+        if self._calledBackFor is not conn:
+            self._calledBackFor = conn
+            try:
+                self.onRemote(remote, conn)
+            except Exception:
+                failure = Failure()
+                self._log.failure("The connect callback raised; dropping the link", failure)
+                self.emit("error", failure)
+                _abort(conn)
+
+    def _linkUp(self, conn: DnodeProtocol, obj: Any) -> None:
+        if conn is not self._link or self.closed or not conn.connected:
+            return
+        self._cancelHandshakeTimer()
+        self.remote = obj
+        self.conn = conn
+        self.state = "up"
+        self.resetDelay()
+        self._log.info("upnode link up to {peer}", peer=conn._peerName())
+        self._flush()
+        if self._link is conn:
+            self.emit("up", obj)
+
+    def _handshakeExpired(self, conn: DnodeProtocol) -> None:
+        self._handshakeTimer = None
+        if conn is not self._link:
+            return
+        self.emit(
+            "error",
+            Failure(
+                UpTimeout(f"the connect callback did not emit 'up' within {self.handshakeTimeout} seconds")
+            ),
+        )
+        _abort(conn)
+
+    def _pingAnswered(self, roundTrip: float) -> None:
+        self.lastPing = roundTrip
+        self.emit("ping", roundTrip)
+
+    def _pingExpired(self, conn: DnodeProtocol) -> None:
+        self._log.warn(
+            "No ping answer from {peer} within {timeout} seconds; dropping the link",
+            peer=conn._peerName(),
+            timeout=self.timeout,
+        )
+        _abort(conn)
+
+    def _cancelHandshakeTimer(self) -> None:
+        if self._handshakeTimer is not None and self._handshakeTimer.active():
+            self._handshakeTimer.cancel()
+        self._handshakeTimer = None
+
+    def _linkLost(self, conn: DnodeProtocol, reason: Failure) -> None:
+        if conn is not self._link:
+            return
+        self._link = None
+        self._cancelHandshakeTimer()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        wasUp = self.conn is conn
+        self.remote = None
+        self.conn = None
+        if not wasUp:
+            failover = getattr(self.connector, "failover", None)
+            if failover is not None:
+                failover()
+            self._noteFailure(reason, "Link to {destination} lost before it came up: {reason}", self.connector)
+        else:
+            self.lastFailure = reason
+        self.state = "closed" if self.closed else "waiting"
+        if wasUp:
+            self._log.info("upnode link down: {reason}", reason=reason.value)
+            self.emit("down")
+        waiters, self._whenLinkGone = self._whenLinkGone, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    # -- Closing ---------------------------------------------------------------
+
+    def close(self) -> "Deferred[None]":
+        """
+        Stop reconnecting, end the link, fail every waiting transaction with
+        L{Closed}, and emit C{close}.  The Deferred fires once the link is
+        gone.
+        """
+        if self.closed:
+            return succeed(None)
+        self.closed = True
+        self.state = "closed"
+        self.nextAttemptAt = None
+        self.stopTrying()
+        self._cancelHandshakeTimer()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        gone: Deferred[None]
+        if self._link is not None:
+            gone = Deferred()
+            self._whenLinkGone.append(gone)
+            self._link.end()
+        else:
+            gone = succeed(None)
+        self._queue.endAll(Closed("this upnode client was closed"))
+        self.emit("close")
+        return gone
+
+    # Node's name for it.
+    end = close
+
+    def status(self) -> Dict[str, Any]:
+        """
+        A read-only snapshot for humans and monitoring.
+        """
+        now = self._clock().seconds()
+        return {
+            "state": self.state,
+            "attempts": self.attempts,
+            "lastFailure": None if self.lastFailure is None else str(self.lastFailure.value),
+            "nextAttemptIn": None
+            if self.nextAttemptAt is None
+            else max(0.0, self.nextAttemptAt - now),
+            "queued": len(self._queue),
+            "lastPing": self.lastPing,
+        }
+
+
+def _abort(conn: DnodeProtocol) -> None:
+    conn._closing = True
+    if conn.transport is not None:
+        conn.transport.abortConnection()
+
+
+def _destination(connector: Any) -> str:
+    try:
+        return str(connector.getDestination())
+    except Exception:
+        return "the server"

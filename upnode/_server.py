@@ -1,0 +1,79 @@
+"""
+The upnode server side: dnode connections that answer C{ping} and ping
+their clients, dropping the ones that stop answering.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from ._expose import Cons, withPing
+from ._heartbeat import Heartbeat
+from ._limits import Limits
+from ._protocol import DnodeProtocol
+from .dnode import DnodeFactory
+
+
+class UpnodeServerFactory(DnodeFactory):
+    """
+    Serves C{cons} over dnode with upnode's heartbeat on both sides.
+
+    @param ping: seconds between our pings to each client that exposes
+        C{ping}; 0 disables them.
+    @param timeout: seconds a client may take to answer before it is dropped.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        cons: Cons = None,
+        *,
+        ping: float = 10.0,
+        timeout: float = 5.0,
+        limits: Optional[Limits] = None,
+        clock: Optional[IReactorTime] = None,
+    ) -> None:
+        DnodeFactory.__init__(self, cons, limits, clock, withPing)
+        self.ping = ping
+        self.timeout = timeout
+
+    def buildProtocol(self, addr: Any) -> DnodeProtocol:
+        conn = DnodeFactory.buildProtocol(self, addr)
+        if self.ping:
+            conn.once("remote", lambda remote, conn: self._startHeartbeat(conn))
+        return conn
+
+    def _startHeartbeat(self, conn: DnodeProtocol) -> None:
+        if not callable(getattr(conn.remote, "ping", None)) or not conn.connected:
+            return
+        remote = conn.remote
+        heartbeat = Heartbeat(
+            lambda cb: remote.ping(cb),
+            self.ping,
+            self.timeout,
+            self._clock(),
+            lambda roundTrip: None,
+            lambda: self._silent(conn),
+        )
+        heartbeat.start()
+        conn.notifyOnLoss(lambda reason: heartbeat.stop())
+
+    def _silent(self, conn: DnodeProtocol) -> None:
+        self._log.warn(
+            "Dropping {peer}: no ping answer within {timeout} seconds",
+            peer=conn._peerName(),
+            timeout=self.timeout,
+        )
+        conn._closing = True
+        conn.transport.abortConnection()
+
+    def _clock(self) -> IReactorTime:
+        if self.clock is None:
+            from twisted.internet import reactor
+
+            self.clock = reactor  # type: ignore[assignment]
+        return self.clock  # type: ignore[return-value]
