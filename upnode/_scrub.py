@@ -135,9 +135,15 @@ def unscrub(
         for link in links:
             if type(link) is not dict or "from" not in link or "to" not in link:
                 raise RejectedMessage(f"malformed link {link!r:.60}")
-            source, sourceSlot = _place(arguments, link["from"], limits)
+            source = link["from"]
+            # An empty "from" is the arguments list itself (a cycle to the root).
+            if source == []:
+                value: Any = arguments
+            else:
+                container, slot = _place(arguments, source, limits)
+                value = container[slot]
             target, targetSlot = _place(arguments, link["to"], limits)
-            target[targetSlot] = source[sourceSlot]
+            target[targetSlot] = value
     elif links is not None and type(links) is not list:
         raise RejectedMessage("links must be a list")
     return arguments

@@ -1,0 +1,445 @@
+"""
+The dnode protocol over StringTransport and in-memory pairs.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from typing import Any, List, Optional, Tuple
+
+from twisted.internet.protocol import Factory
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from upnode import DeadRemoteError, DnodeProtocol, Limits, ProtocolError, RejectedMessage
+from upnode.dnode import DnodeFactory
+from upnode.testing import connectInMemory
+
+
+class Target:
+    """
+    An exposed object that records what reached it.
+    """
+
+    def __init__(self) -> None:
+        self._calls: List[Tuple[str, Any]] = []
+        self.answer = 42
+
+    @property
+    def calls(self) -> List[Tuple[str, Any]]:
+        # A property is never exposed (nor run) by the protocol.
+        return self._calls
+        self._secret = "never"
+
+    def echo(self, value: Any, cb: Any) -> None:
+        self.calls.append(("echo", value))
+        cb(value)
+
+    def record(self, *args: Any) -> None:
+        self.calls.append(("record", args))
+
+    def boom(self) -> None:
+        raise ZeroDivisionError("boom")
+
+    def _private(self) -> None:
+        self.calls.append(("_private", None))
+
+
+def line(message: Any) -> bytes:
+    return json.dumps(message).encode() + b"\n"
+
+
+class Harness:
+    """
+    A protocol on a StringTransport, with its events recorded.
+    """
+
+    def __init__(self, limits: Optional[Limits] = None) -> None:
+        self.target = Target()
+        self.clock = Clock()
+        self.proto = DnodeProtocol(self.target, limits, self.clock)
+        self.transport = StringTransport()
+        self.fails: List[Exception] = []
+        self.errors: List[Any] = []
+        self.proto.on("fail", self.fails.append)
+        self.proto.on("error", self.errors.append)
+        self.proto.makeConnection(self.transport)
+
+    def sent(self) -> List[Any]:
+        messages = [json.loads(x) for x in self.transport.value().splitlines()]
+        self.transport.clear()
+        return messages
+
+
+class SessionTests(SynchronousTestCase):
+    def test_methodsOnConnect(self) -> None:
+        """
+        The first line is the methods message, shaped as Node's, with only
+        public methods and public data.
+        """
+        h = Harness()
+        [methods] = h.sent()
+        self.assertEqual(methods["method"], "methods")
+        self.assertEqual(
+            methods["arguments"],
+            [{"answer": 42, "boom": "[Function]", "echo": "[Function]", "record": "[Function]"}],
+        )
+        self.assertEqual(
+            sorted(methods["callbacks"].values()),
+            [["0", "boom"], ["0", "echo"], ["0", "record"]],
+        )
+        self.assertEqual(methods["links"], [])
+
+    def test_remoteProxy(self) -> None:
+        """
+        The peer's methods become a Remote: attribute, item, in, dir; data
+        stays data; calls go by callback id as Node's do.
+        """
+        h = Harness()
+        h.sent()
+        remotes: List[Any] = []
+        h.proto.on("remote", lambda remote, conn: remotes.append((remote, conn)))
+        h.proto.dataReceived(
+            line(
+                {
+                    "method": "methods",
+                    "arguments": [{"time": "[Function]", "boop": 6, "nested": {"f": "[Function]"}}],
+                    "callbacks": {"3": ["0", "time"], "4": ["0", "nested", "f"]},
+                }
+            )
+        )
+        [(remote, conn)] = remotes
+        self.assertIs(conn, h.proto)
+        self.assertEqual(remote.boop, 6)
+        self.assertIn("time", remote)
+        self.assertIs(remote["time"], remote.time)
+        self.assertEqual(dir(remote), ["boop", "nested", "time"])
+        got: List[Any] = []
+        remote.time(got.append, [1, "x"])
+        [call] = h.sent()
+        self.assertEqual(call["method"], 3)
+        self.assertEqual(call["arguments"], ["[Function]", [1, "x"]])
+        cbId = int(next(iter(call["callbacks"])))
+        h.proto.dataReceived(line({"method": cbId, "arguments": ["now"]}))
+        h.proto.dataReceived(line({"method": cbId, "arguments": ["again"]}))
+        self.assertEqual(got, ["now", "again"])
+
+    def test_laterMethodsReplace(self) -> None:
+        h = Harness()
+        h.proto.dataReceived(line({"method": "methods", "arguments": [{"a": 1}]}))
+        remote = h.proto.remote
+        h.proto.dataReceived(line({"method": "methods", "arguments": [{"b": 2}]}))
+        self.assertIs(h.proto.remote, remote)
+        self.assertEqual(dir(remote), ["b"])
+
+    def test_callByNameAndId(self) -> None:
+        h = Harness()
+        [methods] = h.sent()
+        echoId = next(int(k) for k, v in methods["callbacks"].items() if v == ["0", "echo"])
+        h.proto.dataReceived(
+            line({"method": "echo", "arguments": [1, "[Function]"], "callbacks": {"7": ["1"]}})
+            + line({"method": echoId, "arguments": [2, "[Function]"], "callbacks": {"7": ["1"]}})
+        )
+        self.assertEqual(h.target.calls, [("echo", 1), ("echo", 2)])
+        replies = [m for m in h.sent() if m["method"] == 7]
+        self.assertEqual([m["arguments"] for m in replies], [[1], [2]])
+
+    def test_localErrorIsAnEvent(self) -> None:
+        """
+        A method that raises emits error and the connection stays open.
+        """
+        h = Harness()
+        h.proto.dataReceived(line({"method": "boom"}) + line({"method": "record", "arguments": [1]}))
+        self.assertEqual(len(h.errors), 1)
+        self.assertTrue(h.errors[0].check(ZeroDivisionError))
+        self.assertEqual(h.target.calls, [("record", (1,))])
+        self.assertFalse(h.transport.disconnecting)
+        self.flushLoggedErrors(ZeroDivisionError)
+
+    def test_noJsonFormRaisesAtCallSite(self) -> None:
+        """
+        A value with no JSON form raises TypeError and nothing is sent; the
+        ids handed out for the failed call are taken back.
+        """
+        h = Harness()
+        h.sent()
+        before = h.proto.callbackCount()
+        self.assertRaises(TypeError, h.proto.request, 0, [lambda: None, b"bytes"])
+        self.assertEqual(h.transport.value(), b"")
+        self.assertEqual(h.proto.callbackCount(), before)
+
+    def test_deadRemote(self) -> None:
+        """
+        Calling a remote method after the link is gone raises.
+        """
+        h = Harness()
+        h.proto.dataReceived(
+            line({"method": "methods", "arguments": [{"f": "[Function]"}], "callbacks": {"0": ["0", "f"]}})
+        )
+        h.proto.connectionLost(None)
+        self.assertRaises(DeadRemoteError, h.proto.remote.f)
+
+    def test_cullReceived(self) -> None:
+        """
+        A cull from the peer forgets our callbacks; calling one then fails.
+        """
+        h = Harness()
+        h.sent()
+        h.proto.request("x", [lambda: None])
+        [call] = h.sent()
+        cbId = int(next(iter(call["callbacks"])))
+        self.assertEqual(h.proto.callbackCount()["local"], 4)
+        h.proto.dataReceived(line({"method": "cull", "arguments": [cbId]}))
+        self.assertEqual(h.proto.callbackCount()["local"], 3)
+        h.proto.dataReceived(line({"method": cbId}))
+        self.assertIsInstance(h.fails[-1], RejectedMessage)
+
+    def test_cullSentWhenProxyCollected(self) -> None:
+        """
+        When our last reference to a peer callback goes, a cull for its id
+        is sent (batched with others arriving in the same data).
+        """
+        h = Harness()
+        h.sent()
+        h.proto.dataReceived(
+            line({"method": "echo", "arguments": [1, "[Function]"], "callbacks": {"11": ["1"]}})
+            + line({"method": "echo", "arguments": [2, "[Function]"], "callbacks": {"12": ["1"]}})
+        )
+        gc.collect()
+        culls = [m for m in h.sent() if m["method"] == "cull"]
+        self.assertEqual(culls, [{"method": "cull", "arguments": [11, 12]}])
+        self.assertEqual(h.proto.callbackCount()["remote"], 0)
+
+    def test_cullOutsideReceiveIsScheduled(self) -> None:
+        h = Harness()
+        h.sent()
+        h.proto.dataReceived(
+            line({"method": "methods", "arguments": [{"f": "[Function]"}], "callbacks": {"5": ["0", "f"]}})
+        )
+        h.proto.dataReceived(line({"method": "methods", "arguments": [{}]}))
+        gc.collect()
+        h.clock.advance(0)
+        self.assertEqual([m for m in h.sent() if m["method"] == "cull"], [{"method": "cull", "arguments": [5]}])
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+
+class FramingTests(SynchronousTestCase):
+    def stream(self) -> bytes:
+        messages = [
+            {"method": "record", "arguments": [i, "é" * i, {"k": [None, True, 1.5]}]} for i in range(6)
+        ]
+        return b"".join(line(m) for m in messages) + b'{"method":"record","argum'
+
+    def test_everyChunkSize(self) -> None:
+        """
+        The same stream gives the same calls however it is cut, and a
+        partial last line is never dispatched.
+        """
+        data = self.stream()
+        expected = None
+        for size in range(1, len(data) + 1):
+            h = Harness()
+            for start in range(0, len(data), size):
+                h.proto.dataReceived(data[start : start + size])
+            if expected is None:
+                expected = h.target.calls
+                self.assertEqual(len(expected), 6)
+            self.assertEqual(h.target.calls, expected, f"chunk size {size}")
+            self.assertFalse(h.transport.disconnecting)
+
+    def test_crlfAccepted(self) -> None:
+        h = Harness()
+        h.proto.dataReceived(b'{"method":"record","arguments":[1]}\r\n')
+        self.assertEqual(h.target.calls, [("record", (1,))])
+
+    def test_lineCapEdge(self) -> None:
+        """
+        A line of exactly maxLineLength bytes is read; one byte more closes.
+        """
+        limits = Limits(maxLineLength=100)
+        base = b'{"method":"record","arguments":["'
+        fill = 100 - len(base) - 3
+        exact = base + b"x" * fill + b'"]}'
+        self.assertEqual(len(exact), 100)
+        h = Harness(limits)
+        h.proto.dataReceived(exact + b"\n")
+        self.assertEqual(len(h.target.calls), 1)
+        self.assertFalse(h.transport.disconnecting)
+        over = base + b"x" * (fill + 1) + b'"]}'
+        for data in [over + b"\n", over]:
+            h = Harness(limits)
+            h.proto.dataReceived(data)
+            self.assertEqual(h.target.calls, [])
+            self.assertTrue(h.transport.disconnecting)
+            self.assertIsInstance(h.fails[0], ProtocolError)
+
+    def test_oversizedInOneBytePieces(self) -> None:
+        """
+        A line that never ends is cut off at the cap even a byte at a time.
+        """
+        h = Harness(Limits(maxLineLength=50))
+        for _ in range(51):
+            h.proto.dataReceived(b"x")
+        self.assertTrue(h.transport.disconnecting)
+
+    def test_defaultCapIsOneMebibyte(self) -> None:
+        h = Harness()
+        self.assertEqual(h.proto.MAX_LENGTH, 1024 * 1024)
+        payload = b'{"method":"record","arguments":["' + b"y" * 500_000 + b'"]}\n'
+        h.proto.dataReceived(payload)
+        self.assertEqual(len(h.target.calls), 1)
+
+    def test_nothingAfterClose(self) -> None:
+        """
+        Lines after one that closes the connection are not dispatched.
+        """
+        h = Harness()
+        h.proto.dataReceived(b"not json\n" + line({"method": "record", "arguments": [1]}))
+        self.assertEqual(h.target.calls, [])
+        self.assertTrue(h.transport.disconnecting)
+
+
+# (name, bytes, outcome): what each hostile or broken input gets.
+HOSTILE = [
+    ("not JSON", b"hello\n", "close"),
+    ("truncated JSON", b'{"method":"record",\n', "close"),
+    ("empty line", b"\n", "close"),
+    ("NaN literal", b'{"method":"record","arguments":[NaN]}\n', "close"),
+    ("Infinity literal", b'{"method":"record","arguments":[-Infinity]}\n', "close"),
+    ("invalid UTF-8", b'{"method":"record","arguments":["\xff\xfe"]}\n', "close"),
+    ("too deep", b'{"method":"record","arguments":' + b"[" * 100 + b"]" * 100 + b"}\n", "close"),
+    ("recursion bomb", b"[" * 200_000 + b"\n", "close"),
+    ("huge integer digits", b'{"method":"record","arguments":[' + b"9" * 5000 + b"]}\n", "close"),
+    ("top level array", b"[1,2]\n", "reject"),
+    ("top level string", b'"methods"\n', "reject"),
+    ("top level null", b"null\n", "reject"),
+    ("private method", line({"method": "_private"}), "reject"),
+    ("dunder method", line({"method": "__init__"}), "reject"),
+    ("dunder class", line({"method": "__class__"}), "reject"),
+    ("non-callable member", line({"method": "answer"}), "reject"),
+    ("unknown method", line({"method": "nope"}), "reject"),
+    ("unknown callback id", line({"method": 999}), "reject"),
+    ("true is not callback 1", line({"method": True}), "reject"),
+    ("float method", line({"method": 1.0}), "reject"),
+    ("null method", line({"method": None}), "reject"),
+    ("list method", line({"method": ["record"]}), "reject"),
+    ("missing method", line({"arguments": [1]}), "reject"),
+    ("arguments not a list", line({"method": "record", "arguments": {"0": 1}}), "reject"),
+    ("arguments a string", line({"method": "record", "arguments": "abc"}), "reject"),
+    ("callback id not decimal", line({"method": "record", "arguments": [0], "callbacks": {"a": ["0"]}}), "reject"),
+    ("callback id negative", line({"method": "record", "arguments": [0], "callbacks": {"-1": ["0"]}}), "reject"),
+    ("callback path empty", line({"method": "record", "arguments": [0], "callbacks": {"1": []}}), "reject"),
+    ("callback path out of range", line({"method": "record", "arguments": [0], "callbacks": {"1": ["3"]}}), "reject"),
+    ("callback path through scalar", line({"method": "record", "arguments": [0], "callbacks": {"1": ["0", "x"]}}), "reject"),
+    ("callback path not a list", line({"method": "record", "arguments": [0], "callbacks": {"1": "0"}}), "reject"),
+    ("callbacks not an object", line({"method": "record", "arguments": [0], "callbacks": [1]}), "reject"),
+    ("link malformed", line({"method": "record", "arguments": [0], "links": [{"from": ["0"]}]}), "reject"),
+    ("link points nowhere", line({"method": "record", "arguments": [0], "links": [{"from": ["4"], "to": ["0"]}]}), "reject"),
+    ("links not a list", line({"method": "record", "arguments": [0], "links": {"from": 1}}), "reject"),
+    ("cull not a list", line({"method": "cull", "arguments": 5}), "reject"),
+    ("cull of strings", line({"method": "cull", "arguments": ["0"]}), "reject"),
+    ("methods not an object", line({"method": "methods", "arguments": [5]}), "ok"),
+    ("huge integer argument", line({"method": "record", "arguments": [10**300]}), "ok"),
+    ("large float", b'{"method":"record","arguments":[1e400]}\n', "ok"),
+    ("lone surrogate", b'{"method":"record","arguments":["\\ud800"]}\n', "ok"),
+]
+
+
+class HostileInputTests(SynchronousTestCase):
+    """
+    Each input gets its outcome; nothing private is ever reached, and a
+    well-formed call right after a rejected one still works.
+    """
+
+    def test_corpus(self) -> None:
+        for name, data, outcome in HOSTILE:
+            h = Harness()
+            h.sent()
+            h.proto.dataReceived(data)
+            private = [c for c in h.target.calls if c[0] == "_private"]
+            self.assertEqual(private, [], name)
+            if outcome == "close":
+                self.assertTrue(h.transport.disconnecting, name)
+                self.assertIsInstance(h.fails[0], ProtocolError, name)
+                self.assertEqual(h.target.calls, [], name)
+            elif outcome == "reject":
+                self.assertFalse(h.transport.disconnecting, name)
+                self.assertEqual(len(h.fails), 1, name)
+                self.assertIsInstance(h.fails[0], RejectedMessage, name)
+                self.assertEqual(h.target.calls, [], name)
+            else:
+                self.assertFalse(h.transport.disconnecting, name)
+                self.assertEqual(h.fails, [], name)
+            if outcome != "close":
+                h.proto.dataReceived(line({"method": "record", "arguments": ["after"]}))
+                self.assertEqual(h.target.calls[-1], ("record", ("after",)), name)
+
+
+class InMemoryPairTests(SynchronousTestCase):
+    def pair(self, serverCons: Any, clientCons: Any = None) -> Any:
+        clock = Clock()
+        client = DnodeProtocol(clientCons, clock=clock)
+        link = connectInMemory(DnodeFactory(serverCons, clock=clock), client, clock)
+        link.flush()
+        return link
+
+    def test_callbacksBothWays(self) -> None:
+        """
+        Callbacks inside callbacks, called repeatedly, in both directions.
+        """
+
+        def twice(cb: Any) -> None:
+            def reply(value: Any) -> None:
+                got.append(("server got", value))
+
+            cb(1, reply)
+            cb(2, reply)
+
+        got: List[Any] = []
+        link = self.pair({"twice": twice})
+        link.client.remote.twice(lambda n, reply: (got.append(n), reply(n * 10)))
+        link.flush()
+        self.assertEqual(got, [1, 2, ("server got", 10), ("server got", 20)])
+
+    def test_cyclesBothWays(self) -> None:
+        seen: List[Any] = []
+
+        def mirror(value: Any, cb: Any) -> None:
+            seen.append(value)
+            cb(value)
+
+        link = self.pair({"mirror": mirror})
+        data: dict = {"n": 1}
+        data["me"] = data
+        link.client.remote.mirror(data, seen.append)
+        link.flush()
+        self.assertIs(seen[0]["me"], seen[0])
+        self.assertIs(seen[1]["me"], seen[1])
+        self.assertEqual(seen[1]["n"], 1)
+
+    def test_tablesStayBounded(self) -> None:
+        """
+        A thousand calls each with a fresh callback leave both tables where
+        they started: the culls keep them bounded.
+        """
+        link = self.pair({"echo": lambda v, cb: cb(v)})
+        start = (link.client.callbackCount(), link.server.callbackCount())
+        got: List[int] = []
+        for i in range(1000):
+            link.client.remote.echo(i, lambda v: got.append(v))
+            link.flush()
+        gc.collect()
+        link.flush()
+        self.assertEqual(len(got), 1000)
+        self.assertEqual((link.client.callbackCount(), link.server.callbackCount()), start)
+
+    def test_privateNeverReachable(self) -> None:
+        target = Target()
+        link = self.pair(target)
+        self.assertEqual(sorted(link.client.remote), ["answer", "boom", "echo", "record"])
+        link.client.request("_private", [])
+        link.client.request("__dict__", [])
+        link.flush()
+        self.assertEqual(target.calls, [])

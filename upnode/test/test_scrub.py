@@ -1,0 +1,241 @@
+"""
+Scrubbing callables out of outgoing arguments and unscrubbing incoming ones.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, List
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from upnode import Limits, RejectedMessage
+from upnode._json import decodeLine, encodeLine
+from upnode._scrub import scrub, unscrub
+
+
+class Ids:
+    """
+    A callback id table like the protocol's.
+    """
+
+    def __init__(self) -> None:
+        self.byId: Dict[int, Any] = {}
+        self.ids: Dict[Any, int] = {}
+
+    def __call__(self, fn: Callable[..., Any]) -> int:
+        if fn not in self.ids:
+            self.ids[fn] = len(self.ids)
+            self.byId[self.ids[fn]] = fn
+        return self.ids[fn]
+
+
+def roundTrip(arguments: List[Any], limits: Limits = Limits()) -> List[Any]:
+    """
+    Scrub, encode, decode and unscrub, with callbacks coming back as
+    ("cb", id) tuples.
+    """
+    args, callbacks, links = scrub(arguments, Ids(), limits.maxDepth)
+    line = encodeLine({"method": 0, "arguments": args, "callbacks": callbacks, "links": links})
+    message = decodeLine(line[:-1], limits.maxDepth)
+    return unscrub(message, lambda i: ("cb", i), limits)
+
+
+class ScrubTests(SynchronousTestCase):
+    def test_nodeShape(self) -> None:
+        """
+        Paths are strings, as Node's traverse writes them, functions are
+        placeholders, and every field is present.
+        """
+
+        def f() -> None:
+            pass
+
+        args, callbacks, links = scrub([1, {"a": f}, [f]], Ids(), 64)
+        self.assertEqual(args, [1, {"a": "[Function]"}, ["[Function]"]])
+        self.assertEqual(callbacks, {"0": ["1", "a"]})
+        self.assertEqual(links, [{"from": ["1", "a"], "to": ["2", "0"]}])
+
+    def test_sameIdAcrossMessages(self) -> None:
+        """
+        A function sent again keeps its first id.
+        """
+        ids = Ids()
+
+        def f() -> None:
+            pass
+
+        self.assertEqual(scrub([f], ids, 64)[1], {"0": ["0"]})
+        self.assertEqual(scrub([1, f], ids, 64)[1], {"0": ["1"]})
+
+    def test_cycleBecomesLink(self) -> None:
+        """
+        A cyclic argument is sent as a link, never recursed into forever,
+        and comes back as a real cycle.
+        """
+        a: Dict[str, Any] = {"name": "a"}
+        a["self"] = a
+        args, _, links = scrub([a], Ids(), 64)
+        self.assertEqual(args, [{"name": "a", "self": "[Circular]"}])
+        self.assertEqual(links, [{"from": ["0"], "to": ["0", "self"]}])
+        back = roundTrip([a])
+        self.assertIs(back[0]["self"], back[0])
+
+    def test_sharedReference(self) -> None:
+        """
+        One list referenced twice arrives as one list.
+        """
+        shared = [1, 2]
+        back = roundTrip([shared, {"x": shared}])
+        self.assertEqual(back, [[1, 2], {"x": [1, 2]}])
+        self.assertIs(back[0], back[1]["x"])
+
+    def test_nonFiniteFloatsAreNull(self) -> None:
+        """
+        NaN and the infinities go out as null, never as bare NaN.
+        """
+        line = encodeLine({"arguments": scrub([math.nan, math.inf, -math.inf, 1.5], Ids(), 64)[0]})
+        self.assertEqual(line, b'{"arguments":[null,null,null,1.5]}\n')
+
+    def test_noJsonForm(self) -> None:
+        """
+        bytes, sets, arbitrary objects and non-string keys raise TypeError.
+        """
+        for value in [b"x", {1, 2}, object(), {1: "a"}]:
+            self.assertRaises(TypeError, scrub, [value], Ids(), 64)
+
+    def test_depthLimit(self) -> None:
+        """
+        The message object and its arguments list count as two levels.
+        """
+        nested: Any = []
+        for _ in range(61):
+            nested = [nested]
+        scrub([nested], Ids(), 64)  # 2 + 62 levels
+        self.assertRaises(ValueError, scrub, [[nested]], Ids(), 64)
+
+    def test_loneSurrogate(self) -> None:
+        """
+        A lone surrogate goes out escaped, as Node writes it, and comes back.
+        """
+        line = encodeLine(["\ud800é"])
+        self.assertEqual(line, b'["\\ud800\\u00e9"]\n')
+        self.assertEqual(decodeLine(line[:-1], 64), ["\ud800é"])
+        self.assertEqual(encodeLine(["é"]), '["é"]\n'.encode())
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=20,
+)
+
+
+class RoundTripProperties(SynchronousTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(json_values, max_size=5))
+    def test_data(self, arguments: List[Any]) -> None:
+        """
+        Plain data survives the round trip unchanged.
+        """
+        self.assertEqual(roundTrip(arguments), arguments)
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.lists(json_values, max_size=4), st.data())
+    def test_callbacksAndCycles(self, arguments: List[Any], data: st.DataObject) -> None:
+        """
+        Callables placed anywhere come back as callbacks at the same places,
+        and a cycle added anywhere comes back as a cycle.
+        """
+
+        def fn() -> None:
+            pass
+
+        arguments.append({"fn": fn, "again": fn, "items": [fn]})
+        holder: Dict[str, Any] = {"data": arguments}
+        holder["loop"] = holder
+        arguments.append(holder)
+        back = roundTrip(arguments)
+        self.assertEqual(back[-2]["fn"], ("cb", 0))
+        self.assertIs(back[-2]["again"], back[-2]["fn"])
+        self.assertEqual(back[-2]["items"], [("cb", 0)])
+        self.assertIs(back[-1]["loop"], back[-1])
+        self.assertIs(back[-1]["data"], back)
+        self.assertEqual(back[:-2], arguments[:-2])
+
+
+class UnscrubRejectionTests(SynchronousTestCase):
+    """
+    Every malformed part of a message is rejected before anything is built.
+    """
+
+    def assertRejected(self, message: Dict[str, Any], limits: Limits = Limits()) -> None:
+        made: List[int] = []
+        self.assertRaises(RejectedMessage, unscrub, message, made.append, limits)
+
+    def test_argumentsNotList(self) -> None:
+        self.assertRejected({"arguments": {"0": 1}})
+
+    def test_callbacksNotObject(self) -> None:
+        self.assertRejected({"arguments": [1], "callbacks": [["0"]]})
+
+    def test_callbackIdNotDecimal(self) -> None:
+        for key in ["x", "-1", "01", "1.0", "1e3", " 1", "12abc", "99999999999999999"]:
+            self.assertRejected({"arguments": ["[Function]"], "callbacks": {key: ["0"]}})
+
+    def test_paths(self) -> None:
+        for path in [[], "0", ["1"], ["0", "a"], ["x"], [True], [None], ["0", "0", "0"]]:
+            self.assertRejected({"arguments": ["[Function]"], "callbacks": {"0": path}})
+
+    def test_pathThroughNonContainer(self) -> None:
+        self.assertRejected({"arguments": [5], "callbacks": {"0": ["0", "0"]}})
+
+    def test_pathLengthLimit(self) -> None:
+        limits = Limits(maxPathLength=3)
+        nested = [[["[Function]"]]]
+        unscrub({"arguments": nested, "callbacks": {"0": ["0", "0", "0"]}}, lambda i: i, limits)
+        self.assertRejected(
+            {"arguments": [nested], "callbacks": {"0": ["0", "0", "0", "0"]}}, limits
+        )
+
+    def test_callbackCountLimit(self) -> None:
+        limits = Limits(maxCallbacks=2)
+        ok = {"arguments": ["f", "f"], "callbacks": {"0": ["0"], "1": ["1"]}}
+        self.assertEqual(unscrub(ok, lambda i: i, limits), [0, 1])
+        self.assertRejected(
+            {"arguments": ["f"] * 3, "callbacks": {"0": ["0"], "1": ["1"], "2": ["2"]}}, limits
+        )
+
+    def test_links(self) -> None:
+        for links in [
+            "x",
+            [1],
+            [{"from": ["0"]}],
+            [{"from": ["5"], "to": ["0"]}],
+            [{"from": ["0"], "to": ["9"]}],
+            [{"from": ["0"], "to": []}],
+            [{"from": "0", "to": ["1"]}],
+        ]:
+            self.assertRejected({"arguments": [1, 2], "links": links})
+
+    def test_linkCountLimit(self) -> None:
+        limits = Limits(maxLinks=1)
+        link = {"from": ["0"], "to": ["1"]}
+        self.assertEqual(unscrub({"arguments": [1, 2], "links": [link]}, id, limits), [1, 1])
+        self.assertRejected({"arguments": [1, 2], "links": [link, link]}, limits)
+
+    def test_nothingBuiltOnRejection(self) -> None:
+        """
+        A message with one bad callback creates no callback at all.
+        """
+        made: List[int] = []
+        message = {"arguments": ["f", "g"], "callbacks": {"0": ["0"], "1": ["7"]}}
+        self.assertRaises(RejectedMessage, unscrub, message, made.append, Limits())
+        self.assertEqual(made, [])
