@@ -3,6 +3,12 @@ upnode for Twisted: keep a dnode connection alive, re-establish state
 between reconnects, and queue calls while the link is down.
 """
 
+from ._client import UpnodeClientFactory
+from ._limits import Limits
+from ._protocol import DnodeProtocol
+from ._remote import Remote, RemoteCallback
+from ._server import UpnodeServerFactory
+from ._upnode import Upnode, connect, listen, upnode
 from .errors import (
     Closed,
     ConnectionLostError,
@@ -13,12 +19,6 @@ from .errors import (
     UpnodeError,
     UpTimeout,
 )
-from ._client import UpnodeClientFactory
-from ._limits import Limits
-from ._server import UpnodeServerFactory
-from ._upnode import Upnode, connect, listen, upnode
-from ._protocol import DnodeProtocol
-from ._remote import Remote, RemoteCallback
 
 __all__ = [
     "Closed",

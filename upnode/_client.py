@@ -109,14 +109,14 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         self.onRemote = onRemote or emitUp
         self.ping = ping
         self.timeout = timeout
-        self.initialDelay = self.delay = reconnect
+        self.initialDelay = self.delay = float(reconnect)
         self.factor = backoff
-        self.maxDelay = maxDelay
+        self.maxDelay = maxDelay  # type: ignore[assignment]
         self.jitterFraction = jitter
         self.jitter = 0  # ReconnectingClientFactory's own jitter: ours replaces it
         self.handshakeTimeout = handshakeTimeout
         self.limits = limits or Limits()
-        self.clock = clock
+        self.clock = clock  # type: ignore[assignment]
         self.random = random or _random.Random()
         self.remote: Any = None
         self.conn: Optional[DnodeProtocol] = None
@@ -143,7 +143,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
 
     # -- Transactions ------------------------------------------------------------
 
-    def __call__(self, *args: Any, timeout: Optional[float] = None) -> Optional["Deferred[Any]"]:
+    def __call__(self, *args: Any, timeout: Optional[float] = None) -> Optional[Deferred[Any]]:
         """
         A transaction.  C{up()} and C{up(timeout=t)} return a Deferred that
         fires with the remote once the link is up, or fails with
@@ -171,11 +171,11 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
 
             return fail(Closed("this upnode client is closed"))
         txn = self._queue.add(timeout)
+        result: Optional[Deferred[Any]] = None
         if callback is not None:
             txn.callback = callback
-            result = None
         else:
-            txn.deferred = result = Deferred(lambda d: self._queue.remove(txn))
+            txn.deferred = result = Deferred(lambda d: None if self._queue.remove(txn) else None)
         if self.remote is not None and not self._flushing:
             self._flush()
         return result
@@ -216,7 +216,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
     # -- Connection attempts -----------------------------------------------------
 
     def startedConnecting(self, connector: IConnector) -> None:
-        self.connector = connector
+        self.connector = connector  # type: ignore[assignment]
         self.attempts += 1
         self.nextAttemptAt = None
         self.state = "connecting"
@@ -295,7 +295,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
                 failure = Failure()
                 self._log.failure("The connect callback raised; dropping the link", failure)
                 self.emit("error", failure)
-                _abort(conn)
+                conn.abort()
 
     def _linkUp(self, conn: DnodeProtocol, obj: Any) -> None:
         if conn is not self._link or self.closed or not conn.connected:
@@ -320,7 +320,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
                 UpTimeout(f"the connect callback did not emit 'up' within {self.handshakeTimeout} seconds")
             ),
         )
-        _abort(conn)
+        conn.abort()
 
     def _pingAnswered(self, roundTrip: float) -> None:
         self.lastPing = roundTrip
@@ -332,7 +332,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
             peer=conn._peerName(),
             timeout=self.timeout,
         )
-        _abort(conn)
+        conn.abort()
 
     def _cancelHandshakeTimer(self) -> None:
         if self._handshakeTimer is not None and self._handshakeTimer.active():
@@ -354,7 +354,9 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
             failover = getattr(self.connector, "failover", None)
             if failover is not None:
                 failover()
-            self._noteFailure(reason, "Link to {destination} lost before it came up: {reason}", self.connector)
+            self._noteFailure(
+                reason, "Link to {destination} lost before it came up: {reason}", self.connector
+            )
         else:
             self.lastFailure = reason
         self.state = "closed" if self.closed else "waiting"
@@ -367,7 +369,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
 
     # -- Closing ---------------------------------------------------------------
 
-    def close(self) -> "Deferred[None]":
+    def close(self) -> Deferred[None]:
         """
         Stop reconnecting, end the link, fail every waiting transaction with
         L{Closed}, and emit C{close}.  The Deferred fires once the link is
@@ -406,18 +408,11 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
             "state": self.state,
             "attempts": self.attempts,
             "lastFailure": None if self.lastFailure is None else str(self.lastFailure.value),
-            "nextAttemptIn": None
-            if self.nextAttemptAt is None
-            else max(0.0, self.nextAttemptAt - now),
+            "nextAttemptIn": None if self.nextAttemptAt is None else max(0.0, self.nextAttemptAt - now),
             "queued": len(self._queue),
             "lastPing": self.lastPing,
         }
 
-
-def _abort(conn: DnodeProtocol) -> None:
-    conn._closing = True
-    if conn.transport is not None:
-        conn.transport.abortConnection()
 
 
 def _destination(connector: Any) -> str:

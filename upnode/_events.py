@@ -20,9 +20,7 @@ class EventEmitter(_PyeeEmitter):
 
     _log = Logger()
 
-    def _emit_run(
-        self, f: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]
-    ) -> None:
+    def _emit_run(self, f: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
         try:
             f(*args, **kwargs)
         except Exception:

@@ -43,9 +43,7 @@ def exposedMembers(obj: Any) -> Dict[str, Any]:
     for name, value in getattr(obj, "__dict__", {}).items():
         # Plain data and callables only: an attribute such as the remote a
         # constructor kept for itself is not for the peer.
-        if type(name) is str and not name.startswith("_") and (
-            isinstance(value, _DATA) or callable(value)
-        ):
+        if type(name) is str and not name.startswith("_") and (isinstance(value, _DATA) or callable(value)):
             members[name] = value
     return members
 

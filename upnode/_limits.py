@@ -31,7 +31,7 @@ class Limits:
     maxPathLength: int = 64
 
     @classmethod
-    def fromOptions(cls, options: Mapping[str, Any]) -> "Limits":
+    def fromOptions(cls, options: Mapping[str, Any]) -> Limits:
         """
         Pick the limit names out of an options dict, leaving the rest.
         """

@@ -10,6 +10,7 @@ from inspect import iscoroutine
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -69,7 +70,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._nextId = 0
         # The peer's callbacks we hold proxies for; a proxy that dies is
         # culled, so this never outgrows what our code still references.
-        self._remoteCallbacks: "weakref.WeakValueDictionary[int, RemoteCallback]" = (
+        self._remoteCallbacks: weakref.WeakValueDictionary[int, RemoteCallback] = (
             weakref.WeakValueDictionary()
         )
         self._pendingCulls: Dict[int, None] = {}
@@ -124,7 +125,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self.emit("end")
         hooks, self._lossHooks = self._lossHooks, []
         for hook in hooks:
-            hook(reason)
+            hook(reason or Failure(ConnectionDone()))
 
     def notifyOnLoss(self, hook: Callable[[Failure], None]) -> None:
         """
@@ -139,6 +140,15 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._closing = True
         if self.transport is not None:
             self.transport.loseConnection()
+
+    def abort(self) -> None:
+        """
+        Drop the connection now, without waiting for a peer that may never
+        read what is buffered.
+        """
+        self._closing = True
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     # -- Receiving --------------------------------------------------------------
 
@@ -198,7 +208,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     def _dispatch(self, message: Any) -> None:
         if type(message) is not dict:
             raise RejectedMessage("a message must be a JSON object")
-        method = message.get("method")
+        method: Any = message.get("method")
         kind = type(method)
         if kind is str:
             if method == "methods":
@@ -240,6 +250,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         )
         self.remoteReady = True
         self.emit("remote", self.remote, self)
+        self.emit("ready")  # dnode's deprecated name, still used by its tests
 
     def _receiveCull(self, ids: Any) -> None:
         if type(ids) is not list:
@@ -263,14 +274,12 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self.end()
 
     def _reject(self, error: RejectedMessage) -> None:
-        self._log.warn(
-            "Rejected a dnode message from {peer}: {error}", peer=self._peerName(), error=error
-        )
+        self._log.warn("Rejected a dnode message from {peer}: {error}", peer=self._peerName(), error=error)
         self.emit("fail", error)
 
     def _peerName(self) -> str:
         try:
-            return str(self.transport.getPeer())
+            return str(self.transport.getPeer())  # type: ignore[union-attr]
         except Exception:
             return "peer"
 
@@ -339,9 +348,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._nextId = firstNewId
             raise
         self.transport.write(
-            encodeLine(
-                {"method": method, "arguments": scrubbed, "callbacks": callbacks, "links": links}
-            )
+            encodeLine({"method": method, "arguments": scrubbed, "callbacks": callbacks, "links": links})
         )
 
     def callbackCount(self) -> Dict[str, int]:

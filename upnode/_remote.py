@@ -21,7 +21,7 @@ class RemoteCallback:
 
     __slots__ = ("_protocol", "id", "__weakref__")
 
-    def __init__(self, protocol: "DnodeProtocol", callbackId: int) -> None:
+    def __init__(self, protocol: DnodeProtocol, callbackId: int) -> None:
         self._protocol = protocol
         self.id = callbackId
 

@@ -26,9 +26,7 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]{0,15}")
 _SCALARS = frozenset({str, int, bool, type(None)})
 
 
-def scrub(
-    arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDepth: int
-) -> Scrubbed:
+def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDepth: int) -> Scrubbed:
     """
     Copy C{arguments} to plain JSON data.
 
@@ -95,9 +93,7 @@ def scrub(
     return walk(arguments, [], 2), callbacks, links
 
 
-def unscrub(
-    message: Dict[str, Any], makeCallback: Callable[[int], Any], limits: Limits
-) -> List[Any]:
+def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits: Limits) -> List[Any]:
     """
     Return the arguments of a received message with callbacks and links put
     in place.
@@ -113,9 +109,7 @@ def unscrub(
         if type(callbacks) is not dict:
             raise RejectedMessage("callbacks must be an object")
         if len(callbacks) > limits.maxCallbacks:
-            raise RejectedMessage(
-                f"{len(callbacks)} callbacks in one message (limit {limits.maxCallbacks})"
-            )
+            raise RejectedMessage(f"{len(callbacks)} callbacks in one message (limit {limits.maxCallbacks})")
         # Validate every entry before creating any callback proxy.
         places = []
         for key, path in callbacks.items():

@@ -68,8 +68,7 @@ class UpnodeServerFactory(DnodeFactory):
             peer=conn._peerName(),
             timeout=self.timeout,
         )
-        conn._closing = True
-        conn.transport.abortConnection()
+        conn.abort()
 
     def _clock(self) -> IReactorTime:
         if self.clock is None:

@@ -93,7 +93,7 @@ class Upnode:
             return clientEndpoint(self.reactor, parseArguments([each], _ENDPOINT_OPTIONS))
         return clientEndpoint(self.reactor, Arguments(endpoint=each))
 
-    def listen(self, *args: Any) -> "Deferred[Any]":
+    def listen(self, *args: Any) -> Deferred[Any]:
         """
         Serve C{cons} with dnode-style arguments: port, host, unix path,
         options dict (C{endpoint}, C{ping}, C{timeout}, the L{Limits}),
@@ -127,14 +127,14 @@ class Upnode:
         """
         return [conn for factory in self._factories for conn in factory.connections]
 
-    def close(self) -> "Deferred[Any]":
+    def close(self) -> Deferred[Any]:
         """
         Stop listening; live connections stay.
         """
         ports, self._ports = self._ports, []
         return gatherResults([Deferred.fromCoroutine(_stop(port)) for port in ports])
 
-    def end(self) -> "Deferred[Any]":
+    def end(self) -> Deferred[Any]:
         """
         Stop listening, drop every server connection and close every client
         made by C{connect()}.  Fires once all of it is done.
@@ -172,7 +172,7 @@ def connect(*args: Any, reactor: Any = None) -> UpnodeClientFactory:
     return Upnode({}, reactor).connect(*args)
 
 
-def listen(*args: Any, reactor: Any = None) -> "Deferred[Any]":
+def listen(*args: Any, reactor: Any = None) -> Deferred[Any]:
     """
     Node's C{upnode.listen(...)}: C{upnode({}).listen(...)}.
     """

@@ -62,7 +62,7 @@ def _reactor(reactor: Any) -> Any:
     return reactor
 
 
-def listen(cons: Cons, *args: Any, reactor: Any = None) -> "Deferred[Any]":
+def listen(cons: Cons, *args: Any, reactor: Any = None) -> Deferred[Any]:
     """
     Serve C{cons} with dnode-style arguments (port, host, unix path, options
     dict, endpoint, callback called once listening).  Fires with the
@@ -83,7 +83,7 @@ def listen(cons: Cons, *args: Any, reactor: Any = None) -> "Deferred[Any]":
     return d
 
 
-def connect(*args: Any, cons: Cons = None, reactor: Any = None) -> "Deferred[DnodeProtocol]":
+def connect(*args: Any, cons: Cons = None, reactor: Any = None) -> Deferred[DnodeProtocol]:
     """
     Connect to a dnode peer with dnode-style arguments.  Fires with the
     connection once the peer's methods have arrived (C{conn.remote}); a
@@ -92,7 +92,7 @@ def connect(*args: Any, cons: Cons = None, reactor: Any = None) -> "Deferred[Dno
     reactor = _reactor(reactor)
     parsed = parseArguments(args, _OPTIONS)
     factory = DnodeFactory(cons, Limits.fromOptions(parsed.options), reactor)
-    ready: "Deferred[DnodeProtocol]" = Deferred()
+    ready: Deferred[DnodeProtocol] = Deferred()
 
     def connected(conn: DnodeProtocol) -> None:
         def onRemote(remote: Any, conn: DnodeProtocol) -> None:

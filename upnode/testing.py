@@ -50,7 +50,7 @@ class MemoryLink:
         """
         The network goes: both sides see the connection lost.
         """
-        self.client.transport.loseConnection()  # type: ignore[attr-defined]
+        self.client.transport.loseConnection()  # type: ignore[union-attr]
         self.flush()
 
 
@@ -63,10 +63,8 @@ def connectInMemory(
     server = serverFactory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 7000))
     serverTransport = iosim.FakeTransport(server, isServer=True)
     clientTransport = iosim.FakeTransport(clientProtocol, isServer=False)
-    pump = iosim.connect(
-        server, serverTransport, clientProtocol, clientTransport, greet=False, clock=clock
-    )
-    return MemoryLink(server, clientProtocol, pump)
+    pump = iosim.connect(server, serverTransport, clientProtocol, clientTransport, greet=False, clock=clock)
+    return MemoryLink(server, clientProtocol, pump)  # type: ignore[arg-type]
 
 
 @implementer(IStreamClientEndpoint)
@@ -80,7 +78,7 @@ class FakeEndpoint:
         self.clock = clock
         self.attempts: List[Tuple[Factory, Deferred[Any]]] = []
 
-    def connect(self, factory: Factory) -> "Deferred[Any]":
+    def connect(self, factory: Factory) -> Deferred[Any]:  # type: ignore[override]
         d: Deferred[Any] = Deferred()
         self.attempts.append((factory, d))
         return d
@@ -93,7 +91,7 @@ class FakeEndpoint:
         """
         factory, d = self.attempts.pop(0)
         client = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 7000))
-        link = connectInMemory(serverFactory, client, self.clock)
+        link = connectInMemory(serverFactory, client, self.clock)  # type: ignore[arg-type]
         d.callback(client)
         return link
 

@@ -8,7 +8,6 @@ import gc
 import json
 from typing import Any, List, Optional, Tuple
 
-from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -221,7 +220,9 @@ class SessionTests(SynchronousTestCase):
         h.proto.dataReceived(line({"method": "methods", "arguments": [{}]}))
         gc.collect()
         h.clock.advance(0)
-        self.assertEqual([m for m in h.sent() if m["method"] == "cull"], [{"method": "cull", "arguments": [5]}])
+        self.assertEqual(
+            [m for m in h.sent() if m["method"] == "cull"], [{"method": "cull", "arguments": [5]}]
+        )
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
 
@@ -328,15 +329,39 @@ HOSTILE = [
     ("missing method", line({"arguments": [1]}), "reject"),
     ("arguments not a list", line({"method": "record", "arguments": {"0": 1}}), "reject"),
     ("arguments a string", line({"method": "record", "arguments": "abc"}), "reject"),
-    ("callback id not decimal", line({"method": "record", "arguments": [0], "callbacks": {"a": ["0"]}}), "reject"),
-    ("callback id negative", line({"method": "record", "arguments": [0], "callbacks": {"-1": ["0"]}}), "reject"),
+    (
+        "callback id not decimal",
+        line({"method": "record", "arguments": [0], "callbacks": {"a": ["0"]}}),
+        "reject",
+    ),
+    (
+        "callback id negative",
+        line({"method": "record", "arguments": [0], "callbacks": {"-1": ["0"]}}),
+        "reject",
+    ),
     ("callback path empty", line({"method": "record", "arguments": [0], "callbacks": {"1": []}}), "reject"),
-    ("callback path out of range", line({"method": "record", "arguments": [0], "callbacks": {"1": ["3"]}}), "reject"),
-    ("callback path through scalar", line({"method": "record", "arguments": [0], "callbacks": {"1": ["0", "x"]}}), "reject"),
-    ("callback path not a list", line({"method": "record", "arguments": [0], "callbacks": {"1": "0"}}), "reject"),
+    (
+        "callback path out of range",
+        line({"method": "record", "arguments": [0], "callbacks": {"1": ["3"]}}),
+        "reject",
+    ),
+    (
+        "callback path through scalar",
+        line({"method": "record", "arguments": [0], "callbacks": {"1": ["0", "x"]}}),
+        "reject",
+    ),
+    (
+        "callback path not a list",
+        line({"method": "record", "arguments": [0], "callbacks": {"1": "0"}}),
+        "reject",
+    ),
     ("callbacks not an object", line({"method": "record", "arguments": [0], "callbacks": [1]}), "reject"),
     ("link malformed", line({"method": "record", "arguments": [0], "links": [{"from": ["0"]}]}), "reject"),
-    ("link points nowhere", line({"method": "record", "arguments": [0], "links": [{"from": ["4"], "to": ["0"]}]}), "reject"),
+    (
+        "link points nowhere",
+        line({"method": "record", "arguments": [0], "links": [{"from": ["4"], "to": ["0"]}]}),
+        "reject",
+    ),
     ("links not a list", line({"method": "record", "arguments": [0], "links": {"from": 1}}), "reject"),
     ("cull not a list", line({"method": "cull", "arguments": 5}), "reject"),
     ("cull of strings", line({"method": "cull", "arguments": ["0"]}), "reject"),

@@ -132,8 +132,9 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**53), max_value=2**53)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -201,9 +202,7 @@ class UnscrubRejectionTests(SynchronousTestCase):
         limits = Limits(maxPathLength=3)
         nested = [[["[Function]"]]]
         unscrub({"arguments": nested, "callbacks": {"0": ["0", "0", "0"]}}, lambda i: i, limits)
-        self.assertRejected(
-            {"arguments": [nested], "callbacks": {"0": ["0", "0", "0", "0"]}}, limits
-        )
+        self.assertRejected({"arguments": [nested], "callbacks": {"0": ["0", "0", "0", "0"]}}, limits)
 
     def test_callbackCountLimit(self) -> None:
         limits = Limits(maxCallbacks=2)
