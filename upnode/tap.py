@@ -1,0 +1,114 @@
+"""
+``twistd upnode-server``: serve a cons over upnode on one or more endpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import serverFromString
+from twisted.python import usage
+from twisted.python.reflect import namedAny
+
+from ._limits import Limits
+from ._server import UpnodeServerFactory
+
+DEFAULT_SERVICE = "upnode.demo.DemoService"
+DEFAULT_PORT = "tcp:7000"
+
+
+def _seconds(value: str) -> float:
+    seconds = float(value)
+    if not seconds >= 0:
+        raise ValueError(f"{value!r} is not a number of seconds >= 0")
+    return seconds
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"{value!r} is not a positive integer")
+    return number
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Serve a cons (a dict, an object, or a callable(remote, conn)) over "
+        "upnode. With no options it serves a demo service (time, echo, auth) "
+        "on tcp port 7000."
+    )
+    optParameters = [
+        ["service", "s", DEFAULT_SERVICE, "Dotted name of the cons to serve."],
+        ["ping", None, 10.0, "Seconds between pings to each client (0: none).", _seconds],
+        ["timeout", None, 5.0, "Seconds a client may take to answer a ping.", _seconds],
+        ["max-line-length", None, Limits().maxLineLength, "Longest line a peer may send, in bytes.", _positive],
+    ]
+
+    def __init__(self) -> None:
+        usage.Options.__init__(self)
+        self["ports"] = []
+
+    def opt_port(self, description: str) -> None:
+        """
+        An endpoint description to listen on, e.g. tcp:7000, unix:/tmp/up.sock,
+        ssl:7001:privateKey=key.pem:certKey=cert.pem (repeatable; default tcp:7000).
+        """
+        try:
+            from twisted.internet import reactor
+
+            serverFromString(reactor, description)
+        except Exception as e:
+            raise usage.UsageError(f"bad --port {description!r}: {e}") from None
+        self["ports"].append(description)
+
+    opt_p = opt_port
+
+    def postOptions(self) -> None:
+        if not self["ports"]:
+            self["ports"] = [DEFAULT_PORT]
+        try:
+            self["cons"] = namedAny(self["service"])
+        except Exception as e:
+            raise usage.UsageError(f"cannot load --service {self['service']!r}: {e}") from None
+
+
+class _DropConnections(Service):
+    """
+    On shutdown, after the listeners have stopped, end every live
+    connection and wait for them to go.
+    """
+
+    def __init__(self, factory: UpnodeServerFactory) -> None:
+        self.factory = factory
+
+    def stopService(self) -> "Deferred[Any]":
+        Service.stopService(self)
+        waiting: List[Deferred[Any]] = []
+        for conn in list(self.factory.connections):
+            gone: Deferred[Any] = Deferred()
+            conn.notifyOnLoss(lambda reason, gone=gone: gone.callback(None))
+            conn.end()
+            waiting.append(gone)
+        return DeferredList(waiting)
+
+
+def makeService(options: Options) -> MultiService:
+    from twisted.internet import reactor
+
+    factory = UpnodeServerFactory(
+        options["cons"],
+        ping=options["ping"],
+        timeout=options["timeout"],
+        limits=Limits(maxLineLength=options["max-line-length"]),
+        clock=reactor,
+    )
+    top = MultiService()
+    # Services stop in reverse order: listeners first, then connections.
+    _DropConnections(factory).setServiceParent(top)
+    for description in options["ports"]:
+        StreamServerEndpointService(serverFromString(reactor, description), factory).setServiceParent(top)
+    return top
