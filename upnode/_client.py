@@ -385,6 +385,11 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
+        if self.conn is not None:
+            # The link is down for the user now, before close is emitted.
+            self.remote = None
+            self.conn = None
+            self.emit("down")
         gone: Deferred[None]
         if self._link is not None:
             gone = Deferred()

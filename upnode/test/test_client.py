@@ -1,0 +1,426 @@
+"""
+The upnode client, deterministically: task.Clock, a fake endpoint whose
+attempts the tests accept or refuse, and an in-memory server.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, List, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+import upnode
+from upnode import Closed, DeadRemoteError, QueueFull, UpnodeClientFactory, UpnodeServerFactory, UpTimeout
+from upnode.testing import FakeEndpoint, MemoryLink
+
+
+class Recorder:
+    """
+    Records every event a client emits, in order.
+    """
+
+    NAMES = ("remote", "up", "down", "reconnect", "ping", "error", "close")
+
+    def __init__(self, emitter: Any) -> None:
+        self.events: List[tuple] = []
+        for name in self.NAMES:
+            emitter.on(name, lambda *args, name=name: self.events.append((name,) + args))
+
+    def names(self) -> List[str]:
+        return [e[0] for e in self.events]
+
+
+class ClientTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.endpoint = FakeEndpoint(self.clock)
+        self.served: List[Any] = []
+        self.server = UpnodeServerFactory(
+            {"echo": lambda value, cb: cb(value), "boop": 6}, ping=0, clock=self.clock
+        )
+
+    def connect(self, *args: Any, **options: Any) -> UpnodeClientFactory:
+        opts = {"ping": 0, "jitter": 0}
+        opts.update(options)
+        up = upnode.upnode(reactor=self.clock).connect(self.endpoint, opts, *args)
+        self.events = Recorder(up)
+        self.addCleanup(self.assertNoTimersAfterClose, up)
+        return up
+
+    def assertNoTimersAfterClose(self, up: UpnodeClientFactory) -> None:
+        up.close()
+        for link in getattr(self, "links", []):
+            link.flush()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def accept(self) -> MemoryLink:
+        link = self.endpoint.accept(self.server)
+        self.links = getattr(self, "links", []) + [link]
+        link.flush()
+        return link
+
+
+class BackoffTests(ClientTestCase):
+    def test_schedule(self) -> None:
+        """
+        The first retry waits reconnect seconds, then the delay grows by
+        backoff up to maxDelay; each attempt after the first emits reconnect.
+        """
+        up = self.connect(reconnect=1.0, backoff=2.0, maxDelay=5.0)
+        delays = []
+        for _ in range(5):
+            self.endpoint.refuse()
+            [call] = self.clock.getDelayedCalls()
+            delays.append(call.getTime() - self.clock.seconds())
+            self.clock.advance(delays[-1])
+        self.assertEqual(delays, [1.0, 2.0, 4.0, 5.0, 5.0])
+        self.assertEqual(self.events.names(), ["reconnect"] * 5)
+        self.assertEqual(up.status()["attempts"], 6)
+
+    def test_resetAfterUp(self) -> None:
+        up = self.connect(reconnect=1.0, backoff=2.0)
+        self.endpoint.refuse()
+        self.clock.advance(1.0)
+        self.endpoint.refuse()
+        self.clock.advance(2.0)
+        link = self.accept()
+        self.assertIsNotNone(up.remote)
+        link.cut()
+        [call] = self.clock.getDelayedCalls()
+        self.assertEqual(call.getTime() - self.clock.seconds(), 1.0)
+
+    def test_jitterSpreadsClients(self) -> None:
+        """
+        With the default jitter, a thousand clients' first retries spread
+        across [0.5, 1.5] x reconnect instead of landing at one instant.
+        """
+        delays = []
+        for seed in range(1000):
+            f = UpnodeClientFactory(clock=self.clock, random=random.Random(seed))
+            f.retries = 0
+            f.connector = None
+            f.continueTrying = True
+            # retry() needs a connector; a stand-in that is never called
+            f.retry(connector=_NeverConnector())  # type: ignore[arg-type]
+            delays.append(f.status()["nextAttemptIn"])
+            f.stopTrying()
+        self.assertTrue(all(0.5 <= d <= 1.5 for d in delays))
+        buckets = [sum(1 for d in delays if 0.5 + i / 10 <= d < 0.6 + i / 10) for i in range(10)]
+        self.assertTrue(all(50 < b < 150 for b in buckets), buckets)
+
+    def test_badOptions(self) -> None:
+        for options in [{"ping": -1}, {"timeout": "5"}, {"jitter": 1.5}, {"backoff": 0.5}, {"nope": 1}]:
+            self.assertRaises((ValueError, TypeError), upnode.upnode(reactor=self.clock).connect, self.endpoint, options)
+
+
+class _NeverConnector:
+    def connect(self) -> None:
+        raise AssertionError("not in this test")
+
+
+class TransactionTests(ClientTestCase):
+    def test_queuedInOrderAfterConnectCallback(self) -> None:
+        """
+        Transactions queued while down fire in order, all forms, right after
+        the connect callback emits up and before the up event.
+        """
+        order: List[Any] = []
+
+        def onRemote(remote: Any, conn: Any) -> None:
+            order.append("callback")
+            conn.emit("up", {"session": remote})
+
+        up = self.connect(onRemote)
+        up.on("up", lambda obj: order.append("up event"))
+        d1 = up()
+        up(lambda remote, conn: order.append(("cb", remote["session"].boop)))
+        d2 = up(timeout=5)
+        up(10, lambda remote=None, conn=None: order.append(("cb10", remote is not None)))
+        d1.addCallback(lambda r: order.append("d1"))
+        d2.addCallback(lambda r: order.append("d2"))
+        self.assertEqual(order, [])
+        self.assertEqual(up.queued, 4)
+        self.accept()
+        self.assertEqual(order, ["callback", "d1", ("cb", 6), "d2", ("cb10", True), "up event"])
+        self.assertEqual(up.queued, 0)
+
+    def test_immediateWhenUp(self) -> None:
+        up = self.connect()
+        self.accept()
+        remote = self.successResultOf(up())
+        self.assertEqual(remote.boop, 6)
+        got: List[Any] = []
+        up(lambda r, conn: got.append((r, conn)))
+        self.assertEqual(got, [(remote, up.conn)])
+
+    def test_timeoutLeavesQueue(self) -> None:
+        """
+        A timed-out transaction fails with UpTimeout, leaves the queue and
+        is never fired later; Node style gets cb() with no arguments.
+        """
+        up = self.connect()
+        d = up(timeout=2.0)
+        called: List[Any] = []
+        up(1.0, lambda *args: called.append(args))
+        self.clock.advance(1.0)
+        self.assertEqual(called, [()])
+        self.assertNoResult(d)
+        self.clock.advance(1.0)
+        self.failureResultOf(d, UpTimeout)
+        self.assertEqual(up.queued, 0)
+        self.endpoint.refuse()
+        self.clock.advance(1.0)
+        self.accept()
+        self.assertEqual(called, [()])
+
+    def test_cancel(self) -> None:
+        up = self.connect()
+        d = up()
+        d.cancel()
+        self.assertEqual(up.queued, 0)
+        self.failureResultOf(d)
+
+    def test_addedDuringFlushKeepsOrder(self) -> None:
+        up = self.connect()
+        order: List[str] = []
+
+        def first(remote: Any) -> None:
+            order.append("first")
+            up().addCallback(lambda r: order.append("added during flush"))
+
+        up().addCallback(first)
+        up().addCallback(lambda r: order.append("second"))
+        self.accept()
+        self.assertEqual(order, ["first", "second", "added during flush"])
+
+    def test_linkLostDuringFlushKeepsRest(self) -> None:
+        up = self.connect()
+        fired: List[str] = []
+
+        def first(remote: Any) -> None:
+            fired.append("first")
+            up.conn.abort()  # type: ignore[union-attr]
+            self.links[-1].flush()
+
+        up().addCallback(first)
+        second = up()
+        self.accept()
+        self.assertEqual(fired, ["first"])
+        self.assertNoResult(second)
+        self.assertEqual(up.queued, 1)
+        self.clock.advance(1.0)
+        self.accept()
+        self.successResultOf(second)
+
+    def test_maxQueue(self) -> None:
+        up = self.connect(maxQueue=2)
+        waiting = [up(), up()]
+        self.assertRaises(QueueFull, up)
+        self.assertEqual(up.queued, 2)
+        up.close()
+        for d in waiting:
+            self.failureResultOf(d, Closed)
+
+    def test_survivesReconnects(self) -> None:
+        """
+        The queue waits through any number of failed attempts and lost
+        links that never came up.
+        """
+        connected: List[int] = []
+        up = self.connect(lambda remote, conn: connected.append(1), handshakeTimeout=0)
+        d = up()
+        for _ in range(3):
+            self.endpoint.refuse()
+            self.clock.advance(up.status()["nextAttemptIn"])
+            link = self.accept()  # the callback never emits up: no transaction fires
+            link.cut()
+            self.clock.advance(up.status()["nextAttemptIn"])
+        self.assertEqual(len(connected), 3)
+        self.assertNoResult(d)
+        up.close()
+        self.failureResultOf(d, Closed)
+
+
+class LinkTests(ClientTestCase):
+    def test_events(self) -> None:
+        up = self.connect()
+        link = self.accept()
+        self.assertEqual(self.events.names(), ["remote", "up"])
+        remote = self.events.events[0][1]
+        self.assertIs(self.events.events[0][2], link.client)
+        self.assertIs(self.events.events[1][1], remote)
+        self.assertIs(up.remote, remote)
+        self.assertIs(up.conn, link.client)
+        link.cut()
+        self.assertEqual(self.events.names(), ["remote", "up", "down"])
+        self.assertIsNone(up.remote)
+        self.assertIsNone(up.conn)
+        self.clock.advance(1.0)
+        self.assertEqual(self.events.names()[-1], "reconnect")
+
+    def test_deadRemote(self) -> None:
+        up = self.connect()
+        link = self.accept()
+        remote = self.successResultOf(up())
+        link.cut()
+        self.assertRaises(DeadRemoteError, remote.echo, 1, lambda v: None)
+
+    def test_connectCallbackOncePerLink(self) -> None:
+        calls: List[Any] = []
+        up = self.connect(lambda remote, conn: (calls.append(conn), conn.emit("up", remote)))
+        link = self.accept()
+        link.server.request("methods", [{"again": 1}])
+        link.flush()
+        self.assertEqual(calls, [link.client])
+        self.assertEqual(dir(up.remote), ["again"])
+
+    def test_connectCallbackRaises(self) -> None:
+        def broken(remote: Any, conn: Any) -> None:
+            raise ValueError("nope")
+
+        self.connect(broken)
+        link = self.accept()
+        self.assertFalse(link.client.connected)
+        self.assertIn("error", self.events.names())
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.flushLoggedErrors(ValueError)
+
+    def test_handshakeTimeout(self) -> None:
+        """
+        A connect callback that never emits up: an error event after
+        handshakeTimeout, the link dropped, another attempt later.
+        """
+        up = self.connect(lambda remote, conn: None, handshakeTimeout=3.0)
+        link = self.accept()
+        self.clock.advance(2.9)
+        self.assertTrue(link.client.connected)
+        self.clock.advance(0.1)
+        link.flush()
+        self.assertFalse(link.client.connected)
+        [error] = [e for e in self.events.events if e[0] == "error"]
+        self.assertTrue(error[1].check(UpTimeout))
+        self.assertEqual(up.status()["state"], "waiting")
+
+
+class HeartbeatTests(ClientTestCase):
+    def test_pingAnswered(self) -> None:
+        up = self.connect(ping=1.0, timeout=0.5)
+        link = self.accept()
+        self.clock.advance(1.0)
+        self.clock.advance(0.25)
+        link.flush()
+        pings = [e for e in self.events.events if e[0] == "ping"]
+        self.assertEqual(pings, [("ping", 0.25)])
+        self.assertEqual(up.status()["lastPing"], 0.25)
+
+    def test_silentServer(self) -> None:
+        """
+        No answer within timeout: the link is aborted (no FIN needed),
+        down is emitted and a reconnect scheduled.
+        """
+        up = self.connect(ping=1.0, timeout=0.5)
+        link = self.accept()
+        self.clock.advance(1.0)  # ping sent, never delivered: the server is silent
+        self.clock.advance(0.49)
+        self.assertIsNotNone(up.remote)
+        self.clock.advance(0.01)
+        self.assertTrue(link.client.transport.disconnecting)
+        link.flush()
+        self.assertIn("down", self.events.names())
+        self.assertEqual(up.status()["state"], "waiting")
+
+    def test_remoteWithoutPing(self) -> None:
+        self.server = upnode.dnode.DnodeFactory({"x": 1}, clock=self.clock)
+        self.connect(ping=1.0)
+        self.accept()
+        errors = [e[1] for e in self.events.events if e[0] == "error"]
+        self.assertEqual(len(errors), 1)
+        self.assertIn("ping", str(errors[0].value))
+
+
+class CloseTests(ClientTestCase):
+    """
+    close() in every state: waiting Deferreds fail with Closed, close is
+    emitted, and (checked in cleanup) no timer is left.
+    """
+
+    def closeAndCheck(self, up: UpnodeClientFactory, waiting: Deferred) -> None:
+        up.close()
+        self.failureResultOf(waiting, Closed)
+        self.assertEqual(self.events.names()[-1], "close")
+        self.failureResultOf(up(), Closed)
+
+    def test_connecting(self) -> None:
+        up = self.connect()
+        d = up(timeout=10)
+        self.closeAndCheck(up, d)
+        self.assertEqual(self.endpoint.attempts[0][1].called, True)  # the attempt was cancelled
+
+    def test_waitingToRetry(self) -> None:
+        up = self.connect()
+        d = up()
+        self.endpoint.refuse()
+        self.closeAndCheck(up, d)
+
+    def test_handshaking(self) -> None:
+        up = self.connect(lambda remote, conn: None)
+        d = up()
+        link = self.accept()
+        self.closeAndCheck(up, d)
+        link.flush()
+        self.assertFalse(link.client.connected)
+
+    def test_up(self) -> None:
+        up = self.connect(ping=1.0)
+        link = self.accept()
+        closed = up.close()
+        link.flush()
+        self.successResultOf(closed)
+        self.assertFalse(link.server.connected)
+        self.assertEqual(self.events.names()[-2:], ["down", "close"])
+        self.assertEqual(self.events.names().count("down"), 1)
+
+    def test_nodeStyleOnClose(self) -> None:
+        up = self.connect()
+        got: List[Any] = []
+        up(lambda *args: got.append(args))
+        up.close()
+        self.assertEqual(got, [()])
+
+
+class ConnectTCPTests(SynchronousTestCase):
+    """
+    The factory straight on reactor.connectTCP: the reactor's own connector
+    drives the same reconnect loop.
+    """
+
+    def test_retriesThroughConnector(self) -> None:
+        reactor = MemoryReactorClock()
+        factory = UpnodeClientFactory(ping=0, jitter=0, clock=reactor)
+        connector = reactor.connectTCP("127.0.0.1", 7000, factory)
+        factory.startedConnecting(connector)
+        d = factory()
+        factory.clientConnectionFailed(connector, _failure(ConnectionRefusedError()))
+        [call] = reactor.getDelayedCalls()
+        self.assertEqual(call.getTime(), 1.0)
+        attempts: List[int] = []
+        connector.connect = lambda: attempts.append(1)  # type: ignore[method-assign]
+        reactor.advance(1.0)
+        self.assertEqual(attempts, [1])
+        factory.close()
+        self.failureResultOf(d, Closed)
+        self.assertEqual(reactor.getDelayedCalls(), [])
+
+
+def _failure(error: Exception) -> Any:
+    from twisted.python.failure import Failure
+
+    return Failure(error)
+
+
+__all__ = ["Callable", "Optional"]
