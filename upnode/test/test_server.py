@@ -1,0 +1,100 @@
+"""
+The upnode server side, in memory with task.Clock.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from typing import Any, List
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from upnode import DnodeProtocol, UpnodeServerFactory
+from upnode._expose import withPing
+from upnode.testing import connectInMemory
+
+
+class ServerTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+
+    def link(self, factory: UpnodeServerFactory, clientCons: Any = None, answerPings: bool = True) -> Any:
+        client = DnodeProtocol(clientCons, clock=self.clock, expose=withPing if answerPings else None)
+        link = connectInMemory(factory, client, self.clock)
+        link.flush()
+        return link
+
+    def test_pingAddedWhenMissing(self) -> None:
+        link = self.link(UpnodeServerFactory({"x": 1}, ping=0, clock=self.clock))
+        self.assertEqual(sorted(link.client.remote), ["ping", "x"])
+        answered: List[int] = []
+        link.client.remote.ping(lambda: answered.append(1))
+        link.flush()
+        self.assertEqual(answered, [1])
+
+    def test_ownPingKept(self) -> None:
+        pings: List[Any] = []
+        link = self.link(UpnodeServerFactory({"ping": lambda cb: pings.append(cb)}, ping=0, clock=self.clock))
+        link.client.remote.ping(lambda: None)
+        link.flush()
+        self.assertEqual(len(pings), 1)
+
+    def test_consPerConnection(self) -> None:
+        made: List[Any] = []
+
+        def cons(remote: Any, conn: Any) -> dict:
+            made.append((remote, conn))
+            return {"n": len(made)}
+
+        factory = UpnodeServerFactory(cons, ping=0, clock=self.clock)
+        one = self.link(factory)
+        two = self.link(factory)
+        self.assertEqual((one.client.remote.n, two.client.remote.n), (1, 2))
+        self.assertIs(made[0][1], one.server)
+        self.assertIs(made[0][0], one.server.remote)
+
+    def test_consReturningNone(self) -> None:
+        link = self.link(UpnodeServerFactory(lambda remote, conn: None, ping=0, clock=self.clock))
+        self.assertEqual(list(link.client.remote), ["ping"])
+
+    def test_answeringClientKept(self) -> None:
+        factory = UpnodeServerFactory({}, ping=1.0, timeout=0.5, clock=self.clock)
+        link = self.link(factory)
+        for _ in range(10):
+            self.clock.advance(1.0)
+            link.flush()
+        self.assertTrue(link.server.connected)
+        self.assertEqual(len(factory.connections), 1)
+
+    def test_silentClientDropped(self) -> None:
+        """
+        A client that stops answering is dropped after ping + timeout, and
+        its resources (connection entry, timers, tables) are released.
+        """
+        factory = UpnodeServerFactory({"echo": lambda v, cb: cb(v)}, ping=1.0, timeout=0.5, clock=self.clock)
+        link = self.link(factory)
+        self.clock.advance(1.0)  # ping written; the client never gets it
+        self.clock.advance(0.49)
+        self.assertTrue(link.server.connected)
+        self.clock.advance(0.01)
+        link.flush()
+        self.assertFalse(link.server.connected)
+        self.assertEqual(factory.connections, set())
+        self.assertEqual(link.server.callbackCount()["local"], 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        # Nothing in the server (factory, timers, heartbeat) keeps it alive.
+        gone = weakref.ref(link.server)
+        del link
+        gc.collect()
+        self.assertIsNone(gone())
+
+    def test_clientWithoutPingNotPinged(self) -> None:
+        factory = UpnodeServerFactory({}, ping=1.0, timeout=0.5, clock=self.clock)
+        link = self.link(factory, answerPings=False)
+        self.clock.advance(5)
+        link.flush()
+        self.assertTrue(link.server.connected)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        link.cut()
