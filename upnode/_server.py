@@ -24,6 +24,8 @@ class UpnodeServerFactory(DnodeFactory):
     @param ping: seconds between our pings to each client that exposes
         C{ping}; 0 disables them.
     @param timeout: seconds a client may take to answer before it is dropped.
+
+    Each connection emits C{ping} with the round trip of every answer.
     """
 
     _log = Logger()
@@ -56,7 +58,7 @@ class UpnodeServerFactory(DnodeFactory):
             self.ping,
             self.timeout,
             self._clock(),
-            lambda roundTrip: None,
+            lambda roundTrip: conn.emit("ping", roundTrip),
             lambda: self._silent(conn),
         )
         heartbeat.start()

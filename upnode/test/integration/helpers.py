@@ -1,0 +1,49 @@
+"""
+Real-time helpers for the integration tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+
+
+def sleep(seconds: float) -> "Deferred[None]":
+    return deferLater(reactor, seconds, lambda: None)
+
+
+async def until(condition: Callable[[], Any], timeout: float = 10.0, step: float = 0.02) -> None:
+    """
+    Wait until C{condition()} is true, failing after C{timeout} seconds.
+    """
+    waited = 0.0
+    while not condition():
+        if waited >= timeout:
+            raise AssertionError(f"condition not met within {timeout} seconds")
+        await sleep(step)
+        waited += step
+
+
+def call(method: Any, *args: Any) -> "Deferred[Any]":
+    """
+    Call a remote method with a final callback; fire with what it gets (one
+    value as is, several as a tuple).
+    """
+    d: Deferred[Any] = Deferred()
+    method(*args, lambda *values: d.callback(values[0] if len(values) == 1 else values))
+    return d
+
+
+def first(event: str, emitter: Any) -> "Deferred[Any]":
+    """
+    Fire with the arguments of the next C{event}.
+    """
+    d: Deferred[Any] = Deferred()
+    emitter.once(event, lambda *args: d.callback(args))
+    return d
+
+
+__all__ = ["Awaitable", "call", "first", "sleep", "until"]
