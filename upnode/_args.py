@@ -18,6 +18,8 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
 
+from .tls import clientFromDescription
+
 
 @attr.s(auto_attribs=True)
 class Arguments:
@@ -88,7 +90,8 @@ def clientEndpoint(reactor: Any, parsed: Arguments) -> Any:
     """
     endpoint = parsed.endpoint or parsed.options.get("endpoint")
     if isinstance(endpoint, str):
-        return clientFromString(reactor, endpoint)
+        # TLS descriptions get our fail-closed certificate check.
+        return clientFromDescription(reactor, endpoint) or clientFromString(reactor, endpoint)
     if endpoint is not None:
         return endpoint
     if parsed.path is not None:
