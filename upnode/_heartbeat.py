@@ -26,7 +26,7 @@ class Heartbeat:
         interval: float,
         timeout: float,
         clock: IReactorTime,
-        answered: Callable[[float], None],
+        answered: Callable[[float], object],
         expired: Callable[[], None],
     ) -> None:
         self._ping = ping

@@ -133,6 +133,14 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         """
         self._lossHooks.append(hook)
 
+    def whenLost(self) -> Deferred[None]:
+        """
+        A Deferred that fires (with None) once this connection is lost.
+        """
+        lost: Deferred[None] = Deferred()
+        self.notifyOnLoss(lambda reason: lost.callback(None))
+        return lost
+
     def end(self) -> None:
         """
         Close the connection after what has been written is sent.

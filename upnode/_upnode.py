@@ -141,10 +141,8 @@ class Upnode:
         """
         done = [self.close()]
         for conn in self.connections:
-            gone: Deferred[None] = Deferred()
-            conn.notifyOnLoss(lambda reason, gone=gone: gone.callback(None))
+            done.append(conn.whenLost())
             conn.end()
-            done.append(gone)
         for up in self._ups:
             done.append(up.close())
         return DeferredList(done, consumeErrors=True)

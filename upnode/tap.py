@@ -85,14 +85,12 @@ class _DropConnections(Service):
     def __init__(self, factory: UpnodeServerFactory) -> None:
         self.factory = factory
 
-    def stopService(self) -> "Deferred[Any]":
+    def stopService(self) -> Deferred[Any]:
         Service.stopService(self)
         waiting: List[Deferred[Any]] = []
         for conn in list(self.factory.connections):
-            gone: Deferred[Any] = Deferred()
-            conn.notifyOnLoss(lambda reason, gone=gone: gone.callback(None))
+            waiting.append(conn.whenLost())
             conn.end()
-            waiting.append(gone)
         return DeferredList(waiting)
 
 

@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
 
-def sleep(seconds: float) -> "Deferred[None]":
+def sleep(seconds: float) -> Deferred[None]:
     return deferLater(reactor, seconds, lambda: None)
 
 
@@ -27,7 +27,7 @@ async def until(condition: Callable[[], Any], timeout: float = 10.0, step: float
         waited += step
 
 
-def call(method: Any, *args: Any) -> "Deferred[Any]":
+def call(method: Any, *args: Any) -> Deferred[Any]:
     """
     Call a remote method with a final callback; fire with what it gets (one
     value as is, several as a tuple).
@@ -37,7 +37,7 @@ def call(method: Any, *args: Any) -> "Deferred[Any]":
     return d
 
 
-def first(event: str, emitter: Any) -> "Deferred[Any]":
+def first(event: str, emitter: Any) -> Deferred[Any]:
     """
     Fire with the arguments of the next C{event}.
     """

@@ -79,7 +79,7 @@ class PythonClientNodeServer(TestCase):
 
         up = upnode.connect(port, "127.0.0.1", FAST, onRemote)
         self.addCleanup(up.close)
-        for restart in range(3):
+        for _restart in range(3):
             session = await up()
             self.assertTrue((await call(session["beep"])).startswith("boop at "))
             self.assertEqual((await peer.next("auth"))["sessions"], 1)
@@ -151,7 +151,7 @@ class NodeClientPythonServer(TestCase):
         port = (await server.listen(0, "127.0.0.1")).getHost().port
         peer = NodePeer.spawn("upnode-client", str(port), "50", "auth")
         self.addCleanup(peer.stop)
-        for restart in range(2):
+        for _restart in range(2):
             await peer.next("up")
             self.assertTrue((await peer.next("result"))["value"].startswith("boop at "))
             await server.end()
