@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any, List
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
@@ -76,6 +78,33 @@ class Options(usage.Options):
             raise usage.UsageError(f"cannot load --service {self['service']!r}: {e}") from None
 
 
+class _ExitCleanly(Service):
+    """
+    SIGTERM and SIGINT stop the reactor like a normal shutdown, so twistd
+    exits with status 0 instead of re-raising the signal (which stock
+    twistd does, leaving a "killed by signal" status for supervisors).
+    """
+
+    _log = Logger()
+
+    def startService(self) -> None:
+        Service.startService(self)
+        from twisted.internet import reactor
+
+        # After the reactor has installed its own handlers.
+        reactor.callWhenRunning(self._install)
+
+    def _install(self) -> None:
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, self._stop)
+
+    def _stop(self, number: int, frame: Any) -> None:
+        from twisted.internet import reactor
+
+        self._log.info("Received {signal}, shutting down", signal=signal.Signals(number).name)
+        reactor.callFromThread(reactor.stop)
+
+
 class _DropConnections(Service):
     """
     On shutdown, after the listeners have stopped, end every live
@@ -105,6 +134,7 @@ def makeService(options: Options) -> MultiService:
         clock=reactor,
     )
     top = MultiService()
+    _ExitCleanly().setServiceParent(top)
     # Services stop in reverse order: listeners first, then connections.
     _DropConnections(factory).setServiceParent(top)
     for description in options["ports"]:

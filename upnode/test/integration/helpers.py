@@ -11,6 +11,19 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
 
+async def freePort() -> int:
+    """
+    A loopback TCP port that was free a moment ago.
+    """
+    from twisted.internet.endpoints import TCP4ServerEndpoint
+    from twisted.internet.protocol import Factory
+
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Factory())
+    number: int = port.getHost().port
+    await port.stopListening()
+    return number
+
+
 def sleep(seconds: float) -> Deferred[None]:
     return deferLater(reactor, seconds, lambda: None)
 
@@ -46,4 +59,4 @@ def first(event: str, emitter: Any) -> Deferred[Any]:
     return d
 
 
-__all__ = ["Awaitable", "call", "first", "sleep", "until"]
+__all__ = ["Awaitable", "call", "first", "freePort", "sleep", "until"]

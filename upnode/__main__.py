@@ -1,0 +1,3 @@
+from upnode._cli import main
+
+main()

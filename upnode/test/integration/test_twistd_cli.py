@@ -1,0 +1,159 @@
+"""
+A real ``twistd upnode-server`` process, answering our client and Node's
+and shutting down cleanly on signals; and the command-line client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, List, Tuple
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import TestCase
+
+import upnode
+
+from .helpers import call, freePort
+from .nodepeer import NodePeer
+
+ROOT = Path(__file__).resolve().parents[3]
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+
+
+class Twistd(ProcessProtocol):
+    def __init__(self) -> None:
+        self.output = b""
+        self.ended: Deferred[Any] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Any) -> None:
+        self.ended.callback(reason.value)
+
+
+class TwistdTests(TestCase):
+    timeout = 60
+
+    def start(self, *args: str) -> Twistd:
+        process = Twistd()
+        reactor.spawnProcess(
+            process,
+            sys.executable,
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "upnode-server", *args],
+            env=ENV,
+            path=str(ROOT),
+        )
+
+        def cleanup() -> Any:
+            if not process.ended.called:
+                process.transport.signalProcess("KILL")  # type: ignore[union-attr]
+            return process.ended
+
+        self.addCleanup(cleanup)
+        return process
+
+    async def test_servesAndStopsCleanly(self) -> None:
+        """
+        The demo service on tcp and unix ports answers our client and a Node
+        upnode client; SIGTERM with clients connected exits with status 0.
+        """
+        port = await freePort()
+        # A short path: unix socket paths are limited to about 100 bytes.
+        folder = tempfile.mkdtemp(prefix="upnode-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        sock = os.path.join(folder, "sock")
+        process = self.start("--port", f"tcp:{port}:interface=127.0.0.1", "--port", f"unix:{sock}")
+        up = upnode.connect(port, "127.0.0.1", {"reconnect": 0.1, "jitter": 0})
+        self.addCleanup(up.close)
+        remote = await up()
+        self.assertTrue(await call(remote.time))
+        self.assertEqual(await call(remote.echo, "a", [1]), ("a", [1]))
+        err, session = await call(remote.auth, "moo", "hax")
+        self.assertTrue((await call(session["beep"])).startswith("boop at "))
+        viaUnix = upnode.connect(sock, {"ping": 0})
+        self.addCleanup(viaUnix.close)
+        self.assertTrue(await call((await viaUnix()).time))
+        peer = NodePeer.spawn("upnode-client", str(port), "50", "plain")
+        self.addCleanup(peer.stop)
+        await peer.next("result")
+        process.transport.signalProcess("TERM")  # type: ignore[union-attr]
+        self.assertIsInstance(await process.ended, ProcessDone, process.output.decode())
+        self.assertIn(b"Server Shut Down", process.output)
+
+    async def test_sigint(self) -> None:
+        port = await freePort()
+        process = self.start("--port", f"tcp:{port}:interface=127.0.0.1", "--ping", "1")
+        up = upnode.connect(port, "127.0.0.1", {"reconnect": 0.1, "jitter": 0})
+        self.addCleanup(up.close)
+        await up()
+        process.transport.signalProcess("INT")  # type: ignore[union-attr]
+        self.assertIsInstance(await process.ended, ProcessDone, process.output.decode())
+
+    async def test_usageError(self) -> None:
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable,
+            ["-c", "from twisted.scripts.twistd import run; run()", "-n", "upnode-server", "--ping", "never"],
+            env=ENV,
+            path=str(ROOT),
+        )
+        self.assertNotEqual(code, 0)
+        self.assertIn(b"--ping", out + err)
+
+
+class CommandLineTests(TestCase):
+    timeout = 60
+
+    async def cli(self, *args: str) -> Tuple[int, str, str]:
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, ["-m", "upnode", *args], env=ENV, path=str(ROOT)
+        )
+        return code, out.decode(), err.decode()
+
+    async def serve(self) -> int:
+        never: List[Any] = []
+        server = upnode.upnode(
+            {"time": lambda cb: cb("noon"), "twice": lambda cb: (cb(1), cb(2)), "never": never.append, "n": 6}
+        )
+        self.addCleanup(server.end)
+        return int((await server.listen(0, "127.0.0.1")).getHost().port)
+
+    async def test_list(self) -> None:
+        port = await self.serve()
+        code, out, err = await self.cli(f"127.0.0.1:{port}")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(
+            json.loads(out),
+            {"n": 6, "never": "[Function]", "ping": "[Function]", "time": "[Function]", "twice": "[Function]"},
+        )
+
+    async def test_call(self) -> None:
+        port = await self.serve()
+        self.assertEqual(await self.cli(f"127.0.0.1:{port}", "time"), (0, '["noon"]\n', ""))
+        code, out, _ = await self.cli(f"tcp:host=127.0.0.1:port={port}", "twice", "--calls", "2")
+        self.assertEqual((code, out), (0, "[1]\n[2]\n"))
+
+    async def test_errors(self) -> None:
+        port = await self.serve()
+        code, _, err = await self.cli(f"127.0.0.1:{port}", "nope")
+        self.assertEqual(code, 4)
+        self.assertIn("has no method 'nope'", err)
+        code, _, err = await self.cli(f"127.0.0.1:{port}", "never", "--timeout", "0.5")
+        self.assertEqual(code, 1)
+        self.assertIn("no answer within 0.5 seconds", err)
+        code, _, err = await self.cli(f"127.0.0.1:{await freePort()}", "time")
+        self.assertEqual(code, 3)
+        self.assertIn("cannot connect", err)
+        code, _, err = await self.cli("no port here", "time")
+        self.assertEqual(code, 2)
