@@ -102,7 +102,7 @@ class _ExitCleanly(Service):
         from twisted.internet import reactor
 
         self._log.info("Received {signal}, shutting down", signal=signal.Signals(number).name)
-        reactor.callFromThread(reactor.stop)
+        reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
 
 
 class _DropConnections(Service):
