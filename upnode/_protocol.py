@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import weakref
 from inspect import iscoroutine
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
@@ -67,6 +67,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         # callable sent again keeps its id.
         self._localCallbacks: Dict[int, Callable[..., Any]] = {}
         self._localIds: Dict[Any, int] = {}
+        # Ids sent in more than one message: a cull for them may cross a
+        # later message in flight, so they are kept (see _receiveCull).
+        self._resent: Set[int] = set()
         self._nextId = 0
         # The peer's callbacks we hold proxies for; a proxy that dies is
         # culled, so this never outgrows what our code still references.
@@ -121,6 +124,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._pendingCulls.clear()
         self._localCallbacks.clear()
         self._localIds.clear()
+        self._resent.clear()
         self._partial = []
         self.emit("end")
         hooks, self._lossHooks = self._lossHooks, []
@@ -265,7 +269,12 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             raise RejectedMessage("cull arguments must be a list")
         bad = [i for i in ids if type(i) is not int]
         for callbackId in ids:
-            if type(callbackId) is int:
+            # A cull is only certain for an id we sent once.  For one sent
+            # again, the peer may have culled its first proxy before our later
+            # message reached it and made a new one, which it may still call:
+            # forgetting the id would break that call.  Such ids are few (one
+            # per reused callable), so keeping them keeps the table bounded.
+            if type(callbackId) is int and callbackId not in self._resent:
                 callback = self._localCallbacks.pop(callbackId, None)
                 if callback is not None:
                     self._localIds.pop(_identity(callback), None)
@@ -320,7 +329,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     def _callbackId(self, callback: Callable[..., Any]) -> int:
         key = _identity(callback)
         callbackId = self._localIds.get(key)
-        if callbackId is None:
+        if callbackId is not None:
+            self._resent.add(callbackId)
+        else:
             callbackId = self._nextId
             self._nextId += 1
             self._localIds[key] = callbackId
@@ -353,6 +364,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             # Nothing is sent, so the ids handed out for it are taken back.
             for callbackId in range(firstNewId, self._nextId):
                 self._localIds.pop(_identity(self._localCallbacks.pop(callbackId)), None)
+                self._resent.discard(callbackId)
             self._nextId = firstNewId
             raise
         self.transport.write(

@@ -460,6 +460,25 @@ class InMemoryPairTests(SynchronousTestCase):
         self.assertEqual(len(got), 1000)
         self.assertEqual((link.client.callbackCount(), link.server.callbackCount()), start)
 
+    def test_cullCrossingAResend(self) -> None:
+        """
+        The peer culls our callback after one call while we send the same
+        callback again: the cull crosses our second message on the wire,
+        and the peer's call through its new proxy must still reach us.
+        """
+        link = self.pair({"echo": lambda v, cb: cb(v)})
+        got: List[int] = []
+        fails: List[Any] = []
+        link.client.on("fail", fails.append)
+        link.client.remote.echo(1, got.append)
+        link.pump.pump()  # the server answers and culls; we have not read it yet
+        link.client.remote.echo(2, got.append)
+        link.flush()
+        self.assertEqual((got, fails), ([1, 2], []))
+        link.client.remote.echo(3, got.append)
+        link.flush()
+        self.assertEqual(got, [1, 2, 3])
+
     def test_privateNeverReachable(self) -> None:
         target = Target()
         link = self.pair(target)
