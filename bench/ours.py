@@ -1,0 +1,153 @@
+"""
+Our side of the benchmark, as a process.
+
+    python bench/ours.py server PORT
+    python bench/ours.py lockstep|pipelined PORT CALLS
+    python bench/ours.py flush PORT CALLS          (queue while down, then time the flush)
+    python bench/ours.py queue-memory CALLS
+    python bench/ours.py idle PORT CLIENTS PING
+
+Prints one JSON line with its result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any, List
+
+from twisted.internet import reactor
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import upnode  # noqa: E402
+from bench.payload import PAYLOAD  # noqa: E402
+
+PIPELINE = 1000
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def report(**values: Any) -> None:
+    print(json.dumps(values), flush=True)
+
+
+def serve(port: int) -> None:
+    server = upnode.upnode({"echo": lambda value, cb: cb(value)})
+    server.listen(port, "127.0.0.1", {"ping": 10})
+    reactor.callWhenRunning(lambda: report(event="listening", port=port, rss=rss()))
+    reactor.run()
+
+
+def calls(mode: str, port: int, total: int) -> None:
+    up = upnode.connect(port, "127.0.0.1", {"ping": 0, "reconnect": 0.05, "jitter": 0})
+    inFlight = 1 if mode == "lockstep" else PIPELINE
+    state = {"sent": 0, "done": 0, "start": 0.0}
+
+    def send() -> None:
+        # A fresh callback per call, as the Node client does.
+        state["sent"] += 1
+        up(lambda remote, conn: remote.echo(PAYLOAD, lambda value: replied(value)))
+
+    def replied(value: Any) -> None:
+        state["done"] += 1
+        if state["sent"] < total:
+            send()
+        elif state["done"] == total:
+            seconds = time.perf_counter() - state["start"]
+            report(mode=mode, calls=total, seconds=seconds, rate=total / seconds)
+            reactor.stop()
+
+    def start(remote: Any) -> None:
+        state["start"] = time.perf_counter()
+        for _ in range(min(inFlight, total)):
+            send()
+
+    up().addCallback(start)
+    reactor.run()
+
+
+def flush(port: int, total: int) -> None:
+    """
+    Queue C{total} transactions while nothing listens on C{port}, then
+    report when the server (started by the driver on our signal) has
+    answered them all.
+    """
+    up = upnode.connect(port, "127.0.0.1", {"ping": 0, "reconnect": 0.01, "backoff": 1, "jitter": 0})
+    state = {"done": 0, "start": 0.0}
+
+    def replied(value: Any) -> None:
+        state["done"] += 1
+        if state["done"] == total:
+            report(mode="flush", calls=total, seconds=time.perf_counter() - state["start"])
+            reactor.stop()
+
+    for _ in range(total):
+        up(lambda remote, conn: remote.echo(PAYLOAD, lambda value: replied(value)))
+    # The clock starts when the link is there, before the queue is flushed.
+    up.on("remote", lambda remote, conn: state.__setitem__("start", time.perf_counter()))
+    reactor.callWhenRunning(lambda: report(event="queued", queued=up.queued))
+    reactor.run()
+
+
+def detect(port: int, ping: float, timeout: float) -> None:
+    """
+    Report when the link to the server goes down (the driver kills or
+    stops the server after "up").
+    """
+    up = upnode.connect(port, "127.0.0.1", {"ping": ping, "timeout": timeout, "reconnect": 3600})
+    up.on("up", lambda remote: report(event="up"))
+
+    def down() -> None:
+        report(event="down", at=time.time())
+        reactor.stop()
+
+    up.on("down", down)
+    reactor.run()
+
+
+def queueMemory(total: int) -> None:
+    up = upnode.connect(1, "127.0.0.1", {"ping": 0, "reconnect": 3600})
+    before = rss()
+    waiting: List[Any] = [up() for _ in range(total)]
+    after = rss()
+    report(mode="queue-memory", calls=total, bytesPerTransaction=(after - before) / total, queued=len(waiting))
+    for d in waiting:
+        d.addErrback(lambda f: None)
+
+
+def idle(port: int, clients: int, ping: float) -> None:
+    ups = []
+    for _ in range(clients):
+        ups.append(upnode.connect(port, "127.0.0.1", {"ping": ping, "timeout": 5, "reconnect": 1}))
+
+    def check() -> None:
+        up = sum(1 for u in ups if u.remote is not None)
+        if up == clients:
+            report(event="connected", clients=clients)
+        else:
+            reactor.callLater(0.2, check)
+
+    reactor.callWhenRunning(check)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "server":
+        serve(int(sys.argv[2]))
+    elif mode in ("lockstep", "pipelined"):
+        calls(mode, int(sys.argv[2]), int(sys.argv[3]))
+    elif mode == "flush":
+        flush(int(sys.argv[2]), int(sys.argv[3]))
+    elif mode == "queue-memory":
+        queueMemory(int(sys.argv[2]))
+    elif mode == "detect":
+        detect(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
+    elif mode == "idle":
+        idle(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))

@@ -1,0 +1,244 @@
+"""
+Benchmarks, side by side in one run on loopback: ours, Node's upnode 0.6.0
+(the pinned reference peer) and the bare-Twisted ceiling (a LineReceiver
+pair that only decodes and encodes the same JSON lines).
+
+    python bench/run.py                 the full run (a few minutes)
+    python bench/run.py --smoke         tiny sizes, to check it works
+    python bench/run.py --json out.json
+
+Prints a table with ratios and writes the raw numbers to a JSON file
+(default bench/results.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from upnode.test.integration.nodepeer import requireNode  # noqa: E402
+
+PY = sys.executable
+
+
+def freePort() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Proc:
+    """
+    A benchmark process whose stdout is JSON lines.
+    """
+
+    def __init__(self, argv: List[str], env: Dict[str, str]) -> None:
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+
+    def next(self, timeout: float = 300) -> Dict[str, Any]:
+        line = self.p.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            raise RuntimeError(f"{self.p.args} ended without a result")
+        return json.loads(line)
+
+    def until(self, event: str) -> Dict[str, Any]:
+        while True:
+            report = self.next()
+            if report.get("event") == event or report.get("mode") == event:
+                return report
+
+    def rss(self) -> int:
+        with open(f"/proc/{self.p.pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def cpu(self) -> float:
+        with open(f"/proc/{self.p.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGCONT)
+            self.p.kill()
+        self.p.wait()
+
+
+class Bench:
+    def __init__(self, smoke: bool) -> None:
+        self.smoke = smoke
+        modules = requireNode()
+        self.env = dict(os.environ, NODE_PATH=str(modules), PYTHONPATH=str(ROOT))
+        self.results: Dict[str, Any] = {}
+
+    def command(self, impl: str, *args: Any) -> List[str]:
+        args_ = [str(a) for a in args]
+        if impl == "ours":
+            return [PY, str(HERE / "ours.py"), *args_]
+        if impl == "node":
+            return ["node", "--expose-gc", str(HERE / "node.js"), *args_]
+        return [PY, str(HERE / "ceiling.py"), *args_]
+
+    def server(self, impl: str, port: int) -> Proc:
+        proc = Proc(self.command(impl, "server", port), self.env)
+        proc.until("listening")
+        return proc
+
+    def pair(self, server: str, client: str, mode: str, calls: int) -> float:
+        print(f"  {mode}: {client} client, {server} server", file=sys.stderr, flush=True)
+        port = freePort()
+        srv = self.server(server, port)
+        try:
+            cli = Proc(self.command(client, mode, port, calls), self.env)
+            result = cli.until(mode)
+            cli.stop()
+            return float(result["rate"])
+        finally:
+            srv.stop()
+
+    def calls(self) -> None:
+        lock, pipe = (200, 2000) if self.smoke else (5000, 100000)
+        rows = {
+            "ours": ("ours", "ours"),
+            "node": ("node", "node"),
+            "ceiling": ("ceiling", "ceiling"),
+            "our client, Node server": ("node", "ours"),
+            "Node client, our server": ("ours", "node"),
+        }
+        for name, (server, client) in rows.items():
+            self.results.setdefault("lockstep", {})[name] = self.pair(server, client, "lockstep", lock)
+            self.results.setdefault("pipelined", {})[name] = self.pair(server, client, "pipelined", pipe)
+
+    def flush(self) -> None:
+        calls = 2000 if self.smoke else 100000
+        for impl in ("ours", "node"):
+            port = freePort()
+            cli = Proc(self.command(impl, "flush", port, calls), self.env)
+            cli.until("queued")
+            srv = self.server(impl, port)
+            try:
+                self.results.setdefault("flush seconds", {})[impl] = cli.until("flush")["seconds"]
+            finally:
+                cli.stop()
+                srv.stop()
+
+    def queueMemory(self) -> None:
+        calls = 2000 if self.smoke else 100000
+        for impl in ("ours", "node"):
+            cli = Proc(self.command(impl, "queue-memory", calls), self.env)
+            self.results.setdefault("bytes per queued transaction", {})[impl] = cli.until("queue-memory")[
+                "bytesPerTransaction"
+            ]
+            cli.stop()
+
+    def idle(self) -> None:
+        clients = 100 if self.smoke else 10000
+        ping = 1.0
+        for impl in ("ours", "node"):
+            port = freePort()
+            srv = self.server(impl, port)
+            base = srv.rss()
+            cli = Proc(self.command(impl, "idle", port, clients, ping), self.env)
+            try:
+                cli.until("connected")
+                time.sleep(2 * ping)
+                grown = srv.rss() - base
+                cpu0 = srv.cpu()
+                rounds = 2 if self.smoke else 5
+                time.sleep(rounds * ping)
+                cpuPerRound = (srv.cpu() - cpu0) / rounds
+                key = f"idle clients ({clients}, ping {ping:g} s)"
+                self.results.setdefault(key + ": server RSS growth MB", {})[impl] = grown / 1e6
+                self.results.setdefault(key + ": server bytes per connection", {})[impl] = grown / clients
+                self.results.setdefault(key + ": server CPU s per ping round", {})[impl] = cpuPerRound
+            finally:
+                cli.stop()
+                srv.stop()
+
+    def detect(self) -> None:
+        ping, timeout = 0.5, 0.5
+        for impl in ("ours", "node"):
+            for how, sig in (("kill -9", signal.SIGKILL), ("kill -STOP", signal.SIGSTOP)):
+                port = freePort()
+                srv = self.server(impl, port)
+                cli = Proc(self.command(impl, "detect", port, ping, timeout), self.env)
+                try:
+                    cli.until("up")
+                    time.sleep(0.2)
+                    killed = time.time()
+                    srv.p.send_signal(sig)
+                    down = cli.until("down")["at"]
+                    key = f"notice dead server after {how} (ping {ping:g} s + timeout {timeout:g} s), s"
+                    self.results.setdefault(key, {})[impl] = down - killed
+                finally:
+                    cli.stop()
+                    srv.stop()
+
+    def run(self) -> Dict[str, Any]:
+        self.calls()
+        self.flush()
+        self.queueMemory()
+        self.detect()
+        self.idle()
+        return self.results
+
+
+def table(results: Dict[str, Any]) -> str:
+    lines = []
+    for mode in ("lockstep", "pipelined"):
+        r = results[mode]
+        lines.append(f"{mode} calls/s through up():")
+        for name, rate in r.items():
+            extra = ""
+            if name == "ours":
+                extra = f"   {rate / r['ceiling']:.2f} x ceiling, {rate / r['node']:.2f} x Node"
+            lines.append(f"  {name:<28}{rate:>12,.0f}{extra}")
+    for key, r in results.items():
+        if key in ("lockstep", "pipelined"):
+            continue
+        ours, node = r.get("ours"), r.get("node")
+        ratio = f"   ours/Node {ours / node:.2f}" if ours is not None and node else ""
+        lines.append(f"{key}:")
+        for name, value in r.items():
+            lines.append(f"  {name:<28}{value:>12,.3f}")
+        if ratio:
+            lines.append(ratio)
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: check that it works")
+    parser.add_argument("--json", default=str(HERE / "results.json"), help="where the raw numbers go")
+    options = parser.parse_args(argv)
+    bench = Bench(options.smoke)
+    results = bench.run()
+    machine = {
+        "python": platform.python_version(),
+        "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "smoke": options.smoke,
+    }
+    Path(options.json).write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    print(f"machine: {machine}")
+    print(table(results))
+    print(f"raw numbers: {options.json}")
+
+
+if __name__ == "__main__":
+    main()
