@@ -170,6 +170,13 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
             from twisted.internet.defer import fail
 
             return fail(Closed("this upnode client is closed"))
+        if self.remote is not None and not self._flushing and not len(self._queue):
+            # The link is up and nobody is ahead: no queueing at all.  A
+            # Node-style callback that raises raises to its caller, as in Node.
+            if callback is not None:
+                callback(self.remote, self.conn)
+                return None
+            return succeed(self.remote)
         txn = self._queue.add(timeout)
         result: Optional[Deferred[Any]] = None
         if callback is not None:

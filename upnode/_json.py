@@ -52,7 +52,7 @@ def decodeLine(line: bytes, maxDepth: int) -> Any:
     except UnicodeDecodeError as e:
         raise ProtocolError(f"line is not valid UTF-8: {e}") from None
     # A cheap bound first: nesting can't exceed the number of openers.
-    if text.count("[") + text.count("{") > maxDepth and _depthExceeds(text, maxDepth):
+    if text.count("[") + text.count("{") > maxDepth and depthExceeds(text, maxDepth):
         raise ProtocolError(f"message nested deeper than {maxDepth}")
     try:
         return _loads(text)
@@ -69,7 +69,7 @@ _STEPS[ord("]")] = _STEPS[ord("}")] = -1
 _STEP = _STEPS.__getitem__
 
 
-def _depthExceeds(text: str, maxDepth: int) -> bool:
+def depthExceeds(text: str, maxDepth: int) -> bool:
     """
     Whether brackets outside strings nest deeper than C{maxDepth}.  Every loop
     here runs in C: strings and other characters are cut away, then the

@@ -22,8 +22,13 @@ from ._expose import Cons, construct, exposedMembers
 from ._json import decodeLine, encodeLine
 from ._limits import Limits
 from ._remote import Remote, RemoteCallback
-from ._scrub import scrub, unscrub
+from ._scrub import encodeRequest, unscrub
 from .errors import DeadRemoteError, ProtocolError, RejectedMessage
+
+
+#: Culls go out in batches of this many ids, or after this many seconds.
+CULL_BATCH = 64
+CULL_DELAY = 0.05
 
 
 @implementer(IHandshakeListener)
@@ -201,7 +206,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         finally:
             self._receiving = False
             if self._pendingCulls and not self._closing:
-                self._flushCulls()
+                self._scheduleCulls()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self._violation(ProtocolError(f"line longer than {self.MAX_LENGTH} bytes"))
@@ -316,8 +321,19 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if self._closing:
             return
         self._pendingCulls[callbackId] = None
-        if not self._receiving and self._cullCall is None:
-            self._cullCall = self._getClock().callLater(0, self._flushCulls)
+        if not self._receiving:
+            self._scheduleCulls()
+
+    def _scheduleCulls(self) -> None:
+        # Culls are batched: one message for up to CULL_BATCH ids, or
+        # whatever is pending after CULL_DELAY seconds.  A cull per call
+        # would double the messages of a busy link for no one's benefit.
+        if len(self._pendingCulls) >= CULL_BATCH:
+            if self._cullCall is not None and self._cullCall.active():
+                self._cullCall.cancel()
+            self._flushCulls()
+        elif self._cullCall is None:
+            self._cullCall = self._getClock().callLater(CULL_DELAY, self._flushCulls)
 
     def _flushCulls(self) -> None:
         self._cullCall = None
@@ -359,7 +375,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             raise DeadRemoteError("the dnode connection is gone")
         firstNewId = self._nextId
         try:
-            scrubbed, callbacks, links = scrub(arguments, self._callbackId, self.limits.maxDepth)
+            line = encodeRequest(method, arguments, self._callbackId, self.limits.maxDepth)
         except Exception:
             # Nothing is sent, so the ids handed out for it are taken back.
             for callbackId in range(firstNewId, self._nextId):
@@ -367,9 +383,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                 self._resent.discard(callbackId)
             self._nextId = firstNewId
             raise
-        self.transport.write(
-            encodeLine({"method": method, "arguments": scrubbed, "callbacks": callbacks, "links": links})
-        )
+        self.transport.write(line)
 
     def callbackCount(self) -> Dict[str, int]:
         """

@@ -10,9 +10,11 @@ on the way, unlike Node's C{traverse.set}.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
+from ._json import depthExceeds, encodeLine
 from ._limits import MAX_SAFE_INTEGER, Limits
 from .errors import RejectedMessage
 
@@ -28,55 +30,45 @@ _SCALARS = frozenset({str, int, bool, type(None)})
 
 def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDepth: int) -> Scrubbed:
     """
-    Copy C{arguments} to plain JSON data.
+    Copy C{arguments} to plain JSON data, as dnode-protocol's scrubber does.
 
     Each callable becomes C{"[Function]"} and is listed under the id
-    C{callbackId} gives it.  A container met again (a cycle or a shared
-    reference) or a callable met again in the same message becomes a link to
-    its first place.  Non-finite floats become C{None}, as in JavaScript.
+    C{callbackId} gives it; the same callable met again in one message
+    becomes a link to its first place.  A container met again inside itself
+    (a cycle) becomes C{"[Circular]"} and a link to its first place; one
+    merely shared is copied, as Node's traverse does.  Non-finite floats
+    become C{None}, as in JavaScript; dict keys that are numbers, booleans
+    or None become strings, as Python's json writes them.
 
-    @raise TypeError: a value has no JSON form, or a dict key is not a string.
+    @raise TypeError: a value has no JSON form.
     @raise ValueError: the message line would nest deeper than C{maxDepth}
         (the message object and the arguments list count as two levels).
     """
     callbacks: Dict[str, Path] = {}
     links: List[Dict[str, Path]] = []
-    seen: Dict[int, Path] = {}
+    ancestors: Dict[int, Path] = {}
 
     def walk(value: Any, path: Path, depth: int) -> Any:
         kind = type(value)
-        if isinstance(value, (dict, list)):
-            prior = seen.get(id(value))
-            if prior is not None:
-                links.append({"from": prior, "to": path})
-                return CIRCULAR
-            seen[id(value)] = path
-        if isinstance(value, (dict, list, tuple)):
-            if depth > maxDepth:
-                raise ValueError(f"the message would nest deeper than {maxDepth}")
-            if isinstance(value, dict):
-                out = {}
-                for key, item in value.items():
-                    if type(key) is not str:
-                        raise TypeError(f"dict keys must be strings, not {key!r}")
-                    kind = type(item)
-                    if kind in _SCALARS:
-                        out[key] = item
-                    else:
-                        out[key] = walk(item, path + [key], depth + 1)
-                return out
-            items = []
-            for index, item in enumerate(value):
-                if type(item) in _SCALARS:
-                    items.append(item)
-                else:
-                    items.append(walk(item, path + [str(index)], depth + 1))
-            return items
+        if kind in _SCALARS:
+            return value
         if kind is float:
             # NaN and the infinities are null in JavaScript's JSON.
             return value if value - value == 0 else None
-        if kind in _SCALARS:
-            return value
+        if isinstance(value, (dict, list, tuple)):
+            prior = ancestors.get(id(value))
+            if prior is not None:
+                links.append({"from": prior, "to": path})
+                return CIRCULAR
+            if depth > maxDepth:
+                raise ValueError(f"the message would nest deeper than {maxDepth}")
+            ancestors[id(value)] = path
+            try:
+                if isinstance(value, dict):
+                    return {_key(k): walk(v, path + [_key(k)], depth + 1) for k, v in value.items()}
+                return [walk(item, path + [str(i)], depth + 1) for i, item in enumerate(value)]
+            finally:
+                del ancestors[id(value)]
         if callable(value):
             key = str(callbackId(value))
             prior = callbacks.get(key)
@@ -91,6 +83,82 @@ def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDe
         raise TypeError("arguments must be a list or tuple")
     # The message object and its arguments list are the first two levels.
     return walk(arguments, [], 2), callbacks, links
+
+
+def _key(key: Any) -> str:
+    if type(key) is str:
+        return key
+    if key is True or key is False or key is None:
+        return {True: "true", False: "false", None: "null"}[key]
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float) and key - key == 0:
+        return float.__repr__(key)
+    raise TypeError(f"dict key {key!r:.60} has no JSON form")
+
+
+def _noJsonForm(value: Any) -> Any:
+    raise TypeError("not plain JSON data")
+
+
+# Plain data (no callables, no cycles, no NaN) is encoded in one C call.
+_encodePlain = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_noJsonForm
+).encode
+
+
+def encodeRequest(
+    method: Any, arguments: Sequence[Any], callbackId: Callable[[Callable[..., Any]], int], maxDepth: int
+) -> bytes:
+    """
+    One dnode request line, as Node writes it.
+
+    The common case, plain data with callbacks only at the top level, is
+    encoded by the C encoder directly; anything else (nested callables,
+    cycles, NaN, other types) goes through L{scrub}.
+
+    @raise TypeError: a value has no JSON form; no id has been given out.
+    @raise ValueError: the message would nest deeper than C{maxDepth}.
+    """
+    top = list(arguments)
+    callbacks: Dict[str, Path] = {}
+    plain = True
+    for index, value in enumerate(top):
+        if type(value) not in _SCALARS and callable(value) and not isinstance(value, (dict, list, tuple)):
+            top[index] = FUNCTION
+            callbacks[str(index)] = [str(index)]
+    try:
+        text = _encodePlain(top)
+    except (TypeError, ValueError, RecursionError):
+        plain = False
+    if plain and text.count("[") + text.count("{") > maxDepth - 1 and depthExceeds(text, maxDepth - 1):
+        raise ValueError(f"the message would nest deeper than {maxDepth}")
+    if plain:
+        byId: Dict[str, Path] = {}
+        links: List[Dict[str, Path]] = []
+        for index, path in callbacks.items():
+            key = str(callbackId(arguments[int(index)]))
+            if key in byId:
+                links.append({"from": byId[key], "to": path})
+            else:
+                byId[key] = path
+        # Ids and paths are digits: no escaping needed.
+        found = ",".join(f'"{key}":["{path[0]}"]' for key, path in byId.items())
+        line = (
+            f'{{"method":{method if type(method) is int else _encodePlain(method)},"arguments":{text},'
+            f'"callbacks":{{{found}}},"links":{_encodePlain(links) if links else "[]"}}}'
+        )
+        return _utf8(line)
+    scrubbed, found, links = scrub(arguments, callbackId, maxDepth)
+    return encodeLine({"method": method, "arguments": scrubbed, "callbacks": found, "links": links})
+
+
+def _utf8(line: str) -> bytes:
+    try:
+        return line.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        # A lone surrogate: write it escaped, as Node does.
+        return encodeLine(json.loads(line))
 
 
 def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits: Limits) -> List[Any]:

@@ -13,6 +13,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from upnode import DeadRemoteError, DnodeProtocol, Limits, ProtocolError, RejectedMessage
+from upnode._protocol import CULL_BATCH, CULL_DELAY
 from upnode.dnode import DnodeFactory
 from upnode.testing import connectInMemory
 
@@ -207,9 +208,28 @@ class SessionTests(SynchronousTestCase):
             + line({"method": "echo", "arguments": [2, "[Function]"], "callbacks": {"12": ["1"]}})
         )
         gc.collect()
+        self.assertEqual([m for m in h.sent() if m["method"] == "cull"], [])
+        h.clock.advance(CULL_DELAY)
         culls = [m for m in h.sent() if m["method"] == "cull"]
         self.assertEqual(culls, [{"method": "cull", "arguments": [11, 12]}])
         self.assertEqual(h.proto.callbackCount()["remote"], 0)
+
+    def test_cullsBatched(self) -> None:
+        """
+        A full batch of culls goes out at once, without waiting.
+        """
+        h = Harness()
+        h.sent()
+        h.proto.dataReceived(
+            b"".join(
+                line({"method": "echo", "arguments": [i, "[Function]"], "callbacks": {str(100 + i): ["1"]}})
+                for i in range(CULL_BATCH)
+            )
+        )
+        gc.collect()
+        culls = [m for m in h.sent() if m["method"] == "cull"]
+        self.assertEqual(culls, [{"method": "cull", "arguments": list(range(100, 100 + CULL_BATCH))}])
+        self.assertEqual(h.clock.getDelayedCalls(), [])
 
     def test_cullOutsideReceiveIsScheduled(self) -> None:
         h = Harness()
@@ -219,7 +239,7 @@ class SessionTests(SynchronousTestCase):
         )
         h.proto.dataReceived(line({"method": "methods", "arguments": [{}]}))
         gc.collect()
-        h.clock.advance(0)
+        h.clock.advance(CULL_DELAY)
         self.assertEqual(
             [m for m in h.sent() if m["method"] == "cull"], [{"method": "cull", "arguments": [5]}]
         )
@@ -456,6 +476,7 @@ class InMemoryPairTests(SynchronousTestCase):
             link.client.remote.echo(i, lambda v: got.append(v))
             link.flush()
         gc.collect()
+        link.pump.clock.advance(CULL_DELAY)
         link.flush()
         self.assertEqual(len(got), 1000)
         self.assertEqual((link.client.callbackCount(), link.server.callbackCount()), start)

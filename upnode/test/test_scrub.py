@@ -4,6 +4,7 @@ Scrubbing callables out of outgoing arguments and unscrubbing incoming ones.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Callable, Dict, List
 
@@ -11,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from upnode import Limits, RejectedMessage
+from upnode import Limits, ProtocolError, RejectedMessage
 from upnode._json import decodeLine, encodeLine
-from upnode._scrub import scrub, unscrub
+from upnode._scrub import encodeRequest, scrub, unscrub
 
 
 class Ids:
@@ -85,11 +86,15 @@ class ScrubTests(SynchronousTestCase):
 
     def test_sharedReference(self) -> None:
         """
-        One list referenced twice arrives as one list.
+        A list referenced twice (not a cycle) is sent twice, as Node's
+        traverse does; a link for a shared reference that a peer sends
+        arrives as one object.
         """
         shared = [1, 2]
-        back = roundTrip([shared, {"x": shared}])
-        self.assertEqual(back, [[1, 2], {"x": [1, 2]}])
+        args, _, links = scrub([shared, {"x": shared}], Ids(), 64)
+        self.assertEqual((args, links), ([[1, 2], {"x": [1, 2]}], []))
+        message = {"arguments": [[1, 2], {"x": "[Circular]"}], "links": [{"from": ["0"], "to": ["1", "x"]}]}
+        back = unscrub(message, lambda i: i, Limits())
         self.assertIs(back[0], back[1]["x"])
 
     def test_nonFiniteFloatsAreNull(self) -> None:
@@ -103,18 +108,28 @@ class ScrubTests(SynchronousTestCase):
         """
         bytes, sets, arbitrary objects and non-string keys raise TypeError.
         """
-        for value in [b"x", {1, 2}, object(), {1: "a"}]:
+        for value in [b"x", {1, 2}, object(), {(1, 2): "a"}]:
             self.assertRaises(TypeError, scrub, [value], Ids(), 64)
+            self.assertRaises(TypeError, encodeRequest, 0, [value], Ids(), 64)
+
+    def test_keysAsPythonJsonWritesThem(self) -> None:
+        args = scrub([{2: "a", True: "b", None: "c", 1.5: "d"}], Ids(), 64)[0]
+        self.assertEqual(args, [{"2": "a", "true": "b", "null": "c", "1.5": "d"}])
 
     def test_depthLimit(self) -> None:
         """
-        The message object and its arguments list count as two levels.
+        The message object and its arguments list count as two levels; a
+        line exactly maxDepth deep is sent and read, one level more raises.
         """
         nested: Any = []
         for _ in range(61):
             nested = [nested]
-        scrub([nested], Ids(), 64)  # 2 + 62 levels
-        self.assertRaises(ValueError, scrub, [[nested]], Ids(), 64)
+        for withCallback in (False, True):  # the C fast path, then the scrub path
+            extra = [{"f": len}] if withCallback else []
+            line = encodeRequest(0, [nested] + extra, Ids(), 64)  # 2 + 62 levels
+            self.assertEqual(decodeLine(line[:-1], 64)["method"], 0)
+            self.assertRaises(ValueError, encodeRequest, 0, [[nested]] + extra, Ids(), 64)
+            self.assertRaises(ProtocolError, decodeLine, line[:-1], 63)
 
     def test_loneSurrogate(self) -> None:
         """
@@ -147,6 +162,18 @@ class RoundTripProperties(SynchronousTestCase):
         Plain data survives the round trip unchanged.
         """
         self.assertEqual(roundTrip(arguments), arguments)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(json_values | st.just(len) | st.just(print) | st.floats(), max_size=6))
+    def test_fastPathMatchesScrub(self, arguments: List[Any]) -> None:
+        """
+        The one-C-call encoding of plain data with top-level callbacks says
+        exactly what the general scrub path says.
+        """
+        fast = json.loads(encodeRequest(3, arguments, Ids(), 64))
+        args, callbacks, links = scrub(arguments, Ids(), 64)
+        slow = json.loads(encodeLine({"method": 3, "arguments": args, "callbacks": callbacks, "links": links}))
+        self.assertEqual(fast, slow)
 
     @settings(max_examples=100, deadline=None)
     @given(st.lists(json_values, max_size=4), st.data())
