@@ -3,6 +3,7 @@ upnode for Twisted: keep a dnode connection alive, re-establish state
 between reconnects, and queue calls while the link is down.
 """
 
+from ._calls import replies
 from ._client import UpnodeClientFactory
 from ._limits import Limits
 from ._protocol import DnodeProtocol
@@ -16,6 +17,7 @@ from .errors import (
     ProtocolError,
     QueueFull,
     RejectedMessage,
+    RemoteError,
     UpnodeError,
     UpTimeout,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "ProtocolError",
     "QueueFull",
     "RejectedMessage",
+    "RemoteError",
     "Remote",
     "RemoteCallback",
     "UpnodeError",
@@ -38,5 +41,6 @@ __all__ = [
     "UpnodeServerFactory",
     "connect",
     "listen",
+    "replies",
     "upnode",
 ]

@@ -7,7 +7,7 @@ and hands the remote to transactions queued with C{up()}.
 from __future__ import annotations
 
 import random as _random
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Set
 
 from twisted.internet import error as netError
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -16,6 +16,7 @@ from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._calls import Call
 from ._events import EventEmitter
 from ._expose import Cons, withPing
 from ._heartbeat import Heartbeat
@@ -132,6 +133,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         self._handshakeTimer: Optional[IDelayedCall] = None
         self._flushing = False
         self._whenLinkGone: list = []
+        self._calls: Set[Call] = set()
         self._queue = TransactionQueue(self._clock(), self._fireTransaction, self._endTransaction, maxQueue)
 
     def _clock(self) -> IReactorTime:
@@ -212,6 +214,27 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
             self._queue.flush(lambda: self.remote is not None and self._link is link)
         finally:
             self._flushing = False
+
+    def call(
+        self, name: str, *args: Any, timeout: Optional[float] = None, retry: bool = False, errorFirst: bool = False
+    ) -> Deferred[Any]:
+        """
+        Call the remote's method C{name} with C{args} and a callback; fire
+        with what the callback receives (one value as is, several as a
+        tuple, none as None).
+
+        Fails with L{UpTimeout} C{timeout} seconds after the call if no
+        reply came (a late reply is dropped), with L{ConnectionLostError}
+        if the link drops before the reply, and with L{Closed} on
+        C{close()}.  With C{retry}, a call whose link dropped is sent again
+        on the next link until it is answered or times out: at-least-once,
+        so the server may see it more than once.  With C{errorFirst}, the
+        reply is read as Node's C{(err, result)}: a non-null C{err} fails
+        the call with L{RemoteError}.
+        """
+        call = Call(self, name, args, timeout, retry, errorFirst)
+        call.start()
+        return call.result
 
     @property
     def queued(self) -> int:
@@ -370,6 +393,8 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         if wasUp:
             self._log.info("upnode link down: {reason}", reason=reason.value)
             self.emit("down")
+        for call in [c for c in self._calls if c.conn is conn]:
+            call.linkLost()
         waiters, self._whenLinkGone = self._whenLinkGone, []
         for waiter in waiters:
             waiter.callback(None)

@@ -25,7 +25,6 @@ from ._remote import Remote, RemoteCallback
 from ._scrub import encodeRequest, unscrub
 from .errors import DeadRemoteError, ProtocolError, RejectedMessage
 
-
 #: Culls go out in batches of this many ids, or after this many seconds.
 CULL_BATCH = 64
 CULL_DELAY = 0.05

@@ -136,17 +136,17 @@ def encodeRequest(
     if plain:
         byId: Dict[str, Path] = {}
         links: List[Dict[str, Path]] = []
-        for index, path in callbacks.items():
-            key = str(callbackId(arguments[int(index)]))
-            if key in byId:
-                links.append({"from": byId[key], "to": path})
+        for position, place in callbacks.items():
+            cid = str(callbackId(arguments[int(position)]))
+            if cid in byId:
+                links.append({"from": byId[cid], "to": place})
             else:
-                byId[key] = path
+                byId[cid] = place
         # Ids and paths are digits: no escaping needed.
-        found = ",".join(f'"{key}":["{path[0]}"]' for key, path in byId.items())
+        entries = ",".join(f'"{cid}":["{place[0]}"]' for cid, place in byId.items())
         line = (
             f'{{"method":{method if type(method) is int else _encodePlain(method)},"arguments":{text},'
-            f'"callbacks":{{{found}}},"links":{_encodePlain(links) if links else "[]"}}}'
+            f'"callbacks":{{{entries}}},"links":{_encodePlain(links) if links else "[]"}}}'
         )
         return _utf8(line)
     scrubbed, found, links = scrub(arguments, callbackId, maxDepth)

@@ -49,6 +49,13 @@ class QueueFull(UpnodeError):
     """
 
 
+class RemoteError(UpnodeError):
+    """
+    The peer answered a call with an error (the first argument of an
+    error-first callback); C{args[0]} is what it sent.
+    """
+
+
 class ConnectionLostError(UpnodeError):
     """
     The link dropped before the reply to a call arrived.
