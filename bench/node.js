@@ -72,11 +72,15 @@ else if (mode === 'queue-memory') {
     var total = parseInt(process.argv[3], 10);
     var up = upnode.connect(1, '127.0.0.1', { ping: 0, reconnect: 3600000 });
     up.on('error', function () {});
+    function shared(remote) { remote.echo(PAYLOAD, function () {}); }
     global.gc();
     var before = process.memoryUsage().rss;
+    for (var i = 0; i < total; i++) up(shared);
+    global.gc();
+    var middle = process.memoryUsage().rss;
     for (var i = 0; i < total; i++) up(function (remote) { remote.echo(PAYLOAD, function () {}); });
     global.gc();
     var after = process.memoryUsage().rss;
-    report({ mode: 'queue-memory', calls: total, bytesPerTransaction: (after - before) / total });
+    report({ mode: 'queue-memory', calls: total, shared: (middle - before) / total, fresh: (after - middle) / total });
     process.exit(0);
 }

@@ -17,7 +17,7 @@ import os
 import resource
 import sys
 import time
-from typing import Any, List
+from typing import Any
 
 from twisted.internet import reactor
 
@@ -112,13 +112,24 @@ def detect(port: int, ping: float, timeout: float) -> None:
 
 
 def queueMemory(total: int) -> None:
+    """
+    RSS growth per queued transaction: Node-style callbacks, one shared
+    callback (the queue's own cost) and a fresh closure each (what code
+    written like Node's examples costs).
+    """
     up = upnode.connect(1, "127.0.0.1", {"ping": 0, "reconnect": 3600})
+
+    def shared(remote: Any, conn: Any) -> None:
+        remote.echo(PAYLOAD, lambda value: None)
+
     before = rss()
-    waiting: List[Any] = [up() for _ in range(total)]
+    for _ in range(total):
+        up(shared)
+    middle = rss()
+    for _ in range(total):
+        up(lambda remote, conn: remote.echo(PAYLOAD, lambda value: None))
     after = rss()
-    report(mode="queue-memory", calls=total, bytesPerTransaction=(after - before) / total, queued=len(waiting))
-    for d in waiting:
-        d.addErrback(lambda f: None)
+    report(mode="queue-memory", calls=total, shared=(middle - before) / total, fresh=(after - middle) / total)
 
 
 def idle(port: int, clients: int, ping: float) -> None:

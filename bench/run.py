@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import select
 import signal
 import socket
 import subprocess
@@ -50,7 +51,10 @@ class Proc:
     def __init__(self, argv: List[str], env: Dict[str, str]) -> None:
         self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
 
-    def next(self, timeout: float = 300) -> Dict[str, Any]:
+    def next(self, timeout: float = 120) -> Dict[str, Any]:
+        ready, _, _ = select.select([self.p.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError(f"{' '.join(map(str, self.p.args))}: no result within {timeout} s")
         line = self.p.stdout.readline()  # type: ignore[union-attr]
         if not line:
             raise RuntimeError(f"{self.p.args} ended without a result")
@@ -102,16 +106,18 @@ class Bench:
         print(f"  {mode}: {client} client, {server} server", file=sys.stderr, flush=True)
         port = freePort()
         srv = self.server(server, port)
+        cli = Proc(self.command(client, mode, port, calls), self.env)
         try:
-            cli = Proc(self.command(client, mode, port, calls), self.env)
-            result = cli.until(mode)
-            cli.stop()
-            return float(result["rate"])
+            return float(cli.until(mode)["rate"])
+        except TimeoutError as e:
+            print(f"  {e}", file=sys.stderr)
+            return float("nan")
         finally:
+            cli.stop()
             srv.stop()
 
     def calls(self) -> None:
-        lock, pipe = (200, 2000) if self.smoke else (5000, 100000)
+        lock, pipe = (200, 2000) if self.smoke else (5000, 30000)
         rows = {
             "ours": ("ours", "ours"),
             "node": ("node", "node"),
@@ -140,10 +146,10 @@ class Bench:
         calls = 2000 if self.smoke else 100000
         for impl in ("ours", "node"):
             cli = Proc(self.command(impl, "queue-memory", calls), self.env)
-            self.results.setdefault("bytes per queued transaction", {})[impl] = cli.until("queue-memory")[
-                "bytesPerTransaction"
-            ]
+            result = cli.until("queue-memory")
             cli.stop()
+            self.results.setdefault("bytes per queued transaction, one shared callback", {})[impl] = result["shared"]
+            self.results.setdefault("bytes per queued transaction, a fresh closure each", {})[impl] = result["fresh"]
 
     def idle(self) -> None:
         clients = 100 if self.smoke else 10000

@@ -22,7 +22,7 @@ from ._expose import Cons, withPing
 from ._heartbeat import Heartbeat
 from ._limits import Limits
 from ._protocol import DnodeProtocol
-from ._queue import Transaction, TransactionQueue
+from ._queue import TransactionQueue
 from .errors import Closed, UpTimeout
 
 ConnectCallback = Callable[[Any, DnodeProtocol], Any]
@@ -179,33 +179,34 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
                 callback(self.remote, self.conn)
                 return None
             return succeed(self.remote)
-        txn = self._queue.add(timeout)
-        result: Optional[Deferred[Any]] = None
         if callback is not None:
-            txn.callback = callback
+            self._queue.add(callback, timeout)
+            result = None
         else:
-            txn.deferred = result = Deferred(lambda d: None if self._queue.remove(txn) else None)
+            entry = None
+            result = Deferred(lambda d: self._queue.remove(entry))
+            entry = self._queue.add(result, timeout)
         if self.remote is not None and not self._flushing:
             self._flush()
         return result
 
-    def _fireTransaction(self, txn: Transaction) -> None:
-        if txn.deferred is not None:
-            txn.deferred.callback(self.remote)
-        elif txn.callback is not None:
-            try:
-                txn.callback(self.remote, self.conn)
-            except Exception:
-                self.emit("error", Failure())
+    def _fireTransaction(self, waiter: Any) -> None:
+        if isinstance(waiter, Deferred):
+            waiter.callback(self.remote)
+            return
+        try:
+            waiter(self.remote, self.conn)
+        except Exception:
+            self.emit("error", Failure())
 
-    def _endTransaction(self, txn: Transaction, error: Exception) -> None:
-        if txn.deferred is not None:
-            txn.deferred.errback(Failure(error))
-        elif txn.callback is not None:
-            try:
-                txn.callback()
-            except Exception:
-                self.emit("error", Failure())
+    def _endTransaction(self, waiter: Any, error: Exception) -> None:
+        if isinstance(waiter, Deferred):
+            waiter.errback(Failure(error))
+            return
+        try:
+            waiter()
+        except Exception:
+            self.emit("error", Failure())
 
     def _flush(self) -> None:
         link = self._link
@@ -243,13 +244,28 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         """
         return len(self._queue)
 
+    def _setState(self, state: str) -> None:
+        """
+        Every transition is a structured log event (at debug level: routine
+        weather), with the attempt count and the queue depth.
+        """
+        if state != self.state:
+            self._log.debug(
+                "upnode client {old} -> {new}",
+                old=self.state,
+                new=state,
+                attempts=self.attempts,
+                queued=len(self._queue),
+            )
+            self.state = state
+
     # -- Connection attempts -----------------------------------------------------
 
     def startedConnecting(self, connector: IConnector) -> None:
         self.connector = connector  # type: ignore[assignment]
         self.attempts += 1
         self.nextAttemptAt = None
-        self.state = "connecting"
+        self._setState("connecting")
         if self.attempts > 1:
             self.emit("reconnect")
 
@@ -259,7 +275,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         base = min(self.initialDelay * self.factor**self.retries, self.maxDelay)
         spread = self.jitterFraction
         self.delay = base * (1 - spread + 2 * spread * self.random.random())
-        self.state = "waiting"
+        self._setState("waiting")
         self.nextAttemptAt = self._clock().seconds() + self.delay
         ReconnectingClientFactory.retry(self, connector)
 
@@ -286,7 +302,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         conn = self.protocol(self.cons, self.limits, self._clock(), withPing)
         conn.factory = self
         self._link = conn
-        self.state = "handshaking"
+        self._setState("handshaking")
         conn.on("remote", self._remoteArrived)
         conn.once("up", lambda obj: self._linkUp(conn, obj))
         conn.on("error", lambda failure: self.emit("error", failure))
@@ -333,7 +349,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         self._cancelHandshakeTimer()
         self.remote = obj
         self.conn = conn
-        self.state = "up"
+        self._setState("up")
         self.resetDelay()
         self._log.info("upnode link up to {peer}", peer=conn._peerName())
         self._flush()
@@ -389,7 +405,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
             )
         else:
             self.lastFailure = reason
-        self.state = "closed" if self.closed else "waiting"
+        self._setState("closed" if self.closed else "waiting")
         if wasUp:
             self._log.info("upnode link down: {reason}", reason=reason.value)
             self.emit("down")
@@ -410,7 +426,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         if self.closed:
             return succeed(None)
         self.closed = True
-        self.state = "closed"
+        self._setState("closed")
         self.nextAttemptAt = None
         self.stopTrying()
         self._cancelHandshakeTimer()

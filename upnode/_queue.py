@@ -1,123 +1,155 @@
 """
 The transaction queue behind C{up()}: FIFO, surviving any number of
 reconnects, and firing each transaction exactly once.
+
+A waiting transaction costs one slot of a deque when it has no timeout:
+the slot holds the Node-style callback or the Deferred itself.  Only a
+transaction with a timeout gets a small L{Transaction} record, so that its
+timer can find and retire it.  Retired entries (timed out, cancelled) stay
+in the deque as tombstones until the flush passes them, or until there are
+more of them than live ones, when the deque is compacted.
 """
 
 from __future__ import annotations
 
-from itertools import count
-from typing import Any, Callable, Dict, List, Optional
+from collections import deque
+from typing import Any, Callable, Deque, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from .errors import QueueFull, UpTimeout
 
+#: What waits: a callable (Node style), a Deferred, or a Transaction.
+Entry = Any
+
 
 class Transaction:
     """
-    One waiting C{up()}: a Deferred, or a Node-style callback, and its timer.
+    A waiting transaction with a timeout.
     """
 
-    __slots__ = ("serial", "deferred", "callback", "timer")
+    __slots__ = ("waiter", "timer", "done")
 
-    def __init__(self, serial: int) -> None:
-        self.serial = serial
-        self.deferred: Optional[Deferred[Any]] = None
-        self.callback: Optional[Callable[..., Any]] = None
+    def __init__(self, waiter: Any) -> None:
+        self.waiter = waiter
         self.timer: Optional[IDelayedCall] = None
+        self.done = False
 
 
 class TransactionQueue:
     """
-    Waiting transactions, in order.  A dict keyed by serial gives O(1)
-    removal when one times out or is cancelled, and keeps insertion order.
+    Waiting transactions, in order.
 
-    @param fire: called as C{fire(transaction)} to deliver the remote.
-    @param end: called as C{end(transaction, error)} when one ends without a
+    @param fire: called as C{fire(waiter)} to deliver the remote to a
+        callable or Deferred.
+    @param end: called as C{end(waiter, error)} when one ends without a
         link (time-out, close).
     """
 
     def __init__(
         self,
         clock: IReactorTime,
-        fire: Callable[[Transaction], None],
-        end: Callable[[Transaction, Exception], None],
+        fire: Callable[[Any], None],
+        end: Callable[[Any, Exception], None],
         maxQueue: Optional[int] = None,
     ) -> None:
         self._clock = clock
         self._fire = fire
         self._end = end
         self.maxQueue = maxQueue
-        self._waiting: Dict[int, Transaction] = {}
-        self._serials = count()
+        self._entries: Deque[Entry] = deque()
+        self._live = 0
 
     def __len__(self) -> int:
-        return len(self._waiting)
+        return self._live
 
-    def add(self, timeout: Optional[float]) -> Transaction:
+    def add(self, waiter: Any, timeout: Optional[float] = None) -> Entry:
         """
-        Queue a new transaction; it leaves the queue (and ends with
-        L{UpTimeout}) after C{timeout} seconds unless fired before.
+        Queue C{waiter} (a callable or a Deferred); with C{timeout}, it is
+        ended with L{UpTimeout} after that many seconds unless fired before.
 
+        @return: a handle for L{remove}.
         @raise QueueFull: C{maxQueue} transactions are already waiting.
         """
-        if self.maxQueue is not None and len(self._waiting) >= self.maxQueue:
-            raise QueueFull(f"{len(self._waiting)} transactions are already waiting (maxQueue)")
-        txn = Transaction(next(self._serials))
+        if self.maxQueue is not None and self._live >= self.maxQueue:
+            raise QueueFull(f"{self._live} transactions are already waiting (maxQueue)")
+        entry: Entry = waiter
         if timeout:
-            txn.timer = self._clock.callLater(timeout, self._timedOut, txn, timeout)
-        self._waiting[txn.serial] = txn
-        return txn
+            entry = Transaction(waiter)
+            entry.timer = self._clock.callLater(timeout, self._timedOut, entry, timeout)
+        self._entries.append(entry)
+        self._live += 1
+        return entry
 
-    def remove(self, txn: Transaction) -> bool:
+    def remove(self, entry: Entry) -> None:
         """
-        Take C{txn} out without firing it; whether it was waiting.
+        Retire a waiting Deferred that was cancelled.
         """
-        if self._waiting.pop(txn.serial, None) is None:
-            return False
-        if txn.timer is not None and txn.timer.active():
-            txn.timer.cancel()
-        return True
+        if type(entry) is Transaction:
+            if entry.done:
+                return
+            entry.done = True
+            if entry.timer is not None and entry.timer.active():
+                entry.timer.cancel()
+        self._retired()
 
-    def _timedOut(self, txn: Transaction, timeout: float) -> None:
-        txn.timer = None
-        if self._waiting.pop(txn.serial, None) is not None:
-            self._end(txn, UpTimeout(f"no link within {timeout} seconds"))
+    def _retired(self) -> None:
+        self._live -= 1
+        if len(self._entries) > 2 * self._live + 64:
+            self._entries = deque(e for e in self._entries if not _isDead(e))
+
+    def _timedOut(self, entry: Transaction, timeout: float) -> None:
+        entry.timer = None
+        if not entry.done:
+            entry.done = True
+            self._retired()
+            self._end(entry.waiter, UpTimeout(f"no link within {timeout} seconds"))
 
     def flush(self, stillUp: Callable[[], bool]) -> None:
         """
-        Fire every waiting transaction in order while C{stillUp()}; ones
-        added meanwhile are fired after them.  If the link goes while
-        flushing, the rest stay queued, still in order.
+        Fire waiting transactions in order while C{stillUp()}, including
+        ones added meanwhile.  If the link goes while flushing, the rest
+        stay queued, still in order.
         """
-        while self._waiting and stillUp():
-            batch: List[Transaction] = list(self._waiting.values())
-            self._waiting = {}
-            for index, txn in enumerate(batch):
-                if not stillUp():
-                    rest = {t.serial: t for t in batch[index:]}
-                    rest.update(self._waiting)
-                    self._waiting = rest
-                    return
-                if txn.timer is not None:
-                    if txn.timer.active():
-                        txn.timer.cancel()
-                    txn.timer = None
-                self._fire(txn)
+        entries = self._entries
+        while entries and stillUp():
+            entry = entries.popleft()
+            if _isDead(entry):
+                continue
+            self._live -= 1
+            if type(entry) is Transaction:
+                entry.done = True
+                if entry.timer is not None and entry.timer.active():
+                    entry.timer.cancel()
+                entry.timer = None
+                entry = entry.waiter
+            self._fire(entry)
 
     def endAll(self, error: Exception) -> None:
         """
         End every waiting transaction with C{error}, in order.
         """
-        while self._waiting:
-            batch = list(self._waiting.values())
-            self._waiting = {}
-            for txn in batch:
-                if txn.timer is not None and txn.timer.active():
-                    txn.timer.cancel()
-                txn.timer = None
-                self._end(txn, error)
+        entries = self._entries
+        while entries:
+            entry = entries.popleft()
+            if _isDead(entry):
+                continue
+            self._live -= 1
+            if type(entry) is Transaction:
+                entry.done = True
+                if entry.timer is not None and entry.timer.active():
+                    entry.timer.cancel()
+                entry.timer = None
+                entry = entry.waiter
+            self._end(entry, error)
+
+
+def _isDead(entry: Entry) -> bool:
+    if type(entry) is Transaction:
+        return entry.done
+    # A cancelled Deferred has fired (with CancelledError) on its own.
+    return isinstance(entry, Deferred) and entry.called
 
 
 __all__ = ["QueueFull", "Transaction", "TransactionQueue"]

@@ -217,6 +217,22 @@ class TransactionTests(ClientTestCase):
         self.accept()
         self.successResultOf(second)
 
+    def test_timedOutEntriesDoNotPileUp(self) -> None:
+        """
+        Transactions that time out while the link stays down leave nothing
+        behind: the queue's storage stays bounded.
+        """
+        up = self.connect(reconnect=3600)
+        for _ in range(10_000):
+            up(timeout=1.0).addErrback(lambda f: None)
+            self.clock.advance(1.0)
+        self.assertEqual(up.queued, 0)
+        self.assertLess(len(up._queue._entries), 200)
+        d = up(timeout=5)
+        d.cancel()
+        self.failureResultOf(d)
+        self.assertEqual(up.queued, 0)
+
     def test_maxQueue(self) -> None:
         up = self.connect(maxQueue=2)
         waiting = [up(), up()]
