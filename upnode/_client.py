@@ -179,9 +179,9 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
                 callback(self.remote, self.conn)
                 return None
             return succeed(self.remote)
+        result: Optional[Deferred[Any]] = None
         if callback is not None:
             self._queue.add(callback, timeout)
-            result = None
         else:
             entry = None
             result = Deferred(lambda d: self._queue.remove(entry))
