@@ -1,0 +1,40 @@
+"""
+The benchmark at tiny sizes, so that it keeps working.  It times nothing:
+it checks that every figure came out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import TestCase
+
+from .nodepeer import requireNode
+from .test_twistd_cli import ENV, ROOT
+
+
+class BenchSmoke(TestCase):
+    timeout = 300
+
+    async def test_smoke(self) -> None:
+        requireNode()
+        out = os.path.abspath(self.mktemp())
+        stdout, stderr, code = await getProcessOutputAndValue(
+            sys.executable, [str(ROOT / "bench" / "run.py"), "--smoke", "--json", out], env=ENV, path=str(ROOT)
+        )
+        self.assertEqual(code, 0, stderr.decode()[-2000:])
+        self.assertIn(b"x ceiling", stdout)
+        results = json.load(open(out))["results"]
+        for mode in ("lockstep", "pipelined"):
+            self.assertEqual(
+                set(results[mode]),
+                {"ours", "node", "ceiling", "our client, Node server", "Node client, our server"},
+            )
+            self.assertTrue(all(v > 0 and not math.isnan(v) for v in results[mode].values()), results[mode])
+        for key, row in results.items():
+            if key not in ("lockstep", "pipelined"):
+                self.assertEqual(set(row), {"ours", "node"}, key)

@@ -1,0 +1,107 @@
+"""
+The hostile corpus sent to a live server over real sockets while a canary
+client keeps calling it: each input gets its outcome, nothing private is
+touched, and the canary never notices.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, List
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import LoopingCall
+from twisted.trial.unittest import TestCase
+
+import upnode
+
+from ..test_protocol import HOSTILE, Target
+
+
+class RawPeer(Protocol):
+    """
+    A raw TCP peer: what it receives, line by line.
+    """
+
+    def __init__(self) -> None:
+        self.lines: DeferredQueue[bytes] = DeferredQueue()
+        self.closed: Deferred[None] = Deferred()
+        self.buffer = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            self.lines.put(line)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.closed.callback(None)
+
+    async def reply(self, callbackId: int) -> Any:
+        while True:
+            message = json.loads(await self.lines.get())
+            if message.get("method") == callbackId:
+                return message["arguments"]
+
+
+class HostileTests(TestCase):
+    timeout = 120
+
+    async def test_corpusWithCanary(self) -> None:
+        targets: List[Target] = []
+
+        def cons(remote: Any, conn: Any) -> Target:
+            targets.append(Target())
+            return targets[-1]
+
+        server = upnode.upnode(cons)
+        self.addCleanup(server.end)
+        port = (await server.listen(0, "127.0.0.1", {"ping": 0})).getHost().port
+
+        canary = upnode.connect(port, "127.0.0.1", {"ping": 0.2, "timeout": 1.0})
+        self.addCleanup(canary.close)
+        await canary()
+        canaryCalls: List[Any] = []
+        canaryErrors: List[Any] = []
+        canary.on("error", canaryErrors.append)
+        canary.on("down", lambda: canaryErrors.append("down"))
+        counter = iter(range(10**9))
+
+        def beat() -> None:
+            n = next(counter)
+            canary.call("echo", n, timeout=5).addCallbacks(canaryCalls.append, canaryErrors.append)
+
+        loop = LoopingCall(beat)
+        loop.start(0.01)
+        self.addCleanup(lambda: loop.running and loop.stop())
+
+        self.assertGreaterEqual(len(HOSTILE), 40)
+        for name, data, outcome in HOSTILE:
+            peer = RawPeer()
+            await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), peer)
+            await peer.lines.get()  # the server's methods
+            target = targets[-1]
+            peer.transport.write(data)  # type: ignore[union-attr]
+            if outcome == "close":
+                await peer.closed
+            else:
+                after = {"method": "echo", "arguments": ["after", "[Function]"], "callbacks": {"9": ["1"]}}
+                peer.transport.write(json.dumps(after).encode() + b"\n")  # type: ignore[union-attr]
+                self.assertEqual(await peer.reply(9), ["after"], name)
+                peer.transport.loseConnection()  # type: ignore[union-attr]
+                await peer.closed
+            calls = [c for c in target.calls if c != ("echo", "after")]
+            self.assertNotIn("_private", [c[0] for c in calls], name)
+            if outcome != "ok":
+                self.assertEqual(calls, [], name)
+            # The canary is served right after every input.
+            self.assertEqual(await canary.call("echo", name, timeout=5), name)
+        loop.stop()
+        await canary.call("echo", "last", timeout=5)
+        self.assertEqual(canaryErrors, [])
+        self.assertEqual(canaryCalls, sorted(canaryCalls))
+        self.assertGreater(len(canaryCalls), 0)
+        self.flushLoggedErrors()
