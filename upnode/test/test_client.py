@@ -295,6 +295,26 @@ class LinkTests(ClientTestCase):
         self.assertEqual(calls, [link.client])
         self.assertEqual(dir(up.remote), ["again"])
 
+    def test_serverDiesDuringAuthentication(self) -> None:
+        """
+        Nothing queued is sent on a link whose authentication never
+        finished: the server sees only the auth call, then the link dies,
+        and the transactions wait for the next link.
+        """
+        seen: List[str] = []
+        self.server = UpnodeServerFactory(
+            {"auth": lambda cb: seen.append("auth"), "echo": lambda v, cb: seen.append("echo")},
+            ping=0,
+            clock=self.clock,
+        )
+        up = self.connect(lambda remote, conn: remote.auth(lambda session: conn.emit("up", session)))
+        waiting = [up(lambda remote, conn: remote.echo(i, lambda v: None)) for i in range(3)]
+        link = self.accept()
+        link.cut()
+        self.assertEqual(seen, ["auth"])
+        self.assertEqual(up.queued, 3)
+        self.assertEqual(waiting, [None, None, None])
+
     def test_connectCallbackRaises(self) -> None:
         def broken(remote: Any, conn: Any) -> None:
             raise ValueError("nope")
