@@ -112,23 +112,26 @@ class TransactionQueue:
         ones added meanwhile.  If the link goes while flushing, the rest
         stay queued, still in order.
         """
-        entries = self._entries
-        while entries and stillUp():
-            entry = entries.popleft()
-            if _isDead(entry):
-                continue
-            self._live -= 1
-            if type(entry) is Transaction:
-                entry.done = True
-                if entry.timer is not None and entry.timer.active():
-                    entry.timer.cancel()
-                entry.timer = None
-                entry = entry.waiter
-            self._fire(entry)
+        while stillUp():
+            waiter = self._next()
+            if waiter is None:
+                return
+            self._fire(waiter)
 
     def endAll(self, error: Exception) -> None:
         """
         End every waiting transaction with C{error}, in order.
+        """
+        while True:
+            waiter = self._next()
+            if waiter is None:
+                return
+            self._end(waiter, error)
+
+    def _next(self) -> Any:
+        """
+        Take the oldest live transaction out of the queue (its timer
+        cancelled) and return its waiter; None when there is none.
         """
         entries = self._entries
         while entries:
@@ -141,8 +144,9 @@ class TransactionQueue:
                 if entry.timer is not None and entry.timer.active():
                     entry.timer.cancel()
                 entry.timer = None
-                entry = entry.waiter
-            self._end(entry, error)
+                return entry.waiter
+            return entry
+        return None
 
 
 def _isDead(entry: Entry) -> bool:

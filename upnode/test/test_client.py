@@ -308,7 +308,7 @@ class LinkTests(ClientTestCase):
             clock=self.clock,
         )
         up = self.connect(lambda remote, conn: remote.auth(lambda session: conn.emit("up", session)))
-        waiting = [up(lambda remote, conn: remote.echo(i, lambda v: None)) for i in range(3)]
+        waiting = [up(lambda remote, conn, i=i: remote.echo(i, lambda v: None)) for i in range(3)]
         link = self.accept()
         link.cut()
         self.assertEqual(seen, ["auth"])

@@ -24,6 +24,35 @@ async def freePort() -> int:
     return number
 
 
+def spawnTwistd(testCase: Any, *args: str) -> Any:
+    """
+    A real C{twistd -n upnode-server ARGS} process, killed (and waited for)
+    at the test's cleanup if still running.
+    """
+    import signal
+    import sys
+
+    from .test_twistd_cli import ENV, ROOT, Twistd
+
+    process = Twistd()
+    reactor.spawnProcess(
+        process,
+        sys.executable,
+        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "upnode-server", *args],
+        env=ENV,
+        path=str(ROOT),
+    )
+
+    def cleanup() -> Any:
+        if not process.ended.called:
+            process.transport.signalProcess(signal.SIGCONT)
+            process.transport.signalProcess("KILL")
+        return process.ended
+
+    testCase.addCleanup(cleanup)
+    return process
+
+
 def sleep(seconds: float) -> Deferred[None]:
     return deferLater(reactor, seconds, lambda: None)
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from typing import Any, Dict, List
 
-from twisted.internet import reactor
 from twisted.internet.defer import DeferredList
 from twisted.trial.unittest import TestCase
 
@@ -20,8 +18,7 @@ import upnode
 from upnode import ConnectionLostError, UpTimeout
 
 from .faultproxy import FaultProxy
-from .helpers import call, first, freePort, sleep, until
-from .test_twistd_cli import ENV, ROOT, Twistd
+from .helpers import call, first, freePort, sleep, spawnTwistd, until
 
 FAST = {"reconnect": 0.05, "jitter": 0, "ping": 0.3, "timeout": 0.3}
 
@@ -147,27 +144,8 @@ class ProcessFaults(TestCase):
 
     timeout = 90
 
-    def start(self, port: int) -> Twistd:
-        process = Twistd()
-        reactor.spawnProcess(
-            process,
-            sys.executable,
-            [
-                sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
-                "upnode-server", "--port", f"tcp:{port}:interface=127.0.0.1", "--ping", "0",
-            ],
-            env=ENV,
-            path=str(ROOT),
-        )  # fmt: skip
-
-        def cleanup() -> Any:
-            if not process.ended.called:
-                process.transport.signalProcess(signal.SIGCONT)  # type: ignore[union-attr]
-                process.transport.signalProcess("KILL")  # type: ignore[union-attr]
-            return process.ended
-
-        self.addCleanup(cleanup)
-        return process
+    def start(self, port: int) -> Any:
+        return spawnTwistd(self, "--port", f"tcp:{port}:interface=127.0.0.1", "--ping", "0")
 
     async def test_killedAndRestarted(self) -> None:
         """

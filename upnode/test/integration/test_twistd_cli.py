@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, List, Tuple
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone
 from twisted.internet.protocol import ProcessProtocol
@@ -22,7 +21,7 @@ from twisted.trial.unittest import TestCase
 
 import upnode
 
-from .helpers import call, freePort
+from .helpers import call, freePort, spawnTwistd
 from .nodepeer import NodePeer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -47,22 +46,7 @@ class TwistdTests(TestCase):
     timeout = 60
 
     def start(self, *args: str) -> Twistd:
-        process = Twistd()
-        reactor.spawnProcess(
-            process,
-            sys.executable,
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "upnode-server", *args],
-            env=ENV,
-            path=str(ROOT),
-        )
-
-        def cleanup() -> Any:
-            if not process.ended.called:
-                process.transport.signalProcess("KILL")  # type: ignore[union-attr]
-            return process.ended
-
-        self.addCleanup(cleanup)
-        return process
+        return spawnTwistd(self, *args)  # type: ignore[no-any-return]
 
     async def test_servesAndStopsCleanly(self) -> None:
         """
