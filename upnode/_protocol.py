@@ -48,6 +48,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     """
 
     delimiter = b"\n"
+    #: Seconds a peer may leave our writes unread before it is dropped.
+    stallTimeout = 60.0
     _log = Logger()
 
     def __init__(
@@ -88,10 +90,14 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._closing = False
         self._started = False
         self._lossHooks: List[Callable[[Failure], None]] = []
+        self._stallTimer: Optional[IDelayedCall] = None
 
     # -- Connection lifecycle -------------------------------------------------
 
     def connectionMade(self) -> None:
+        # We are the producer of what we write: when the peer stops reading
+        # and the transport's buffer fills, pauseProducing is called.
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         # Over TLS, nothing is written until the handshake (and so the
         # certificate check) has succeeded; see handshakeCompleted.
         if not ISSLTransport.providedBy(self.transport):
@@ -125,6 +131,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if self._cullCall is not None and self._cullCall.active():
             self._cullCall.cancel()
         self._cullCall = None
+        if self._stallTimer is not None and self._stallTimer.active():
+            self._stallTimer.cancel()
+        self._stallTimer = None
         self._pendingCulls.clear()
         self._localCallbacks.clear()
         self._localIds.clear()
@@ -156,6 +165,34 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._closing = True
         if self.transport is not None:
             self.transport.loseConnection()
+
+    # -- Back-pressure: a peer that does not read ------------------------------
+
+    def pauseProducing(self) -> None:
+        """
+        Our writes are piling up: stop reading the peer (it cannot make us
+        answer more), and drop it if it stays stalled for C{stallTimeout}.
+        """
+        if self.transport is None or self._closing:
+            return
+        self.transport.pauseProducing()  # type: ignore[attr-defined]
+        if self._stallTimer is None and self.stallTimeout:
+            self._stallTimer = self._getClock().callLater(self.stallTimeout, self._stalled)
+
+    def resumeProducing(self) -> None:
+        if self._stallTimer is not None and self._stallTimer.active():
+            self._stallTimer.cancel()
+        self._stallTimer = None
+        if self.transport is not None and not self._closing:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def stopProducing(self) -> None:
+        pass
+
+    def _stalled(self) -> None:
+        self._stallTimer = None
+        self._violation(ProtocolError(f"the peer read nothing for {self.stallTimeout} seconds"))
+        self.abort()
 
     def abort(self) -> None:
         """

@@ -246,6 +246,30 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
 
+class BackPressureTests(SynchronousTestCase):
+    def test_peerThatDoesNotRead(self) -> None:
+        """
+        When the transport's buffer fills we stop reading the peer; if it
+        stays that way for stallTimeout it is dropped; if it drains, reading
+        resumes and nothing is lost.
+        """
+        h = Harness()
+        self.assertIs(h.transport.producer, h.proto)
+        h.proto.pauseProducing()
+        self.assertEqual(h.transport.producerState, "paused")
+        h.clock.advance(h.proto.stallTimeout - 1)
+        h.proto.resumeProducing()
+        self.assertEqual(h.transport.producerState, "producing")
+        h.clock.advance(10)
+        self.assertFalse(h.transport.disconnecting)
+        h.proto.pauseProducing()
+        h.clock.advance(h.proto.stallTimeout)
+        self.assertTrue(h.transport.disconnecting)
+        self.assertIsInstance(h.fails[-1], ProtocolError)
+        h.proto.connectionLost(None)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+
 class FramingTests(SynchronousTestCase):
     def stream(self) -> bytes:
         messages = [

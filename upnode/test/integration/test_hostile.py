@@ -19,6 +19,7 @@ from twisted.trial.unittest import TestCase
 import upnode
 
 from ..test_protocol import HOSTILE, Target
+from .helpers import until
 
 
 class RawPeer(Protocol):
@@ -105,3 +106,45 @@ class HostileTests(TestCase):
         self.assertEqual(canaryCalls, sorted(canaryCalls))
         self.assertGreater(len(canaryCalls), 0)
         self.flushLoggedErrors()
+
+
+class NeverReads(RawPeer):
+    def connectionMade(self) -> None:
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+        request = {"method": "flood", "arguments": ["[Function]"], "callbacks": {"0": ["0"]}}
+        self.transport.write(json.dumps(request).encode() + b"\n")  # type: ignore[union-attr]
+
+
+class BackPressureTests(TestCase):
+    timeout = 60
+
+    async def test_peerThatNeverReads(self) -> None:
+        """
+        A peer that asks for a lot and never reads: the server stops reading
+        it, drops it after its stall timeout, and keeps serving others.
+        """
+        conns: List[Any] = []
+
+        def cons(remote: Any, conn: Any) -> Any:
+            conn.stallTimeout = 0.5
+            conns.append(conn)
+
+            def flood(cb: Any) -> None:
+                for _ in range(300):
+                    cb("x" * 100_000)
+
+            return {"flood": flood, "echo": lambda v, cb: cb(v)}
+
+        server = upnode.upnode(cons)
+        self.addCleanup(server.end)
+        port = (await server.listen(0, "127.0.0.1", {"ping": 0})).getHost().port
+        peer = NeverReads()
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), peer)
+        canary = upnode.connect(port, "127.0.0.1", {"ping": 0})
+        self.addCleanup(canary.close)
+        self.assertEqual(await canary.call("echo", "still here", timeout=5), "still here")
+        # (The peer, not reading, would not even notice the close.)
+        await until(lambda: not conns[0].connected, timeout=10)
+        peer.transport.abortConnection()  # type: ignore[union-attr]
+        await peer.closed
+        self.assertEqual(await canary.call("echo", "after", timeout=5), "after")
