@@ -22,6 +22,9 @@ class Limits:
     @ivar maxCallbacks: entries in one message's ``callbacks``.  More: reject.
     @ivar maxLinks: entries in one message's ``links``.  More: reject.
     @ivar maxPathLength: elements in one callback or link path.  More: reject.
+    @ivar maxRate: messages a second from one peer (counted over one-second
+        windows).  More: close.  Well above what one connection can be
+        served at, so only a flood reaches it.
     """
 
     maxLineLength: int = 1024 * 1024
@@ -29,6 +32,7 @@ class Limits:
     maxCallbacks: int = 1024
     maxLinks: int = 1024
     maxPathLength: int = 64
+    maxRate: int = 100_000
 
     @classmethod
     def fromOptions(cls, options: Mapping[str, Any]) -> Limits:

@@ -91,6 +91,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._started = False
         self._lossHooks: List[Callable[[Failure], None]] = []
         self._stallTimer: Optional[IDelayedCall] = None
+        self._windowStart = 0.0
+        self._windowCount = 0
 
     # -- Connection lifecycle -------------------------------------------------
 
@@ -248,6 +250,13 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._violation(ProtocolError(f"line longer than {self.MAX_LENGTH} bytes"))
 
     def lineReceived(self, line: bytes) -> None:
+        self._windowCount += 1
+        if self._windowCount > self.limits.maxRate:
+            now = self._getClock().seconds()
+            if now - self._windowStart < 1.0:
+                self._violation(ProtocolError(f"more than {self.limits.maxRate} messages a second"))
+                return
+            self._windowStart, self._windowCount = now, 1
         try:
             message = decodeLine(line, self.limits.maxDepth)
         except ProtocolError as e:

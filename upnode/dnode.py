@@ -19,7 +19,7 @@ from ._expose import Cons
 from ._limits import Limits
 from ._protocol import DnodeProtocol
 
-LIMIT_OPTIONS = ("maxLineLength", "maxDepth", "maxCallbacks", "maxLinks", "maxPathLength")
+LIMIT_OPTIONS = ("maxLineLength", "maxDepth", "maxCallbacks", "maxLinks", "maxPathLength", "maxRate")
 _OPTIONS = ("port", "host", "path", "endpoint") + LIMIT_OPTIONS
 
 __all__ = ["DnodeProtocol", "DnodeFactory", "listen", "connect"]

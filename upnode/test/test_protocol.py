@@ -270,6 +270,26 @@ class BackPressureTests(SynchronousTestCase):
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
 
+class RateLimitTests(SynchronousTestCase):
+    def test_edge(self) -> None:
+        """
+        maxRate messages within a second are served; one more closes.
+        """
+        h = Harness(Limits(maxRate=10))
+        h.clock.advance(100)
+        ping = line({"method": "record", "arguments": [1]})
+        h.proto.dataReceived(ping * 10)
+        h.clock.advance(1.0)
+        h.proto.dataReceived(ping * 10)  # a new window
+        self.assertFalse(h.transport.disconnecting)
+        self.assertEqual(len(h.target.calls), 20)
+        h.clock.advance(0.5)
+        h.proto.dataReceived(ping)
+        self.assertTrue(h.transport.disconnecting)
+        self.assertEqual(len(h.target.calls), 20)
+        self.assertIn("messages a second", str(h.fails[-1]))
+
+
 class FramingTests(SynchronousTestCase):
     def stream(self) -> bytes:
         messages = [

@@ -148,3 +148,26 @@ class BackPressureTests(TestCase):
         peer.transport.abortConnection()  # type: ignore[union-attr]
         await peer.closed
         self.assertEqual(await canary.call("echo", "after", timeout=5), "after")
+
+
+class FloodTests(TestCase):
+    timeout = 60
+
+    async def test_pingFlood(self) -> None:
+        """
+        A peer that floods pings past maxRate is closed; the canary never
+        notices.
+        """
+        server = upnode.upnode({"echo": lambda v, cb: cb(v)})
+        self.addCleanup(server.end)
+        port = (await server.listen(0, "127.0.0.1", {"ping": 0, "maxRate": 2000})).getHost().port
+        canary = upnode.connect(port, "127.0.0.1", {"ping": 0})
+        self.addCleanup(canary.close)
+        await canary()
+        flooder = RawPeer()
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), flooder)
+        ping = json.dumps({"method": "ping", "arguments": ["[Function]"], "callbacks": {"0": ["0"]}}).encode() + b"\n"
+        flooder.transport.write(ping * 20_000)  # type: ignore[union-attr]
+        await flooder.closed
+        self.assertEqual(await canary.call("echo", "fine", timeout=5), "fine")
+        self.flushLoggedErrors()
