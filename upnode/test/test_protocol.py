@@ -349,6 +349,18 @@ class FramingTests(SynchronousTestCase):
             h.proto.dataReceived(b"x")
         self.assertTrue(h.transport.disconnecting)
 
+    def test_oneBytePiecesAreLinear(self) -> None:
+        """
+        A 300 kB line delivered a byte at a time: each piece is kept, not
+        re-joined, so this is 300,000 appends rather than 45 billion byte
+        copies (which would not finish).
+        """
+        h = Harness()
+        data = b'{"method":"record","arguments":["' + b"z" * 300_000 + b'"]}\n'
+        for i in range(len(data)):
+            h.proto.dataReceived(data[i : i + 1])
+        self.assertEqual(len(h.target.calls), 1)
+
     def test_defaultCapIsOneMebibyte(self) -> None:
         h = Harness()
         self.assertEqual(h.proto.MAX_LENGTH, 1024 * 1024)
