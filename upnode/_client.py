@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from ._calls import Call
 from ._events import EventEmitter
 from ._expose import Cons, withPing
-from ._heartbeat import Heartbeat
+from ._heartbeat import Heartbeat, dropSilentPeer
 from ._limits import Limits
 from ._protocol import DnodeProtocol
 from ._queue import TransactionQueue
@@ -326,7 +326,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
                     self.timeout,
                     self._clock(),
                     self._pingAnswered,
-                    lambda: self._pingExpired(conn),
+                    dropSilentPeer(conn, self.timeout),
                 )
                 self._heartbeat.start()
             else:
@@ -371,14 +371,6 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
     def _pingAnswered(self, roundTrip: float) -> None:
         self.lastPing = roundTrip
         self.emit("ping", roundTrip)
-
-    def _pingExpired(self, conn: DnodeProtocol) -> None:
-        self._log.warn(
-            "No ping answer from {peer} within {timeout} seconds; dropping the link",
-            peer=conn._peerName(),
-            timeout=self.timeout,
-        )
-        conn.abort()
 
     def _cancelHandshakeTimer(self) -> None:
         if self._handshakeTimer is not None and self._handshakeTimer.active():

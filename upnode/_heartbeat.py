@@ -10,6 +10,26 @@ from typing import Any, Callable, Deque, Optional, Tuple
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+_log = Logger()
+
+
+def dropSilentPeer(conn: Any, timeout: float) -> Callable[[], None]:
+    """
+    What both sides do when a ping goes unanswered: say so, and abort the
+    connection (a silent peer may never read a polite close).
+    """
+
+    def expired() -> None:
+        _log.warn(
+            "No ping answer from {peer} within {timeout} seconds; dropping the link",
+            peer=conn._peerName(),
+            timeout=timeout,
+        )
+        conn.abort()
+
+    return expired
 
 
 class Heartbeat:

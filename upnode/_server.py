@@ -8,10 +8,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
 from ._expose import Cons, withPing
-from ._heartbeat import Heartbeat
+from ._heartbeat import Heartbeat, dropSilentPeer
 from ._limits import Limits
 from ._protocol import DnodeProtocol
 from .dnode import DnodeFactory
@@ -28,7 +27,6 @@ class UpnodeServerFactory(DnodeFactory):
     Each connection emits C{ping} with the round trip of every answer.
     """
 
-    _log = Logger()
 
     def __init__(
         self,
@@ -59,18 +57,10 @@ class UpnodeServerFactory(DnodeFactory):
             self.timeout,
             self._clock(),
             lambda roundTrip: conn.emit("ping", roundTrip),
-            lambda: self._silent(conn),
+            dropSilentPeer(conn, self.timeout),
         )
         heartbeat.start()
         conn.notifyOnLoss(lambda reason: heartbeat.stop())
-
-    def _silent(self, conn: DnodeProtocol) -> None:
-        self._log.warn(
-            "Dropping {peer}: no ping answer within {timeout} seconds",
-            peer=conn._peerName(),
-            timeout=self.timeout,
-        )
-        conn.abort()
 
     def _clock(self) -> IReactorTime:
         if self.clock is None:
