@@ -31,8 +31,13 @@ class _Side(Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.proxy.sides.discard(self)
-        if self.peer is not None and self.peer.transport is not None and self.proxy.mode != "blackhole":
-            self.peer.transport.loseConnection()
+        if self.peer is not None and self.peer.transport is not None:
+            if self.proxy.mode == "blackhole":
+                # No FIN crosses a black hole; the other side is closed when
+                # the path clears.
+                self.proxy.orphans.append(self.peer)
+            else:
+                self.peer.transport.loseConnection()
 
     def send(self, data: bytes) -> None:
         if self.transport is not None:
@@ -71,6 +76,7 @@ class FaultProxy:
         self.delay = 0.0
         self.cutAfter = 0
         self.sides: Set[_Side] = set()
+        self.orphans: List[_Side] = []
         self.port: Any = None
         self._timers: List[Any] = []
 
@@ -82,6 +88,11 @@ class FaultProxy:
 
     def set(self, mode: str, delay: float = 0.0, cutAfter: int = 0) -> None:
         self.mode, self.delay, self.cutAfter = mode, delay, cutAfter
+        if mode != "blackhole":
+            orphans, self.orphans = self.orphans, []
+            for side in orphans:
+                if side.transport is not None:
+                    side.transport.loseConnection()
         if mode == "reset":
             for side in list(self.sides):
                 if side.transport is not None:
