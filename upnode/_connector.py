@@ -95,7 +95,7 @@ class EndpointConnector:
         if self.state == "connecting":
             self.stopConnecting()
         elif self.state == "connected" and self._protocol is not None:
-            self._protocol.transport.loseConnection()
+            self._protocol.end()
 
     def getDestination(self) -> Any:
         return self._endpoint

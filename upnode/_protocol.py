@@ -91,6 +91,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._started = False
         self._lossHooks: List[Callable[[Failure], None]] = []
         self._stallTimer: Optional[IDelayedCall] = None
+        self._registered = False
         self._windowStart = 0.0
         self._windowCount = 0
 
@@ -100,6 +101,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         # We are the producer of what we write: when the peer stops reading
         # and the transport's buffer fills, pauseProducing is called.
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self._registered = True
         # Over TLS, nothing is written until the handshake (and so the
         # certificate check) has succeeded; see handshakeCompleted.
         if not ISSLTransport.providedBy(self.transport):
@@ -166,6 +168,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         """
         self._closing = True
         if self.transport is not None:
+            # A TLS transport waits for its producer to go before it closes.
+            if self._registered:
+                self._registered = False
+                self.transport.unregisterProducer()  # type: ignore[attr-defined]
             self.transport.loseConnection()
 
     # -- Back-pressure: a peer that does not read ------------------------------
