@@ -92,6 +92,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._lossHooks: List[Callable[[Failure], None]] = []
         self._stallTimer: Optional[IDelayedCall] = None
         self._registered = False
+        self._lastBuffered: Optional[int] = None
         self._windowStart = 0.0
         self._windowCount = 0
 
@@ -178,27 +179,29 @@ class DnodeProtocol(LineReceiver, EventEmitter):
 
     def pauseProducing(self) -> None:
         """
-        Our writes are piling up: stop reading the peer (it cannot make us
-        answer more), and drop it if it stays stalled for C{stallTimeout}.
+        Our writes are piling up.  We keep reading (a peer blocked on
+        writing to us while we wait on it would deadlock), but every
+        C{stallTimeout} seconds we look whether the buffer went down at all;
+        a peer that took none of it in that time is dropped.
         """
-        if self.transport is None or self._closing:
-            return
-        self.transport.pauseProducing()  # type: ignore[attr-defined]
-        if self._stallTimer is None and self.stallTimeout:
-            self._stallTimer = self._getClock().callLater(self.stallTimeout, self._stalled)
+        if self._stallTimer is None and self.stallTimeout and not self._closing:
+            self._lastBuffered = _buffered(self.transport)
+            self._stallTimer = self._getClock().callLater(self.stallTimeout, self._checkStall)
 
     def resumeProducing(self) -> None:
         if self._stallTimer is not None and self._stallTimer.active():
             self._stallTimer.cancel()
         self._stallTimer = None
-        if self.transport is not None and not self._closing:
-            self.transport.resumeProducing()  # type: ignore[attr-defined]
 
     def stopProducing(self) -> None:
         pass
 
-    def _stalled(self) -> None:
+    def _checkStall(self) -> None:
         self._stallTimer = None
+        now = _buffered(self.transport)
+        if now is None or self._lastBuffered is None or now < self._lastBuffered:
+            self.pauseProducing()  # it moved (or we cannot tell): look again later
+            return
         self._violation(ProtocolError(f"the peer read nothing for {self.stallTimeout} seconds"))
         self.abort()
 
@@ -441,6 +444,22 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         The sizes of the callback tables, for monitoring and tests.
         """
         return {"local": len(self._localCallbacks), "remote": len(self._remoteCallbacks)}
+
+
+def _buffered(transport: Any) -> Optional[int]:
+    """
+    How many bytes wait in the transport's write buffer (for TLS, in the
+    TCP transport under it), or None when it cannot tell.
+    """
+    for _ in range(4):
+        if transport is None:
+            return None
+        if hasattr(transport, "dataBuffer") and hasattr(transport, "_tempDataLen"):
+            return len(transport.dataBuffer) - transport.offset + transport._tempDataLen  # type: ignore[no-any-return]
+        if hasattr(transport, "io") and hasattr(transport, "value"):  # StringTransport, in tests
+            return len(transport.value())
+        transport = getattr(transport, "transport", None)
+    return None
 
 
 def _identity(callback: Callable[..., Any]) -> Any:
