@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from inspect import iscoroutine
-from typing import TYPE_CHECKING, Any, Callable, Optional, Set
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall
@@ -146,4 +146,4 @@ def replies(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-__all__ = ["Call", "Set", "replies"]
+__all__ = ["Call", "replies"]

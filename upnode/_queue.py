@@ -156,4 +156,4 @@ def _isDead(entry: Entry) -> bool:
     return isinstance(entry, Deferred) and entry.called
 
 
-__all__ = ["QueueFull", "Transaction", "TransactionQueue"]
+__all__ = ["Transaction", "TransactionQueue"]

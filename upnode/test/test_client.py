@@ -6,7 +6,7 @@ attempts the tests accept or refuse, and an in-memory server.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, List, Optional
+from typing import Any, List
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
@@ -459,4 +459,3 @@ def _failure(error: Exception) -> Any:
     return Failure(error)
 
 
-__all__ = ["Callable", "Optional"]

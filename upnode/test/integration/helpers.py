@@ -4,7 +4,7 @@ Real-time helpers for the integration tests.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -88,4 +88,4 @@ def first(event: str, emitter: Any) -> Deferred[Any]:
     return d
 
 
-__all__ = ["Awaitable", "call", "first", "freePort", "sleep", "until"]
+__all__ = ["call", "first", "freePort", "sleep", "spawnTwistd", "until"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 from typing import Any, List, Optional
@@ -117,4 +116,4 @@ class NodePeer(ProcessProtocol):
         await self.ended
 
 
-__all__ = ["NodePeer", "requireNode", "signal"]
+__all__ = ["NodePeer", "requireNode"]
