@@ -10,7 +10,7 @@ import random as _random
 from typing import Any, Callable, Dict, Optional, Set
 
 from twisted.internet import error as netError
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IConnector, IDelayedCall, IReactorTime
 from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
@@ -23,6 +23,7 @@ from ._heartbeat import Heartbeat, dropSilentPeer
 from ._limits import Limits
 from ._protocol import DnodeProtocol
 from ._queue import TransactionQueue
+from ._reactor import resolve
 from .errors import Closed, UpTimeout
 
 ConnectCallback = Callable[[Any, DnodeProtocol], Any]
@@ -137,10 +138,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         self._queue = TransactionQueue(self._clock(), self._fireTransaction, self._endTransaction, maxQueue)
 
     def _clock(self) -> IReactorTime:
-        if self.clock is None:
-            from twisted.internet import reactor
-
-            self.clock = reactor  # type: ignore[assignment]
+        self.clock = resolve(self.clock)
         return self.clock  # type: ignore[return-value]
 
     # -- Transactions ------------------------------------------------------------
@@ -169,8 +167,6 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
             if callback is not None:
                 callback()
                 return None
-            from twisted.internet.defer import fail
-
             return fail(Closed("this upnode client is closed"))
         if self.remote is not None and not self._flushing and not len(self._queue):
             # The link is up and nobody is ahead: no queueing at all.  A
@@ -282,9 +278,6 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
     def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
         self._noteFailure(reason, "Connection attempt to {destination} failed: {reason}", connector)
         ReconnectingClientFactory.clientConnectionFailed(self, connector, reason)
-
-    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
-        ReconnectingClientFactory.clientConnectionLost(self, connector, reason)
 
     def _noteFailure(self, reason: Failure, message: str, connector: Any) -> None:
         self.lastFailure = reason

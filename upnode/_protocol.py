@@ -21,6 +21,7 @@ from ._events import EventEmitter
 from ._expose import Cons, construct, exposedMembers
 from ._json import decodeLine, encodeLine
 from ._limits import Limits
+from ._reactor import resolve
 from ._remote import Remote, RemoteCallback
 from ._scrub import encodeRequest, unscrub
 from .errors import DeadRemoteError, ProtocolError, RejectedMessage
@@ -409,10 +410,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         return callbackId
 
     def _getClock(self) -> IReactorTime:
-        if self._clock is None:
-            from twisted.internet import reactor
-
-            self._clock = reactor  # type: ignore[assignment]
+        self._clock = resolve(self._clock)
         return self._clock  # type: ignore[return-value]
 
     # -- Sending ----------------------------------------------------------------

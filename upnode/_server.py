@@ -13,6 +13,7 @@ from ._expose import Cons, withPing
 from ._heartbeat import Heartbeat, dropSilentPeer
 from ._limits import Limits
 from ._protocol import DnodeProtocol
+from ._reactor import resolve
 from .dnode import DnodeFactory
 
 
@@ -63,8 +64,5 @@ class UpnodeServerFactory(DnodeFactory):
         conn.notifyOnLoss(lambda reason: heartbeat.stop())
 
     def _clock(self) -> IReactorTime:
-        if self.clock is None:
-            from twisted.internet import reactor
-
-            self.clock = reactor  # type: ignore[assignment]
+        self.clock = resolve(self.clock)
         return self.clock  # type: ignore[return-value]

@@ -14,6 +14,7 @@ from ._client import UpnodeClientFactory
 from ._connector import EndpointConnector
 from ._expose import Cons
 from ._limits import Limits
+from ._reactor import resolve
 from ._server import UpnodeServerFactory
 from .dnode import LIMIT_OPTIONS
 
@@ -46,10 +47,7 @@ class Upnode:
 
     @property
     def reactor(self) -> Any:
-        if self._reactor is None:
-            from twisted.internet import reactor
-
-            self._reactor = reactor
+        self._reactor = resolve(self._reactor)
         return self._reactor
 
     def connect(self, *args: Any) -> UpnodeClientFactory:

@@ -18,6 +18,7 @@ from ._args import clientEndpoint, parseArguments, serverEndpoint
 from ._expose import Cons
 from ._limits import Limits
 from ._protocol import DnodeProtocol
+from ._reactor import resolve
 
 LIMIT_OPTIONS = ("maxLineLength", "maxDepth", "maxCallbacks", "maxLinks", "maxPathLength", "maxRate")
 _OPTIONS = ("port", "host", "path", "endpoint") + LIMIT_OPTIONS
@@ -54,21 +55,13 @@ class DnodeFactory(Factory):
         return conn
 
 
-def _reactor(reactor: Any) -> Any:
-    if reactor is None:
-        from twisted.internet import reactor as default
-
-        return default
-    return reactor
-
-
 def listen(cons: Cons, *args: Any, reactor: Any = None) -> Deferred[Any]:
     """
     Serve C{cons} with dnode-style arguments (port, host, unix path, options
     dict, endpoint, callback called once listening).  Fires with the
     C{IListeningPort}.
     """
-    reactor = _reactor(reactor)
+    reactor = resolve(reactor)
     parsed = parseArguments(args, _OPTIONS)
     factory = DnodeFactory(cons, Limits.fromOptions(parsed.options), reactor)
     d = serverEndpoint(reactor, parsed).listen(factory)
@@ -89,7 +82,7 @@ def connect(*args: Any, cons: Cons = None, reactor: Any = None) -> Deferred[Dnod
     connection once the peer's methods have arrived (C{conn.remote}); a
     callback among the arguments is called as C{callback(remote, conn)}.
     """
-    reactor = _reactor(reactor)
+    reactor = resolve(reactor)
     parsed = parseArguments(args, _OPTIONS)
     factory = DnodeFactory(cons, Limits.fromOptions(parsed.options), reactor)
     ready: Deferred[DnodeProtocol] = Deferred()
