@@ -10,11 +10,12 @@ on the way, unlike Node's C{traverse.set}.
 
 from __future__ import annotations
 
-import json
 import re
+import uuid
+from enum import Enum
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
-from ._json import depthExceeds, encodeLine
+from ._json import depthExceeds, dumps, encodeLine
 from ._limits import MAX_SAFE_INTEGER, Limits
 from .errors import RejectedMessage
 
@@ -77,6 +78,11 @@ def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDe
             else:
                 callbacks[key] = path
             return FUNCTION
+        # What orjson writes on the fast path is written the same way here.
+        if isinstance(value, Enum):
+            return walk(value.value, path, depth)
+        if isinstance(value, uuid.UUID):
+            return str(value)
         raise TypeError(f"{kind.__name__} value {value!r:.60} has no JSON form")
 
     if not isinstance(arguments, (list, tuple)):
@@ -97,16 +103,6 @@ def _key(key: Any) -> str:
     raise TypeError(f"dict key {key!r:.60} has no JSON form")
 
 
-def _noJsonForm(value: Any) -> Any:
-    raise TypeError("not plain JSON data")
-
-
-# Plain data (no callables, no cycles, no NaN) is encoded in one C call.
-_encodePlain = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_noJsonForm
-).encode
-
-
 def encodeRequest(
     method: Any, arguments: Sequence[Any], callbackId: Callable[[Callable[..., Any]], int], maxDepth: int
 ) -> bytes:
@@ -114,51 +110,46 @@ def encodeRequest(
     One dnode request line, as Node writes it.
 
     The common case, plain data with callbacks only at the top level, is
-    encoded by the C encoder directly; anything else (nested callables,
-    cycles, NaN, other types) goes through L{scrub}.
+    encoded by orjson in one call (it writes NaN and the infinities as null,
+    as JavaScript does); anything else (nested callables, cycles, keys that
+    are not strings, other types) goes through L{scrub}.
 
     @raise TypeError: a value has no JSON form; no id has been given out.
     @raise ValueError: the message would nest deeper than C{maxDepth}.
     """
     top = list(arguments)
-    callbacks: Dict[str, Path] = {}
-    plain = True
+    callbacks: Dict[int, int] = {}
     for index, value in enumerate(top):
         if type(value) not in _SCALARS and callable(value) and not isinstance(value, (dict, list, tuple)):
             top[index] = FUNCTION
-            callbacks[str(index)] = [str(index)]
+            callbacks[index] = 0
     try:
-        text = _encodePlain(top)
-    except (TypeError, ValueError, RecursionError):
-        plain = False
-    if plain and text.count("[") + text.count("{") > maxDepth - 1 and depthExceeds(text, maxDepth - 1):
-        raise ValueError(f"the message would nest deeper than {maxDepth}")
-    if plain:
-        byId: Dict[str, Path] = {}
-        links: List[Dict[str, Path]] = []
-        for position, place in callbacks.items():
-            cid = str(callbackId(arguments[int(position)]))
+        encoded = dumps(top)
+    except TypeError:
+        encoded = b""
+    if encoded:
+        if encoded.count(b"[") + encoded.count(b"{") > maxDepth - 1 and depthExceeds(
+            encoded.decode("utf-8"), maxDepth - 1
+        ):
+            raise ValueError(f"the message would nest deeper than {maxDepth}")
+        byId: Dict[int, int] = {}
+        links: List[bytes] = []
+        for position in callbacks:
+            cid = callbackId(arguments[position])
             if cid in byId:
-                links.append({"from": byId[cid], "to": place})
+                links.append(b'{"from":["%d"],"to":["%d"]}' % (byId[cid], position))
             else:
-                byId[cid] = place
+                byId[cid] = position
         # Ids and paths are digits: no escaping needed.
-        entries = ",".join(f'"{cid}":["{place[0]}"]' for cid, place in byId.items())
-        line = (
-            f'{{"method":{method if type(method) is int else _encodePlain(method)},"arguments":{text},'
-            f'"callbacks":{{{entries}}},"links":{_encodePlain(links) if links else "[]"}}}'
+        entries = b",".join(b'"%d":["%d"]' % item for item in byId.items())
+        return b'{"method":%s,"arguments":%s,"callbacks":{%s},"links":[%s]}\n' % (
+            b"%d" % method if type(method) is int else dumps(method),
+            encoded,
+            entries,
+            b",".join(links),
         )
-        return _utf8(line)
-    scrubbed, found, links = scrub(arguments, callbackId, maxDepth)
-    return encodeLine({"method": method, "arguments": scrubbed, "callbacks": found, "links": links})
-
-
-def _utf8(line: str) -> bytes:
-    try:
-        return line.encode("utf-8") + b"\n"
-    except UnicodeEncodeError:
-        # A lone surrogate: write it escaped, as Node does.
-        return encodeLine(json.loads(line))
+    scrubbed, found, scrubbedLinks = scrub(arguments, callbackId, maxDepth)
+    return encodeLine({"method": method, "arguments": scrubbed, "callbacks": found, "links": scrubbedLinks})
 
 
 def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits: Limits) -> List[Any]:

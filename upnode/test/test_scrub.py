@@ -4,8 +4,11 @@ Scrubbing callables out of outgoing arguments and unscrubbing incoming ones.
 
 from __future__ import annotations
 
+import datetime
+import enum
 import json
 import math
+import uuid
 from typing import Any, Callable, Dict, List
 
 from hypothesis import given, settings
@@ -139,6 +142,34 @@ class ScrubTests(SynchronousTestCase):
         self.assertEqual(line, b'["\\ud800\\u00e9"]\n')
         self.assertEqual(decodeLine(line[:-1], 64), ["\ud800é"])
         self.assertEqual(encodeLine(["é"]), '["é"]\n'.encode())
+
+    def test_integersBeyond64Bits(self) -> None:
+        """
+        Integers too big for orjson are still written exactly; read, they
+        become floats, as JavaScript reads them.
+        """
+        self.assertEqual(encodeLine([2**70, -(2**64)]), b"[1180591620717411303424,-18446744073709551616]\n")
+        self.assertEqual(encodeRequest(0, [2**70], Ids(), 64)[:50], b'{"method":0,"arguments":[1180591620717411303424],"')
+        self.assertEqual(decodeLine(b"[1180591620717411303424,18446744073709551615]", 64), [2.0**70, 2**64 - 1])
+
+    def test_enumsAndUuidsBothWays(self) -> None:
+        """
+        Enum members go out as their values and UUIDs as strings, the same on
+        the one-call path as through scrub (a nested callable forces the
+        latter); datetimes and other objects have no JSON form on either.
+        """
+
+        class Colour(enum.Enum):
+            RED = "red"
+
+        ident = uuid.UUID(int=1)
+        fast = json.loads(encodeRequest(0, [Colour.RED, ident], Ids(), 64))
+        slow = json.loads(encodeRequest(0, [Colour.RED, ident, {"fn": len}], Ids(), 64))
+        self.assertEqual(fast["arguments"], ["red", str(ident)])
+        self.assertEqual(slow["arguments"][:2], ["red", str(ident)])
+        for value in [datetime.datetime(2026, 1, 1), object()]:
+            self.assertRaises(TypeError, encodeRequest, 0, [value], Ids(), 64)
+            self.assertRaises(TypeError, encodeRequest, 0, [value, {"fn": len}], Ids(), 64)
 
 
 json_values = st.recursive(
