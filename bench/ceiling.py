@@ -2,8 +2,12 @@
 The ceiling for any Twisted implementation: a bare LineReceiver pair that
 only decodes and encodes the same JSON lines dnode would carry.
 
-    python bench/ceiling.py server PORT
-    python bench/ceiling.py lockstep|pipelined PORT CALLS
+    python bench/ceiling.py tuned|stock server PORT
+    python bench/ceiling.py tuned|stock lockstep|pipelined PORT CALLS WARMUP
+
+"stock" is LineReceiver and the standard library's json as they come.
+"tuned" does what upnode does to go fast: orjson, 16 KiB socket reads and
+one write per received chunk; it is the ceiling upnode is measured against.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any, Callable, List
 
+import orjson
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
@@ -21,50 +27,82 @@ PAYLOAD = {"id": 1, "name": "bench", "tags": ["a", "b"], "ok": True, "ratio": 0.
 PIPELINE = 1000
 
 
-class Echo(LineReceiver):
+def stockDumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+class Lines(LineReceiver):
     delimiter = b"\n"
     MAX_LENGTH = 1024 * 1024
-
-    def lineReceived(self, line: bytes) -> None:
-        message = json.loads(line)
-        reply = {"method": int(next(iter(message["callbacks"]))), "arguments": [message["arguments"][0]], "callbacks": {}, "links": []}
-        self.transport.write(json.dumps(reply, separators=(",", ":")).encode() + b"\n")
-
-
-class Caller(LineReceiver):
-    delimiter = b"\n"
-    MAX_LENGTH = 1024 * 1024
-
-    def __init__(self, mode: str, total: int) -> None:
-        self.mode, self.total, self.sent, self.done = mode, total, 0, 0
+    tuned = False
+    dumps: Callable[[Any], bytes] = staticmethod(stockDumps)
+    loads: Callable[[bytes], Any] = staticmethod(json.loads)
 
     def connectionMade(self) -> None:
-        self.start = time.perf_counter()
-        for _ in range(min(1 if self.mode == "lockstep" else PIPELINE, self.total)):
-            self.send()
+        self.batch: List[bytes] = []
+        if self.tuned:
+            self.transport.bufferSize = 16 * 1024  # type: ignore[union-attr]
 
-    def send(self) -> None:
+    def dataReceived(self, data: bytes) -> None:
+        LineReceiver.dataReceived(self, data)
+        if self.batch:
+            self.transport.write(b"".join(self.batch))  # type: ignore[union-attr]
+            self.batch = []
+
+    def send(self, message: Any) -> None:
+        line = self.dumps(message) + b"\n"
+        if self.tuned:
+            self.batch.append(line)
+        else:
+            self.transport.write(line)  # type: ignore[union-attr]
+
+
+class Echo(Lines):
+    def lineReceived(self, line: bytes) -> None:
+        message = self.loads(line)
+        self.send({"method": int(next(iter(message["callbacks"]))), "arguments": [message["arguments"][0]], "callbacks": {}, "links": []})
+
+
+class Caller(Lines):
+    def __init__(self, mode: str, total: int, warmup: int) -> None:
+        self.mode, self.total, self.warmup, self.sent, self.done = mode, total, warmup, 0, 0
+
+    def connectionMade(self) -> None:
+        Lines.connectionMade(self)
+        self.start = time.perf_counter()
+        for _ in range(min(1 if self.mode == "lockstep" else PIPELINE, self.warmup + self.total)):
+            self.call()
+        if self.batch:
+            self.transport.write(b"".join(self.batch))  # type: ignore[union-attr]
+            self.batch = []
+
+    def call(self) -> None:
         self.sent += 1
-        message = {"method": 0, "arguments": [PAYLOAD, "[Function]"], "callbacks": {str(self.sent): ["1"]}, "links": []}
-        self.transport.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+        self.send({"method": 0, "arguments": [PAYLOAD, "[Function]"], "callbacks": {str(self.sent): ["1"]}, "links": []})
 
     def lineReceived(self, line: bytes) -> None:
-        json.loads(line)
+        self.loads(line)
         self.done += 1
-        if self.sent < self.total:
-            self.send()
-        elif self.done == self.total:
+        if self.done == self.warmup:
+            self.start = time.perf_counter()
+        if self.sent < self.warmup + self.total:
+            self.call()
+        elif self.done == self.warmup + self.total:
             seconds = time.perf_counter() - self.start
             print(json.dumps({"mode": self.mode, "calls": self.total, "seconds": seconds, "rate": self.total / seconds}), flush=True)
             reactor.stop()
 
 
 if __name__ == "__main__":
-    mode, port = sys.argv[1], int(sys.argv[2])
+    flavour, mode, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if flavour == "tuned":
+        Lines.tuned = True
+        Lines.dumps = staticmethod(orjson.dumps)  # type: ignore[assignment]
+        Lines.loads = staticmethod(orjson.loads)  # type: ignore[assignment]
     if mode == "server":
         TCP4ServerEndpoint(reactor, port, interface="127.0.0.1").listen(Factory.forProtocol(Echo))
         reactor.callWhenRunning(lambda: print(json.dumps({"event": "listening", "port": port}), flush=True))
     else:
-        total = int(sys.argv[3])
-        TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(Factory.forProtocol(lambda: Caller(mode, total)))
+        total, warmup = int(sys.argv[4]), int(sys.argv[5])
+        TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(Factory.forProtocol(lambda: Caller(mode, total, warmup)))
     reactor.run()

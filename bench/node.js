@@ -1,6 +1,6 @@
 // Node's upnode 0.6.0 side of the benchmark.
 //   node bench/node.js server PORT
-//   node bench/node.js lockstep|pipelined PORT CALLS
+//   node bench/node.js lockstep|pipelined PORT CALLS WARMUP
 //   node bench/node.js flush PORT CALLS
 //   node bench/node.js queue-memory CALLS
 'use strict';
@@ -16,7 +16,9 @@ if (mode === 'server') {
     srv.on('listening', function () { report({ event: 'listening', port: port, rss: process.memoryUsage().rss }); });
 }
 else if (mode === 'lockstep' || mode === 'pipelined') {
+    // Make WARMUP calls, then time CALLS more.
     var port = parseInt(process.argv[3], 10), total = parseInt(process.argv[4], 10);
+    var warmup = parseInt(process.argv[5], 10);
     var up = upnode.connect(port, '127.0.0.1', { ping: 0, reconnect: 50 });
     var sent = 0, done = 0, start = 0;
     // A fresh callback per call, as JavaScript code writes it.  (Reusing one
@@ -25,8 +27,9 @@ else if (mode === 'lockstep' || mode === 'pipelined') {
     function send() { sent++; up(function (remote) { remote.echo(PAYLOAD, function (v) { replied(v); }); }); }
     function replied() {
         done++;
-        if (sent < total) send();
-        else if (done === total) {
+        if (done === warmup) start = now();
+        if (sent < warmup + total) send();
+        else if (done === warmup + total) {
             var s = now() - start;
             report({ mode: mode, calls: total, seconds: s, rate: total / s });
             process.exit(0);
@@ -34,7 +37,7 @@ else if (mode === 'lockstep' || mode === 'pipelined') {
     }
     up(function () {
         start = now();
-        var n = Math.min(mode === 'lockstep' ? 1 : PIPELINE, total);
+        var n = Math.min(mode === 'lockstep' ? 1 : PIPELINE, warmup + total);
         for (var i = 0; i < n; i++) send();
     });
 }

@@ -2,7 +2,7 @@
 Our side of the benchmark, as a process.
 
     python bench/ours.py server PORT
-    python bench/ours.py lockstep|pipelined PORT CALLS
+    python bench/ours.py lockstep|pipelined PORT CALLS WARMUP
     python bench/ours.py flush PORT CALLS          (queue while down, then time the flush)
     python bench/ours.py queue-memory CALLS
     python bench/ours.py idle PORT CLIENTS PING
@@ -44,7 +44,10 @@ def serve(port: int) -> None:
     reactor.run()
 
 
-def calls(mode: str, port: int, total: int) -> None:
+def calls(mode: str, port: int, total: int, warmup: int) -> None:
+    """
+    Make C{warmup} calls, then time C{total} more.
+    """
     up = upnode.connect(port, "127.0.0.1", {"ping": 0, "reconnect": 0.05, "jitter": 0})
     inFlight = 1 if mode == "lockstep" else PIPELINE
     state = {"sent": 0, "done": 0, "start": 0.0}
@@ -56,16 +59,18 @@ def calls(mode: str, port: int, total: int) -> None:
 
     def replied(value: Any) -> None:
         state["done"] += 1
-        if state["sent"] < total:
+        if state["done"] == warmup:
+            state["start"] = time.perf_counter()
+        if state["sent"] < warmup + total:
             send()
-        elif state["done"] == total:
+        elif state["done"] == warmup + total:
             seconds = time.perf_counter() - state["start"]
             report(mode=mode, calls=total, seconds=seconds, rate=total / seconds)
             reactor.stop()
 
     def start(remote: Any) -> None:
         state["start"] = time.perf_counter()
-        for _ in range(min(inFlight, total)):
+        for _ in range(min(inFlight, warmup + total)):
             send()
 
     up().addCallback(start)
@@ -153,7 +158,7 @@ if __name__ == "__main__":
     if mode == "server":
         serve(int(sys.argv[2]))
     elif mode in ("lockstep", "pipelined"):
-        calls(mode, int(sys.argv[2]), int(sys.argv[3]))
+        calls(mode, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     elif mode == "flush":
         flush(int(sys.argv[2]), int(sys.argv[3]))
     elif mode == "queue-memory":

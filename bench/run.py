@@ -1,12 +1,15 @@
 """
 Benchmarks, side by side in one run on loopback: ours, Node's upnode 0.6.0
 (the pinned reference peer) and the bare-Twisted ceiling (a LineReceiver
-pair that only decodes and encodes the same JSON lines).
+pair that only decodes and encodes the same JSON lines, with the same JSON
+library and socket settings as ours; the same pair as Twisted comes is
+shown too).
 
-    python bench/run.py                 the full run (a few minutes)
+    python bench/run.py                 the full run (about ten minutes)
     python bench/run.py --smoke         tiny sizes, to check it works
     python bench/run.py --json out.json
 
+Call rates are the median of --repeat runs (3), each timed after a warm-up.
 Prints a table with ratios and writes the raw numbers to a JSON file
 (default bench/results.json).
 """
@@ -20,6 +23,7 @@ import platform
 import select
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -83,8 +87,9 @@ class Proc:
 
 
 class Bench:
-    def __init__(self, smoke: bool) -> None:
+    def __init__(self, smoke: bool, repeat: int) -> None:
         self.smoke = smoke
+        self.repeat = repeat
         modules = requireNode()
         self.env = dict(os.environ, NODE_PATH=str(modules), PYTHONPATH=str(ROOT))
         self.results: Dict[str, Any] = {}
@@ -95,39 +100,45 @@ class Bench:
             return [PY, str(HERE / "ours.py"), *args_]
         if impl == "node":
             return ["node", "--expose-gc", str(HERE / "node.js"), *args_]
-        return [PY, str(HERE / "ceiling.py"), *args_]
+        return [PY, str(HERE / "ceiling.py"), "tuned" if impl == "ceiling" else "stock", *args_]
 
     def server(self, impl: str, port: int) -> Proc:
         proc = Proc(self.command(impl, "server", port), self.env)
         proc.until("listening")
         return proc
 
-    def pair(self, server: str, client: str, mode: str, calls: int) -> float:
-        print(f"  {mode}: {client} client, {server} server", file=sys.stderr, flush=True)
-        port = freePort()
-        srv = self.server(server, port)
-        cli = Proc(self.command(client, mode, port, calls), self.env)
-        try:
-            return float(cli.until(mode)["rate"])
-        except TimeoutError as e:
-            print(f"  {e}", file=sys.stderr)
-            return float("nan")
-        finally:
-            cli.stop()
-            srv.stop()
+    def pair(self, server: str, client: str, mode: str, calls: int, warmup: int) -> float:
+        rates = []
+        for run in range(self.repeat):
+            print(f"  {mode}: {client} client, {server} server ({run + 1}/{self.repeat})", file=sys.stderr, flush=True)
+            port = freePort()
+            srv = self.server(server, port)
+            cli = Proc(self.command(client, mode, port, calls, warmup), self.env)
+            try:
+                rates.append(float(cli.until(mode)["rate"]))
+            except TimeoutError as e:
+                print(f"  {e}", file=sys.stderr)
+                rates.append(float("nan"))
+            finally:
+                cli.stop()
+                srv.stop()
+        return statistics.median(rates)
 
     def calls(self) -> None:
-        lock, pipe = (200, 2000) if self.smoke else (5000, 30000)
+        sizes = {"lockstep": (200, 50), "pipelined": (2000, 500)}
+        if not self.smoke:
+            sizes = {"lockstep": (5000, 500), "pipelined": (30000, 5000)}
         rows = {
             "ours": ("ours", "ours"),
             "node": ("node", "node"),
             "ceiling": ("ceiling", "ceiling"),
+            "Twisted as it comes": ("stock", "stock"),
             "our client, Node server": ("node", "ours"),
             "Node client, our server": ("ours", "node"),
         }
         for name, (server, client) in rows.items():
-            self.results.setdefault("lockstep", {})[name] = self.pair(server, client, "lockstep", lock)
-            self.results.setdefault("pipelined", {})[name] = self.pair(server, client, "pipelined", pipe)
+            for mode, (calls, warmup) in sizes.items():
+                self.results.setdefault(mode, {})[name] = self.pair(server, client, mode, calls, warmup)
 
     def flush(self) -> None:
         calls = 2000 if self.smoke else 100000
@@ -230,8 +241,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check that it works")
     parser.add_argument("--json", default=str(HERE / "results.json"), help="where the raw numbers go")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per call-rate figure (the median is kept)")
     options = parser.parse_args(argv)
-    bench = Bench(options.smoke)
+    bench = Bench(options.smoke, options.repeat)
     results = bench.run()
     machine = {
         "python": platform.python_version(),
@@ -239,6 +251,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "smoke": options.smoke,
+        "repeat": options.repeat,
     }
     Path(options.json).write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     print(f"machine: {machine}")

@@ -151,6 +151,18 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         forms C{up(cb)} and C{up(t, cb)} call C{cb(remote, conn)}, or C{cb()}
         with no arguments when the transaction ends without a link.
         """
+        if (
+            len(args) == 1
+            and timeout is None
+            and self.remote is not None
+            and not self._flushing
+            and not len(self._queue)
+            and callable(args[0])
+        ):
+            # The commonest case, up(cb) with the link up and nobody ahead,
+            # before any parsing: the same as the general path below.
+            args[0](self.remote, self.conn)
+            return None
         callback = None
         if args and callable(args[-1]):
             callback = args[-1]

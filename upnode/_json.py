@@ -22,8 +22,10 @@ from .errors import ProtocolError
 # Types orjson would write in a form of its own (datetimes, dataclasses,
 # subclasses of the builtins) are refused instead, and so go the slow way,
 # where they are either handled like the builtins or refused with a TypeError.
-_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
-_fastDumps = orjson.dumps
+# Call as fastDumps(value, option=JSON_OPTIONS); TypeError means "no plain
+# JSON form", NaN and the infinities are written as null.
+JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+fastDumps = orjson.dumps
 _fastLoads = orjson.loads
 
 _dumps = json.JSONEncoder(
@@ -42,15 +44,6 @@ def _refuseConstant(name: str) -> Any:
 _loads = json.JSONDecoder(parse_constant=_refuseConstant).decode
 
 
-def dumps(value: Any) -> bytes:
-    """
-    Plain JSON data (no NaN) as compact UTF-8.
-
-    @raise TypeError: a value orjson does not write as plain JSON.
-    """
-    return _fastDumps(value, option=_ORJSON_OPTIONS)
-
-
 def encodeLine(message: Any) -> bytes:
     """
     Serialise an already-scrubbed message to one UTF-8 line with its
@@ -58,7 +51,7 @@ def encodeLine(message: Any) -> bytes:
     out escaped, as Node's C{JSON.stringify} writes it.
     """
     try:
-        return _fastDumps(message, option=_ORJSON_OPTIONS | orjson.OPT_APPEND_NEWLINE)
+        return fastDumps(message, option=JSON_OPTIONS | orjson.OPT_APPEND_NEWLINE)
     except TypeError:
         pass
     text = _dumps(message)

@@ -86,9 +86,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._nextId = 0
         # The peer's callbacks we hold proxies for; a proxy that dies is
         # culled, so this never outgrows what our code still references.
-        self._remoteCallbacks: weakref.WeakValueDictionary[int, RemoteCallback] = (
-            weakref.WeakValueDictionary()
-        )
+        # Plain weak references, dropped by the proxy's __del__: cheaper than
+        # a WeakValueDictionary on the path every call takes.
+        self._remoteCallbacks: Dict[int, weakref.ref[RemoteCallback]] = {}
         self._pendingCulls: Dict[int, None] = {}
         self._cullCall: Optional[IDelayedCall] = None
         self._partial: List[bytes] = []
@@ -319,6 +319,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         except Exception:
             self._localError(Failure())
             return
+        if result is None:
+            return
         if iscoroutine(result):
             result = Deferred.fromCoroutine(result)
         if isinstance(result, Deferred):
@@ -376,19 +378,29 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     # -- Callback tables --------------------------------------------------------
 
     def _proxyFor(self, callbackId: int) -> RemoteCallback:
-        proxy = self._remoteCallbacks.get(callbackId)
+        ref = self._remoteCallbacks.get(callbackId)
+        proxy = ref() if ref is not None else None
         if proxy is None:
             proxy = RemoteCallback(self, callbackId)
-            self._remoteCallbacks[callbackId] = proxy
+            self._remoteCallbacks[callbackId] = weakref.ref(proxy)
             # A cull not yet sent must not forget an id that is live again.
             self._pendingCulls.pop(callbackId, None)
         return proxy
 
-    def _forgetRemoteCallback(self, callbackId: int) -> None:
-        # Called from RemoteCallback.__del__: touch nothing but our own list.
+    def _forgetRemoteCallback(self, proxy: RemoteCallback) -> None:
+        # Called from RemoteCallback.__del__: touch nothing but our own
+        # tables.  The entry may already hold a newer proxy for the same id
+        # (the garbage collector clears weak references before it runs
+        # __del__): that one is live, so the id is neither dropped nor culled.
+        ref = self._remoteCallbacks.get(proxy.id)
+        if ref is not None:
+            current = ref()
+            if current is not None and current is not proxy:
+                return
+            del self._remoteCallbacks[proxy.id]
         if self._closing:
             return
-        self._pendingCulls[callbackId] = None
+        self._pendingCulls[proxy.id] = None
         if not self._receiving:
             self._scheduleCulls()
 
@@ -411,8 +423,12 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._write(encodeLine({"method": "cull", "arguments": ids}))
 
     def _callbackId(self, callback: Callable[..., Any]) -> int:
-        key = _identity(callback)
-        callbackId = self._localIds.get(key)
+        try:
+            key: Any = callback
+            callbackId = self._localIds.get(key)
+        except TypeError:  # not hashable: known by identity
+            key = _identity(callback)
+            callbackId = self._localIds.get(key)
         if callbackId is not None:
             self._resent.add(callbackId)
         else:

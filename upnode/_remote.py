@@ -32,7 +32,7 @@ class RemoteCallback:
         protocol.request(self.id, args)
 
     def __del__(self) -> None:
-        self._protocol._forgetRemoteCallback(self.id)
+        self._protocol._forgetRemoteCallback(self)
 
     def __repr__(self) -> str:
         return f"<RemoteCallback {self.id}>"

@@ -15,7 +15,8 @@ import uuid
 from enum import Enum
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
-from ._json import depthExceeds, dumps, encodeLine
+from ._json import JSON_OPTIONS, depthExceeds, encodeLine
+from ._json import fastDumps as _fastDumps
 from ._limits import MAX_SAFE_INTEGER, Limits
 from .errors import RejectedMessage
 
@@ -27,6 +28,8 @@ Scrubbed = Tuple[List[Any], Dict[str, Path], List[Dict[str, Path]]]
 
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,15}")
 _SCALARS = frozenset({str, int, bool, type(None)})
+# Path elements "0" to "63" and their indices, to skip the general walk.
+_SMALL_INDEX = {str(i): i for i in range(64)}
 
 
 def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDepth: int) -> Scrubbed:
@@ -103,6 +106,10 @@ def _key(key: Any) -> str:
     raise TypeError(f"dict key {key!r:.60} has no JSON form")
 
 
+_CONTAINERS = (dict, list, tuple)
+_ONE_CALLBACK = b'{"method":%s,"arguments":%s,"callbacks":{"%d":["%d"]},"links":[]}\n'
+
+
 def encodeRequest(
     method: Any, arguments: Sequence[Any], callbackId: Callable[[Callable[..., Any]], int], maxDepth: int
 ) -> bytes:
@@ -118,13 +125,12 @@ def encodeRequest(
     @raise ValueError: the message would nest deeper than C{maxDepth}.
     """
     top = list(arguments)
-    callbacks: Dict[int, int] = {}
-    for index, value in enumerate(top):
-        if type(value) not in _SCALARS and callable(value) and not isinstance(value, (dict, list, tuple)):
-            top[index] = FUNCTION
-            callbacks[index] = 0
+    # Scalars are never callable; a callable container is sent as data.
+    positions = [i for i, value in enumerate(top) if callable(value) and not isinstance(value, _CONTAINERS)]
+    for index in positions:
+        top[index] = FUNCTION
     try:
-        encoded = dumps(top)
+        encoded = _fastDumps(top, option=JSON_OPTIONS)
     except TypeError:
         encoded = b""
     if encoded:
@@ -132,18 +138,23 @@ def encodeRequest(
             encoded.decode("utf-8"), maxDepth - 1
         ):
             raise ValueError(f"the message would nest deeper than {maxDepth}")
+        # Ids and paths are digits: no escaping needed.  Ids are handed out
+        # only now, when nothing can fail any more.
+        head = b"%d" % method if type(method) is int else _fastDumps(method)
+        if len(positions) == 1:
+            index = positions[0]
+            return _ONE_CALLBACK % (head, encoded, callbackId(arguments[index]), index)
         byId: Dict[int, int] = {}
         links: List[bytes] = []
-        for position in callbacks:
-            cid = callbackId(arguments[position])
+        for index in positions:
+            cid = callbackId(arguments[index])
             if cid in byId:
-                links.append(b'{"from":["%d"],"to":["%d"]}' % (byId[cid], position))
+                links.append(b'{"from":["%d"],"to":["%d"]}' % (byId[cid], index))
             else:
-                byId[cid] = position
-        # Ids and paths are digits: no escaping needed.
+                byId[cid] = index
         entries = b",".join(b'"%d":["%d"]' % item for item in byId.items())
         return b'{"method":%s,"arguments":%s,"callbacks":{%s},"links":[%s]}\n' % (
-            b"%d" % method if type(method) is int else dumps(method),
+            head,
             encoded,
             entries,
             b",".join(links),
@@ -174,7 +185,16 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
         for key, path in callbacks.items():
             if not _DECIMAL.fullmatch(key) or int(key) > MAX_SAFE_INTEGER:
                 raise RejectedMessage(f"callback id {key!r:.40} is not a decimal integer")
-            places.append((int(key), _place(arguments, path, limits)))
+            # Most callbacks are top-level arguments: ["1"].
+            if (
+                type(path) is list
+                and len(path) == 1
+                and type(path[0]) is str
+                and (index := _SMALL_INDEX.get(path[0], MAX_SAFE_INTEGER)) < len(arguments)
+            ):
+                places.append((int(key), (arguments, index)))
+            else:
+                places.append((int(key), _place(arguments, path, limits)))
         for callbackId, (container, slot) in places:
             container[slot] = makeCallback(callbackId)
     elif callbacks is not None and type(callbacks) is not dict:

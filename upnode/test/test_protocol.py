@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import json
+import weakref
 from typing import Any, List, Optional, Tuple
 
 from twisted.internet.task import Clock
@@ -14,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from upnode import DeadRemoteError, DnodeProtocol, Limits, ProtocolError, RejectedMessage
 from upnode._protocol import CULL_BATCH, CULL_DELAY
+from upnode._remote import RemoteCallback
 from upnode.dnode import DnodeFactory
 from upnode.testing import connectInMemory
 
@@ -213,6 +215,35 @@ class SessionTests(SynchronousTestCase):
         culls = [m for m in h.sent() if m["method"] == "cull"]
         self.assertEqual(culls, [{"method": "cull", "arguments": [11, 12]}])
         self.assertEqual(h.proto.callbackCount()["remote"], 0)
+
+    def test_olderProxyDyingKeepsNewer(self) -> None:
+        """
+        The garbage collector clears a cyclic proxy's weak reference before
+        it runs its __del__, so a newer proxy for the same id can exist by
+        then: the older one's death neither drops nor culls the id.
+        """
+        h = Harness()
+        h.sent()
+        older = h.proto._proxyFor(11)
+        cycle: List[Any] = [older]
+        cycle.append(cycle)
+        del older
+        gc.disable()
+        try:
+            del cycle
+            # As if the collector had cleared the older one's reference and
+            # a message had brought id 11 again before its __del__ ran.
+            newer = RemoteCallback(h.proto, 11)
+            h.proto._remoteCallbacks[11] = weakref.ref(newer)
+            gc.collect()
+        finally:
+            gc.enable()
+        h.clock.advance(CULL_DELAY)
+        self.assertEqual([m for m in h.sent() if m["method"] == "cull"], [])
+        self.assertIs(h.proto._proxyFor(11), newer)
+        del newer
+        h.clock.advance(CULL_DELAY)
+        self.assertEqual([m["arguments"] for m in h.sent() if m["method"] == "cull"], [[11]])
 
     def test_cullsBatched(self) -> None:
         """
