@@ -217,12 +217,21 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
             self.emit("error", Failure())
 
     def _flush(self) -> None:
+        # Transactions fire while the link they were flushed for is up and
+        # its transport takes more; when it asks us to pause, the rest wait
+        # for its drain event, so a long queue never sits in memory twice.
         link = self._link
+        if link is None:
+            return
         self._flushing = True
         try:
-            self._queue.flush(lambda: self.remote is not None and self._link is link)
+            self._queue.flush(lambda: self.remote is not None and self._link is link and not link.paused)
         finally:
             self._flushing = False
+
+    def _drained(self, conn: DnodeProtocol) -> None:
+        if conn is self._link and self.remote is not None and not self._flushing and len(self._queue):
+            self._flush()
 
     def call(
         self, name: str, *args: Any, timeout: Optional[float] = None, retry: bool = False, errorFirst: bool = False
@@ -311,6 +320,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         conn.on("remote", self._remoteArrived)
         conn.once("up", lambda obj: self._linkUp(conn, obj))
         conn.on("error", lambda failure: self.emit("error", failure))
+        conn.on("drain", lambda: self._drained(conn))
         conn.on("fail", lambda error: self.emit("error", Failure(error)))
         conn.notifyOnLoss(lambda reason: self._linkLost(conn, reason))
         if self.handshakeTimeout:

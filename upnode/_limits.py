@@ -27,6 +27,9 @@ class Limits:
         connection is served at (about 150,000 pipelined calls a second
         on the benchmark machine), so only a flood reaches it; set it lower
         where peers are untrusted and their traffic is known.
+    @ivar maxBuffered: bytes we wrote that the peer has left unread.  More:
+        close.  (A peer that reads nothing at all is also dropped after the
+        protocol's C{stallTimeout}.)
     """
 
     maxLineLength: int = 1024 * 1024
@@ -35,6 +38,7 @@ class Limits:
     maxLinks: int = 1024
     maxPathLength: int = 64
     maxRate: int = 1_000_000
+    maxBuffered: int = 64 * 1024 * 1024
 
     @classmethod
     def fromOptions(cls, options: Mapping[str, Any]) -> Limits:

@@ -97,6 +97,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         # Lines written while a received chunk is being handled go out in one
         # write when it has been: one trip through the transport, not one a line.
         self._outgoing: List[bytes] = []
+        self._outgoingBytes = 0
+        #: Whether the transport asked us to stop writing (see pauseProducing).
+        self.paused = False
         self._closing = False
         self._started = False
         self._lossHooks: List[Callable[[Failure], None]] = []
@@ -191,19 +194,31 @@ class DnodeProtocol(LineReceiver, EventEmitter):
 
     def pauseProducing(self) -> None:
         """
-        Our writes are piling up.  We keep reading (a peer blocked on
-        writing to us while we wait on it would deadlock), but every
-        C{stallTimeout} seconds we look whether the buffer went down at all;
-        a peer that took none of it in that time is dropped.
+        Our writes are piling up (called on each write while they do).  We
+        keep reading (a peer blocked on writing to us while we wait on it
+        would deadlock), but a peer that leaves more than C{maxBuffered}
+        bytes unread, or takes none of them in C{stallTimeout} seconds, is
+        dropped.  Meanwhile C{paused} is true, for writers that can wait
+        (the client's queue flush waits for the C{drain} event).
         """
-        if self._stallTimer is None and self.stallTimeout and not self._closing:
-            self._lastBuffered = _buffered(self.transport)
+        self.paused = True
+        if self._closing:
+            return
+        buffered = _buffered(self.transport)
+        if buffered is not None and buffered > self.limits.maxBuffered:
+            self._violation(ProtocolError(f"the peer left more than {self.limits.maxBuffered} bytes unread"))
+            self.abort()
+            return
+        if self._stallTimer is None and self.stallTimeout:
+            self._lastBuffered = buffered
             self._stallTimer = self._getClock().callLater(self.stallTimeout, self._checkStall)
 
     def resumeProducing(self) -> None:
+        self.paused = False
         if self._stallTimer is not None and self._stallTimer.active():
             self._stallTimer.cancel()
         self._stallTimer = None
+        self.emit("drain")
 
     def stopProducing(self) -> None:
         pass
@@ -223,7 +238,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         read what is buffered.
         """
         self._closing = True
-        self._outgoing = []
+        self._outgoing, self._outgoingBytes = [], 0
         if self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
@@ -265,9 +280,12 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                     self.lineLengthExceeded(tail)
         finally:
             self._receiving = False
-            self._flushOutgoing()
             if self._pendingCulls and not self._closing:
-                self._scheduleCulls()
+                # Proxies that died while this chunk was handled (those of
+                # answered calls) are culled in the same write as the
+                # answers: no timer, no packet of their own.
+                self._outgoing.append(self._cullLine())
+            self._flushOutgoing()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self._violation(ProtocolError(f"line longer than {self.MAX_LENGTH} bytes"))
@@ -405,22 +423,30 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._scheduleCulls()
 
     def _scheduleCulls(self) -> None:
-        # Culls are batched: one message for up to CULL_BATCH ids, or
-        # whatever is pending after CULL_DELAY seconds.  A cull per call
-        # would double the messages of a busy link for no one's benefit.
+        # A proxy dropped outside a received chunk: its cull waits up to
+        # CULL_DELAY seconds for others (or for CULL_BATCH of them), as a
+        # cull message per dropped callback would be wasteful.
         if len(self._pendingCulls) >= CULL_BATCH:
-            if self._cullCall is not None and self._cullCall.active():
-                self._cullCall.cancel()
-            self._flushCulls()
+            self._sendCulls()
         elif self._cullCall is None:
-            self._cullCall = self._getClock().callLater(CULL_DELAY, self._flushCulls)
+            self._cullCall = self._getClock().callLater(CULL_DELAY, self._cullLater)
 
-    def _flushCulls(self) -> None:
+    def _cullLater(self) -> None:
         self._cullCall = None
+        self._sendCulls()
+
+    def _sendCulls(self) -> None:
         if self._pendingCulls and not self._closing and self.transport is not None:
-            ids = list(self._pendingCulls)
-            self._pendingCulls.clear()
-            self._write(encodeLine({"method": "cull", "arguments": ids}))
+            self._write(self._cullLine())
+
+    def _cullLine(self) -> bytes:
+        if self._cullCall is not None:
+            if self._cullCall.active():
+                self._cullCall.cancel()
+            self._cullCall = None
+        ids = list(self._pendingCulls)
+        self._pendingCulls.clear()
+        return encodeLine({"method": "cull", "arguments": ids})
 
     def _callbackId(self, callback: Callable[..., Any]) -> int:
         try:
@@ -469,12 +495,17 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     def _write(self, line: bytes) -> None:
         if self._receiving:
             self._outgoing.append(line)
+            self._outgoingBytes += len(line)
+            # Past one read's worth, hand it over: the transport then tells
+            # writers that can wait (a queue flush) when to stop.
+            if self._outgoingBytes > self.readSize:
+                self._flushOutgoing()
         else:
             self.transport.write(line)  # type: ignore[union-attr]
 
     def _flushOutgoing(self) -> None:
         if self._outgoing:
-            lines, self._outgoing = self._outgoing, []
+            lines, self._outgoing, self._outgoingBytes = self._outgoing, [], 0
             if self.transport is not None:
                 self.transport.write(b"".join(lines))
 

@@ -107,6 +107,7 @@ def _key(key: Any) -> str:
 
 
 _CONTAINERS = (dict, list, tuple)
+_NO_CALLBACKS = b'{"method":%s,"arguments":%s,"callbacks":{},"links":[]}\n'
 _ONE_CALLBACK = b'{"method":%s,"arguments":%s,"callbacks":{"%d":["%d"]},"links":[]}\n'
 
 
@@ -141,6 +142,8 @@ def encodeRequest(
         # Ids and paths are digits: no escaping needed.  Ids are handed out
         # only now, when nothing can fail any more.
         head = b"%d" % method if type(method) is int else _fastDumps(method)
+        if not positions:  # a reply, most often
+            return _NO_CALLBACKS % (head, encoded)
         if len(positions) == 1:
             index = positions[0]
             return _ONE_CALLBACK % (head, encoded, callbackId(arguments[index]), index)
@@ -183,7 +186,7 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
         # Validate every entry before creating any callback proxy.
         places = []
         for key, path in callbacks.items():
-            if not _DECIMAL.fullmatch(key) or int(key) > MAX_SAFE_INTEGER:
+            if not _DECIMAL.fullmatch(key) or (callbackId := int(key)) > MAX_SAFE_INTEGER:
                 raise RejectedMessage(f"callback id {key!r:.40} is not a decimal integer")
             # Most callbacks are top-level arguments: ["1"].
             if (
@@ -192,9 +195,9 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
                 and type(path[0]) is str
                 and (index := _SMALL_INDEX.get(path[0], MAX_SAFE_INTEGER)) < len(arguments)
             ):
-                places.append((int(key), (arguments, index)))
+                places.append((callbackId, (arguments, index)))
             else:
-                places.append((int(key), _place(arguments, path, limits)))
+                places.append((callbackId, _place(arguments, path, limits)))
         for callbackId, (container, slot) in places:
             container[slot] = makeCallback(callbackId)
     elif callbacks is not None and type(callbacks) is not dict:

@@ -20,7 +20,7 @@ from ._limits import Limits
 from ._protocol import DnodeProtocol
 from ._reactor import resolve
 
-LIMIT_OPTIONS = ("maxLineLength", "maxDepth", "maxCallbacks", "maxLinks", "maxPathLength", "maxRate")
+LIMIT_OPTIONS = ("maxLineLength", "maxDepth", "maxCallbacks", "maxLinks", "maxPathLength", "maxRate", "maxBuffered")
 _OPTIONS = ("port", "host", "path", "endpoint") + LIMIT_OPTIONS
 
 __all__ = ["DnodeProtocol", "DnodeFactory", "listen", "connect"]

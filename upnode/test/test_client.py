@@ -217,6 +217,34 @@ class TransactionTests(ClientTestCase):
         self.accept()
         self.successResultOf(second)
 
+    def test_flushWaitsWhileTransportIsFull(self) -> None:
+        """
+        When the transport asks the link to pause, the queue flush stops;
+        the transport's drain resumes it, in order, and calls made meanwhile
+        queue behind the rest.
+        """
+        up = self.connect()
+        fired: List[int] = []
+
+        def transaction(n: int) -> Any:
+            def fire(remote: Any, conn: Any) -> None:
+                fired.append(n)
+                if n == 2:
+                    conn.pauseProducing()  # as a full transport does
+
+            return fire
+
+        for n in range(5):
+            up(transaction(n))
+        self.accept()
+        self.assertEqual(fired, [0, 1, 2])
+        self.assertEqual(up.queued, 2)
+        up(transaction(5))
+        self.assertEqual(fired, [0, 1, 2])
+        up.conn.resumeProducing()  # type: ignore[union-attr]
+        self.assertEqual(fired, [0, 1, 2, 3, 4, 5])
+        self.assertEqual(up.queued, 0)
+
     def test_timedOutEntriesDoNotPileUp(self) -> None:
         """
         Transactions that time out while the link stays down leave nothing

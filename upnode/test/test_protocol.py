@@ -200,8 +200,9 @@ class SessionTests(SynchronousTestCase):
 
     def test_cullSentWhenProxyCollected(self) -> None:
         """
-        When our last reference to a peer callback goes, a cull for its id
-        is sent (batched with others arriving in the same data).
+        When our last reference to a peer callback goes while a received
+        chunk is handled, its id is culled in one message with the others of
+        that chunk, after the replies and in the same write: no timer.
         """
         h = Harness()
         h.sent()
@@ -209,12 +210,16 @@ class SessionTests(SynchronousTestCase):
             line({"method": "echo", "arguments": [1, "[Function]"], "callbacks": {"11": ["1"]}})
             + line({"method": "echo", "arguments": [2, "[Function]"], "callbacks": {"12": ["1"]}})
         )
-        gc.collect()
-        self.assertEqual([m for m in h.sent() if m["method"] == "cull"], [])
-        h.clock.advance(CULL_DELAY)
-        culls = [m for m in h.sent() if m["method"] == "cull"]
-        self.assertEqual(culls, [{"method": "cull", "arguments": [11, 12]}])
+        self.assertEqual(
+            h.sent(),
+            [
+                {"method": 11, "arguments": [1], "callbacks": {}, "links": []},
+                {"method": 12, "arguments": [2], "callbacks": {}, "links": []},
+                {"method": "cull", "arguments": [11, 12]},
+            ],
+        )
         self.assertEqual(h.proto.callbackCount()["remote"], 0)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
 
     def test_olderProxyDyingKeepsNewer(self) -> None:
         """
@@ -303,6 +308,50 @@ class BackPressureTests(SynchronousTestCase):
         self.assertIsInstance(h.fails[-1], ProtocolError)
         h.proto.connectionLost(None)
         self.assertEqual(h.clock.getDelayedCalls(), [])
+
+
+    def test_unreadBytesBounded(self) -> None:
+        """
+        Past maxBuffered unread bytes the peer is dropped at once, whatever
+        the stall timeout.
+        """
+        h = Harness(Limits(maxBuffered=1000))
+        h.sent()
+        h.proto.request("x", ["a" * 900])
+        h.proto.pauseProducing()
+        self.assertFalse(h.transport.disconnecting)
+        h.proto.request("x", ["a" * 200])
+        h.proto.pauseProducing()  # the transport calls it on every write while full
+        self.assertTrue(h.transport.disconnecting)
+        self.assertIn("more than 1000 bytes unread", str(h.fails[-1]))
+
+    def test_pausedAndDrain(self) -> None:
+        """
+        C{paused} follows the transport; resuming emits C{drain}.
+        """
+        h = Harness()
+        drains: List[None] = []
+        h.proto.on("drain", lambda: drains.append(None))
+        h.proto.pauseProducing()
+        self.assertTrue(h.proto.paused)
+        h.proto.resumeProducing()
+        self.assertFalse(h.proto.paused)
+        self.assertEqual(drains, [None])
+
+    def test_repliesLeaveDuringALongChunk(self) -> None:
+        """
+        Replies written while one received chunk is handled go out together
+        at its end, or as soon as they pass one read's worth of bytes.
+        """
+        h = Harness()
+        h.sent()
+        seen: List[int] = []
+        h.proto._exposed["many"] = lambda cb: [cb("y" * 100) or seen.append(len(h.transport.value())) for _ in range(5)]
+        h.proto.readSize = 250
+        h.proto.dataReceived(line({"method": "many", "arguments": ["[Function]"], "callbacks": {"1": ["0"]}}))
+        self.assertEqual(seen[0], 0)  # held back...
+        self.assertGreater(seen[1], 250)  # ...until past readSize
+        self.assertEqual([m["method"] for m in h.sent()], [1] * 5 + ["cull"])
 
 
 class RateLimitTests(SynchronousTestCase):

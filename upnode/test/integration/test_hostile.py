@@ -150,6 +150,40 @@ class BackPressureTests(TestCase):
         self.assertEqual(await canary.call("echo", "after", timeout=5), "after")
 
 
+    async def test_unreadBytesBounded(self) -> None:
+        """
+        The same peer against a server whose stall timeout is far away: it
+        is dropped as soon as it leaves more than maxBuffered bytes unread.
+        """
+        conns: List[Any] = []
+        fails: List[Any] = []
+
+        def cons(remote: Any, conn: Any) -> Any:
+            conns.append(conn)
+            conn.on("fail", fails.append)
+
+            def flood(cb: Any) -> None:
+                for _ in range(300):
+                    cb("x" * 100_000)
+
+            return {"flood": flood, "echo": lambda v, cb: cb(v)}
+
+        server = upnode.upnode(cons)
+        self.addCleanup(server.end)
+        options = {"ping": 0, "maxBuffered": 4 * 1024 * 1024}
+        port = (await server.listen(0, "127.0.0.1", options)).getHost().port
+        peer = NeverReads()
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), peer)
+        await until(lambda: bool(conns) and not conns[0].connected, timeout=10)
+        self.assertEqual(conns[0].stallTimeout, 60)
+        self.assertIn("bytes unread", str(fails[0]))
+        peer.transport.abortConnection()  # type: ignore[union-attr]
+        await peer.closed
+        canary = upnode.connect(port, "127.0.0.1", {"ping": 0})
+        self.addCleanup(canary.close)
+        self.assertEqual(await canary.call("echo", "after", timeout=5), "after")
+
+
 class FloodTests(TestCase):
     timeout = 60
 
