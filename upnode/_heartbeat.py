@@ -34,10 +34,8 @@ def dropSilentPeer(conn: Any, timeout: float) -> Callable[[], None]:
 
 class Heartbeat:
     """
-    One link's pings.  A single bound method answers every ping, so the
-    peer sees one callback id for the life of the link instead of a new one
-    per ping; answers come back in order, so the oldest outstanding ping is
-    the one answered.
+    One link's pings.  A single bound method takes every answer: answers
+    come back in order, so the oldest outstanding ping is the one answered.
     """
 
     def __init__(
