@@ -9,6 +9,7 @@ import weakref
 from inspect import iscoroutine
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime, ISSLTransport
@@ -507,13 +508,36 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if self._outgoing:
             lines, self._outgoing, self._outgoingBytes = self._outgoing, [], 0
             if self.transport is not None:
-                self.transport.write(b"".join(lines))
+                _writeNow(self.transport, b"".join(lines))
 
     def callbackCount(self) -> Dict[str, int]:
         """
         The sizes of the callback tables, for monitoring and tests.
         """
         return {"local": len(self._localCallbacks), "remote": len(self._remoteCallbacks)}
+
+
+def _writeNow(transport: Any, data: bytes) -> None:
+    """
+    Write C{data}, sending it at once when C{transport} is a socket with
+    nothing buffered.  Twisted would register for writability and send on
+    the reactor's next turn: two more system calls and a turn for every
+    answer, which is most of what an idle link's ping costs.
+    """
+    if (
+        isinstance(transport, tcp.Connection)
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnected
+        and not transport._tempDataBuffer
+        and len(transport.dataBuffer) == transport.offset
+    ):
+        sent = transport.writeSomeData(data)
+        if type(sent) is int:
+            if sent == len(data):
+                return
+            data = data[sent:]
+    transport.write(data)
 
 
 def _readInSlices(transport: Any, size: int) -> None:
