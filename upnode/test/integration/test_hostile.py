@@ -7,7 +7,7 @@ touched, and the canary never notices.
 from __future__ import annotations
 
 import json
-from typing import Any, List
+from typing import Any, Dict, List, Optional
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredQueue
@@ -118,16 +118,19 @@ class NeverReads(RawPeer):
 class BackPressureTests(TestCase):
     timeout = 60
 
-    async def test_peerThatNeverReads(self) -> None:
+    async def serveFloods(self, options: Dict[str, Any], stallTimeout: Optional[float] = None) -> int:
         """
-        A peer that asks for a lot and never reads: the server stops reading
-        it, drops it after its stall timeout, and keeps serving others.
+        Serve C{flood(cb)}, which answers with 30 MB, and C{echo}; record
+        each connection and its C{fail} events.  Return the port.
         """
-        conns: List[Any] = []
+        self.conns: List[Any] = []
+        self.fails: List[Any] = []
 
         def cons(remote: Any, conn: Any) -> Any:
-            conn.stallTimeout = 0.5
-            conns.append(conn)
+            if stallTimeout is not None:
+                conn.stallTimeout = stallTimeout
+            self.conns.append(conn)
+            conn.on("fail", self.fails.append)
 
             def flood(cb: Any) -> None:
                 for _ in range(300):
@@ -137,46 +140,38 @@ class BackPressureTests(TestCase):
 
         server = upnode.upnode(cons)
         self.addCleanup(server.end)
-        port = (await server.listen(0, "127.0.0.1", {"ping": 0})).getHost().port
+        return (await server.listen(0, "127.0.0.1", dict(options, ping=0))).getHost().port
+
+    async def test_peerThatNeverReads(self) -> None:
+        """
+        A peer that asks for a lot and never reads: the server keeps
+        reading it, drops it after its stall timeout, and keeps serving
+        others.
+        """
+        port = await self.serveFloods({}, stallTimeout=0.5)
         peer = NeverReads()
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), peer)
         canary = upnode.connect(port, "127.0.0.1", {"ping": 0})
         self.addCleanup(canary.close)
         self.assertEqual(await canary.call("echo", "still here", timeout=5), "still here")
         # (The peer, not reading, would not even notice the close.)
-        await until(lambda: not conns[0].connected, timeout=10)
+        await until(lambda: not self.conns[0].connected, timeout=10)
+        self.assertIn("read nothing", str(self.fails[0]))
         peer.transport.abortConnection()  # type: ignore[union-attr]
         await peer.closed
         self.assertEqual(await canary.call("echo", "after", timeout=5), "after")
-
 
     async def test_unreadBytesBounded(self) -> None:
         """
         The same peer against a server whose stall timeout is far away: it
         is dropped as soon as it leaves more than maxBuffered bytes unread.
         """
-        conns: List[Any] = []
-        fails: List[Any] = []
-
-        def cons(remote: Any, conn: Any) -> Any:
-            conns.append(conn)
-            conn.on("fail", fails.append)
-
-            def flood(cb: Any) -> None:
-                for _ in range(300):
-                    cb("x" * 100_000)
-
-            return {"flood": flood, "echo": lambda v, cb: cb(v)}
-
-        server = upnode.upnode(cons)
-        self.addCleanup(server.end)
-        options = {"ping": 0, "maxBuffered": 4 * 1024 * 1024}
-        port = (await server.listen(0, "127.0.0.1", options)).getHost().port
+        port = await self.serveFloods({"maxBuffered": 4 * 1024 * 1024})
         peer = NeverReads()
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), peer)
-        await until(lambda: bool(conns) and not conns[0].connected, timeout=10)
-        self.assertEqual(conns[0].stallTimeout, 60)
-        self.assertIn("bytes unread", str(fails[0]))
+        await until(lambda: bool(self.conns) and not self.conns[0].connected, timeout=10)
+        self.assertEqual(self.conns[0].stallTimeout, 60)
+        self.assertIn("bytes unread", str(self.fails[0]))
         peer.transport.abortConnection()  # type: ignore[union-attr]
         await peer.closed
         canary = upnode.connect(port, "127.0.0.1", {"ping": 0})
