@@ -2,6 +2,7 @@
 Our side of the benchmark, as a process.
 
     python bench/ours.py server PORT
+    python bench/ours.py server-without-culls PORT
     python bench/ours.py lockstep|pipelined PORT CALLS WARMUP
     python bench/ours.py flush PORT CALLS          (queue while down, then time the flush)
     python bench/ours.py queue-memory CALLS
@@ -37,8 +38,12 @@ def report(**values: Any) -> None:
     print(json.dumps(values), flush=True)
 
 
-def serve(port: int) -> None:
-    server = upnode.upnode({"echo": lambda value, cb: cb(value)})
+def serve(port: int, cull: bool = True) -> None:
+    def cons(remote: Any, conn: Any) -> Any:
+        conn.sendCulls = cull
+        return {"echo": lambda value, cb: cb(value)}
+
+    server = upnode.upnode(cons)
     server.listen(port, "127.0.0.1", {"ping": 10})
     reactor.callWhenRunning(lambda: report(event="listening", port=port, rss=rss()))
     reactor.run()
@@ -157,6 +162,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "server":
         serve(int(sys.argv[2]))
+    elif mode == "server-without-culls":
+        serve(int(sys.argv[2]), cull=False)
     elif mode in ("lockstep", "pipelined"):
         calls(mode, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     elif mode == "flush":

@@ -103,6 +103,10 @@ class Bench:
         return [PY, str(HERE / "ceiling.py"), "tuned" if impl == "ceiling" else "stock", *args_]
 
     def server(self, impl: str, port: int) -> Proc:
+        if impl == "ours without culls":
+            proc = Proc(self.command("ours", "server-without-culls", port), self.env)
+            proc.until("listening")
+            return proc
         proc = Proc(self.command(impl, "server", port), self.env)
         proc.until("listening")
         return proc
@@ -135,6 +139,7 @@ class Bench:
             "Twisted as it comes": ("stock", "stock"),
             "our client, Node server": ("node", "ours"),
             "Node client, our server": ("ours", "node"),
+            "Node client, our server without culls": ("ours without culls", "node"),
         }
         for name, (server, client) in rows.items():
             for mode, (calls, warmup) in sizes.items():

@@ -58,6 +58,13 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     #: this alone took pipelined calls from 40,000 to 76,000 a second in
     #: bench/run.py.
     readSize = 16 * 1024
+    #: Whether we tell the peer to forget the callbacks we no longer hold
+    #: (cull).  Node's dnode never does (its optional weak module does not
+    #: build on current Node), and a Node client that is told to slows down
+    #: to a crawl (see the README's benchmarks); a server for Node clients
+    #: may turn it off per connection, in its cons, at the cost of the
+    #: peer's memory.  Our own table shrinks either way.
+    sendCulls = True
     _log = Logger()
 
     def __init__(
@@ -417,7 +424,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             if current is not None and current is not proxy:
                 return
             del self._remoteCallbacks[proxy.id]
-        if self._closing:
+        if self._closing or not self.sendCulls:
             return
         self._pendingCulls[proxy.id] = None
         if not self._receiving:

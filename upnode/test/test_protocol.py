@@ -221,6 +221,20 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(h.proto.callbackCount()["remote"], 0)
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
+    def test_cullsTurnedOff(self) -> None:
+        """
+        With sendCulls off, answered callbacks leave our table but no cull
+        is sent, now or later.
+        """
+        h = Harness()
+        h.proto.sendCulls = False
+        h.sent()
+        h.proto.dataReceived(line({"method": "echo", "arguments": [1, "[Function]"], "callbacks": {"11": ["1"]}}))
+        h.clock.advance(CULL_DELAY)
+        self.assertEqual([m["method"] for m in h.sent()], [11])
+        self.assertEqual(h.proto.callbackCount()["remote"], 0)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
     def test_olderProxyDyingKeepsNewer(self) -> None:
         """
         The garbage collector clears a cyclic proxy's weak reference before
