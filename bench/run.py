@@ -221,6 +221,7 @@ class Bench:
 
 def table(results: Dict[str, Any]) -> str:
     lines = []
+    width = 2 + max(len(name) for row in results.values() for name in row)
     for mode in ("lockstep", "pipelined"):
         r = results[mode]
         lines.append(f"{mode} calls/s through up():")
@@ -228,7 +229,7 @@ def table(results: Dict[str, Any]) -> str:
             extra = ""
             if name == "ours":
                 extra = f"   {rate / r['ceiling']:.2f} x ceiling, {rate / r['node']:.2f} x Node"
-            lines.append(f"  {name:<28}{rate:>12,.0f}{extra}")
+            lines.append(f"  {name:<{width}}{rate:>10,.0f}{extra}")
     for key, r in results.items():
         if key in ("lockstep", "pipelined"):
             continue
@@ -236,7 +237,7 @@ def table(results: Dict[str, Any]) -> str:
         ratio = f"   ours/Node {ours / node:.2f}" if ours is not None and node else ""
         lines.append(f"{key}:")
         for name, value in r.items():
-            lines.append(f"  {name:<28}{value:>12,.3f}")
+            lines.append(f"  {name:<{width}}{value:>10,.3f}")
         if ratio:
             lines.append(ratio)
     return "\n".join(lines)

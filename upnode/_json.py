@@ -1,11 +1,12 @@
 """
 JSON lines as JavaScript writes and reads them.
 
-orjson does the work (it is about five times faster than the standard
-library here, see the README's benchmark); the standard library handles what
-orjson refuses but JavaScript allows: strings holding a lone surrogate and
-integers beyond 64 bits.  Errors always come from the standard library, so
-their wording does not depend on which parser ran first.
+orjson does the work (on dnode's messages it encodes about ten times and
+decodes three times faster than the standard library); the standard library
+handles what orjson refuses but JavaScript allows: strings holding a lone
+surrogate and integers beyond 64 bits.  Errors always come from the
+standard library, so their wording does not depend on which parser ran
+first.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import orjson
 
 from .errors import ProtocolError
 
-# Types orjson would write in a form of its own (datetimes, dataclasses,
-# subclasses of the builtins) are refused instead, and so go the slow way,
-# where they are either handled like the builtins or refused with a TypeError.
-# Call as fastDumps(value, option=JSON_OPTIONS); TypeError means "no plain
-# JSON form", NaN and the infinities are written as null.
+# Call as fastDumps(value, option=JSON_OPTIONS).  A TypeError means "no
+# plain JSON form": the caller takes the slow way.  With these options that
+# includes datetimes, dataclasses and subclasses of the builtins, which orjson
+# would otherwise write in forms of its own.  NaN and the infinities are
+# written as null, as JavaScript writes them.
 JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 fastDumps = orjson.dumps
 _fastLoads = orjson.loads
