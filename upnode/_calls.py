@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
+from ._reactor import cancel
 from .errors import Closed, ConnectionLostError, RemoteError, UpTimeout
 
 if TYPE_CHECKING:
@@ -108,8 +109,7 @@ class Call:
 
     def _finish(self) -> None:
         self.client._calls.discard(self)
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        cancel(self._timer)
         self._timer = None
         waiting, self._waiting = self._waiting, None
         if waiting is not None and not waiting.called:

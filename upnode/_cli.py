@@ -26,6 +26,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 
 from . import dnode
+from ._reactor import cancel
 from ._scrub import scrub
 
 EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, EXIT_CONNECT, EXIT_NO_METHOD = 0, 1, 2, 3, 4
@@ -141,8 +142,7 @@ async def run(reactor: Any, options: argparse.Namespace, out: Any) -> int:
         print(f"upnode: {e}", file=sys.stderr)
         return EXIT_TIMEOUT
     finally:
-        if deadline.active():
-            deadline.cancel()
+        cancel(deadline)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -23,7 +23,7 @@ from ._heartbeat import Heartbeat, dropSilentPeer
 from ._limits import Limits
 from ._protocol import DnodeProtocol
 from ._queue import TransactionQueue
-from ._reactor import resolve
+from ._reactor import cancel, resolve
 from .errors import Closed, UpTimeout
 
 ConnectCallback = Callable[[Any, DnodeProtocol], Any]
@@ -151,18 +151,6 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         forms C{up(cb)} and C{up(t, cb)} call C{cb(remote, conn)}, or C{cb()}
         with no arguments when the transaction ends without a link.
         """
-        if (
-            len(args) == 1
-            and timeout is None
-            and self.remote is not None
-            and not self._flushing
-            and not len(self._queue)
-            and callable(args[0])
-        ):
-            # The commonest case, up(cb) with the link up and nobody ahead,
-            # before any parsing: the same as the general path below.
-            args[0](self.remote, self.conn)
-            return None
         callback = None
         if args and callable(args[-1]):
             callback = args[-1]
@@ -388,8 +376,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         self.emit("ping", roundTrip)
 
     def _cancelHandshakeTimer(self) -> None:
-        if self._handshakeTimer is not None and self._handshakeTimer.active():
-            self._handshakeTimer.cancel()
+        cancel(self._handshakeTimer)
         self._handshakeTimer = None
 
     def _linkLost(self, conn: DnodeProtocol, reason: Failure) -> None:

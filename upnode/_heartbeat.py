@@ -12,6 +12,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from ._reactor import cancel
+
 _log = Logger()
 
 
@@ -64,9 +66,7 @@ class Heartbeat:
         if self._loop.running:
             self._loop.stop()
         while self._outstanding:
-            _, timer = self._outstanding.popleft()
-            if timer is not None and timer.active():
-                timer.cancel()
+            cancel(self._outstanding.popleft()[1])
 
     def _beat(self) -> None:
         timer = None
@@ -83,8 +83,7 @@ class Heartbeat:
         if not self._outstanding:
             return  # an answer nobody asked for
         sent, timer = self._outstanding.popleft()
-        if timer is not None and timer.active():
-            timer.cancel()
+        cancel(timer)
         self._answered(self._clock.seconds() - sent)
 
     def _timedOut(self) -> None:

@@ -22,7 +22,7 @@ from ._events import EventEmitter
 from ._expose import Cons, construct, exposedMembers
 from ._json import decodeLine, encodeLine
 from ._limits import Limits
-from ._reactor import resolve
+from ._reactor import cancel, resolve
 from ._remote import Remote, RemoteCallback
 from ._scrub import encodeRequest, unscrub
 from .errors import DeadRemoteError, ProtocolError, RejectedMessage
@@ -155,12 +155,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.connected = 0
         self._closing = True
-        if self._cullCall is not None and self._cullCall.active():
-            self._cullCall.cancel()
-        self._cullCall = None
-        if self._stallTimer is not None and self._stallTimer.active():
-            self._stallTimer.cancel()
-        self._stallTimer = None
+        cancel(self._cullCall)
+        cancel(self._stallTimer)
+        self._cullCall = self._stallTimer = None
         self._pendingCulls.clear()
         self._localCallbacks.clear()
         self._localIds.clear()
@@ -223,8 +220,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
 
     def resumeProducing(self) -> None:
         self.paused = False
-        if self._stallTimer is not None and self._stallTimer.active():
-            self._stallTimer.cancel()
+        cancel(self._stallTimer)
         self._stallTimer = None
         self.emit("drain")
 
@@ -448,10 +444,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._write(self._cullLine())
 
     def _cullLine(self) -> bytes:
-        if self._cullCall is not None:
-            if self._cullCall.active():
-                self._cullCall.cancel()
-            self._cullCall = None
+        cancel(self._cullCall)
+        self._cullCall = None
         ids = list(self._pendingCulls)
         self._pendingCulls.clear()
         return encodeLine({"method": "cull", "arguments": ids})

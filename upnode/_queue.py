@@ -18,6 +18,7 @@ from typing import Any, Callable, Deque, Optional
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from ._reactor import cancel
 from .errors import QueueFull, UpTimeout
 
 #: What waits: a callable (Node style), a Deferred, or a Transaction.
@@ -90,8 +91,7 @@ class TransactionQueue:
             if entry.done:
                 return
             entry.done = True
-            if entry.timer is not None and entry.timer.active():
-                entry.timer.cancel()
+            cancel(entry.timer)
         self._retired()
 
     def _retired(self) -> None:
@@ -141,8 +141,7 @@ class TransactionQueue:
             self._live -= 1
             if type(entry) is Transaction:
                 entry.done = True
-                if entry.timer is not None and entry.timer.active():
-                    entry.timer.cancel()
+                cancel(entry.timer)
                 entry.timer = None
                 return entry.waiter
             return entry

@@ -28,7 +28,6 @@ class UpnodeServerFactory(DnodeFactory):
     Each connection emits C{ping} with the round trip of every answer.
     """
 
-
     def __init__(
         self,
         cons: Cons = None,
