@@ -23,7 +23,7 @@ from ._expose import Cons, construct, exposedMembers
 from ._json import decodeLine, encodeLine
 from ._limits import Limits
 from ._reactor import cancel, resolve
-from ._remote import Remote, RemoteCallback
+from ._remote import Remote, RemoteCallback, replaceMembers
 from ._scrub import encodeRequest, unscrub
 from .errors import DeadRemoteError, ProtocolError, RejectedMessage
 
@@ -354,7 +354,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
 
     def _receiveMethods(self, arguments: List[Any]) -> None:
         members = arguments[0] if arguments else None
-        self.remote._replace(
+        replaceMembers(
+            self.remote,
             {k: v for k, v in members.items() if type(k) is str} if type(members) is dict else {}
         )
         self.remoteReady = True
