@@ -30,6 +30,9 @@ from .errors import DeadRemoteError, ProtocolError, RejectedMessage
 #: Culls go out in batches of this many ids, or after this many seconds.
 CULL_BATCH = 64
 CULL_DELAY = 0.05
+# What a message with nothing to unscrub carries (or leaves out).
+_NO_CALLBACKS = (None, {})
+_NO_LINKS = (None, [])
 
 
 @implementer(IHandshakeListener)
@@ -317,7 +320,11 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             raise RejectedMessage("a message must be a JSON object")
         method: Any = message.get("method")
         kind = type(method)
-        if kind is str:
+        if kind is int:
+            target = self._localCallbacks.get(method)
+            if target is None:
+                raise RejectedMessage(f"no callback with id {method}")
+        elif kind is str:
             if method == "methods":
                 self._receiveMethods(unscrub(message, self._proxyFor, self.limits))
                 return
@@ -327,15 +334,17 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             target = self._exposed.get(method)
             if target is None or not callable(target):
                 raise RejectedMessage(f"no callable method {method!r:.60} is exposed")
-        elif kind is int:
-            target = self._localCallbacks.get(method)
-            if target is None:
-                raise RejectedMessage(f"no callback with id {method}")
         else:
             raise RejectedMessage(f"method must be a string or an integer, not {method!r:.40}")
-        self._apply(target, unscrub(message, self._proxyFor, self.limits))
-
-    def _apply(self, target: Callable[..., Any], arguments: List[Any]) -> None:
+        arguments = message.get("arguments")
+        if (
+            type(arguments) is not list
+            or message.get("callbacks") not in _NO_CALLBACKS
+            or message.get("links") not in _NO_LINKS
+        ):
+            arguments = unscrub(message, self._proxyFor, self.limits)
+        # else plain data (every reply): nothing to put back, and unscrub's
+        # checks would cost more than the call.
         try:
             result = target(*arguments)
         except Exception:
@@ -375,7 +384,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             if type(callbackId) is int and callbackId not in self._resent:
                 callback = self._localCallbacks.pop(callbackId, None)
                 if callback is not None:
-                    self._localIds.pop(_identity(callback), None)
+                    try:
+                        self._localIds.pop(callback, None)
+                    except TypeError:  # not hashable: known by identity
+                        self._localIds.pop(_identity(callback), None)
         if bad:
             raise RejectedMessage(f"cull ids must be integers, not {bad[0]!r:.40}")
 
@@ -493,7 +505,14 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                 self._resent.discard(callbackId)
             self._nextId = firstNewId
             raise
-        self._write(line)
+        # _write, inlined: this is every call's and every reply's path.
+        if self._receiving:
+            self._outgoing.append(line)
+            self._outgoingBytes += len(line)
+            if self._outgoingBytes > self.readSize:
+                self._flushOutgoing()
+        else:
+            self.transport.write(line)
 
     def _write(self, line: bytes) -> None:
         if self._receiving:

@@ -117,7 +117,7 @@ def encodeRequest(
     One dnode request line, as Node writes it.
 
     The common cases, plain data with no callbacks (every reply) or with
-    callbacks only at the top level, are encoded by orjson in one call (it
+    callbacks only at the top level, are encoded by orjson (it
     writes NaN and the infinities as null, as JavaScript does); anything
     else (nested callables, cycles, keys that are not strings, other types)
     goes through L{scrub}.
@@ -126,8 +126,12 @@ def encodeRequest(
     @raise ValueError: the message would nest deeper than C{maxDepth}.
     """
     # Scalars are never callable; a callable container is sent as data.
-    positions = [i for i, value in enumerate(arguments) if callable(value) and not isinstance(value, _CONTAINERS)]
-    if not positions:
+    # (A loop, not a list comprehension: most messages have no callable,
+    # and in a reply the comprehension cost as much as the encoding.)
+    for value in arguments:
+        if callable(value) and not isinstance(value, _CONTAINERS):
+            break
+    else:
         # One orjson call for the whole message costs a third of building
         # it from pieces.
         try:
@@ -140,7 +144,8 @@ def encodeRequest(
             if nestsDeeper(line, maxDepth):
                 raise ValueError(f"the message would nest deeper than {maxDepth}")
             return line
-    else:
+    positions = [i for i, value in enumerate(arguments) if callable(value) and not isinstance(value, _CONTAINERS)]
+    if positions:
         top = list(arguments)
         for index in positions:
             top[index] = FUNCTION

@@ -530,6 +530,42 @@ HOSTILE = [
         "reject",
     ),
     ("callbacks not an object", line({"method": "record", "arguments": [0], "callbacks": [1]}), "reject"),
+    # Empty but of the wrong type: not mistaken for "no callbacks".
+    ("callbacks an empty list", line({"method": "record", "arguments": [0], "callbacks": []}), "reject"),
+    ("callbacks false", line({"method": "record", "arguments": [0], "callbacks": False}), "reject"),
+    ("callbacks zero", line({"method": "record", "arguments": [0], "callbacks": 0}), "reject"),
+    ("links an empty object", line({"method": "record", "arguments": [0], "links": {}}), "reject"),
+    ("links false", line({"method": "record", "arguments": [0], "links": False}), "reject"),
+    (
+        "callback id with a leading zero",
+        line({"method": "record", "arguments": [0], "callbacks": {"01": ["0"]}}),
+        "reject",
+    ),
+    (
+        "callback id in other digits",
+        line({"method": "record", "arguments": [0], "callbacks": {"\u0661": ["0"]}}),
+        "reject",
+    ),
+    (
+        "callback id with a sign",
+        line({"method": "record", "arguments": [0], "callbacks": {"+1": ["0"]}}),
+        "reject",
+    ),
+    (
+        "callback id with spaces",
+        line({"method": "record", "arguments": [0], "callbacks": {" 1": ["0"]}}),
+        "reject",
+    ),
+    (
+        "callback id with an underscore",
+        line({"method": "record", "arguments": [0], "callbacks": {"1_0": ["0"]}}),
+        "reject",
+    ),
+    (
+        "callback id beyond a double",
+        line({"method": "record", "arguments": [0], "callbacks": {str(2**53): ["0"]}}),
+        "reject",
+    ),
     ("link malformed", line({"method": "record", "arguments": [0], "links": [{"from": ["0"]}]}), "reject"),
     (
         "link points nowhere",
