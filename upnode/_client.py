@@ -151,10 +151,25 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         forms C{up(cb)} and C{up(t, cb)} call C{cb(remote, conn)}, or C{cb()}
         with no arguments when the transaction ends without a link.
         """
-        callback = None
         if args and callable(args[-1]):
             callback = args[-1]
+            if (
+                len(args) == 1
+                and timeout is None
+                and self.remote is not None
+                and not self._flushing
+                and not self._queue.waiting
+                and not self.closed
+            ):
+                # up(cb) with the link up and nobody ahead: no queueing at
+                # all, and no more checks than that (this is every call's
+                # path).  A callback that raises raises to its caller, as in
+                # Node.
+                callback(self.remote, self.conn)
+                return None
             args = args[:-1]
+        else:
+            callback = None
         if args:
             if len(args) > 1 or timeout is not None:
                 raise TypeError("up() takes at most a timeout and a callback")
@@ -169,8 +184,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
                 return None
             return fail(Closed("this upnode client is closed"))
         if self.remote is not None and not self._flushing and not len(self._queue):
-            # The link is up and nobody is ahead: no queueing at all.  A
-            # Node-style callback that raises raises to its caller, as in Node.
+            # The link is up and nobody is ahead: no queueing at all.
             if callback is not None:
                 callback(self.remote, self.conn)
                 return None

@@ -60,10 +60,11 @@ class TransactionQueue:
         self._end = end
         self.maxQueue = maxQueue
         self._entries: Deque[Entry] = deque()
-        self._live = 0
+        #: How many transactions wait (len(queue), without a method call).
+        self.waiting = 0
 
     def __len__(self) -> int:
-        return self._live
+        return self.waiting
 
     def add(self, waiter: Any, timeout: Optional[float] = None) -> Entry:
         """
@@ -73,14 +74,14 @@ class TransactionQueue:
         @return: a handle for L{remove}.
         @raise QueueFull: C{maxQueue} transactions are already waiting.
         """
-        if self.maxQueue is not None and self._live >= self.maxQueue:
-            raise QueueFull(f"{self._live} transactions are already waiting (maxQueue)")
+        if self.maxQueue is not None and self.waiting >= self.maxQueue:
+            raise QueueFull(f"{self.waiting} transactions are already waiting (maxQueue)")
         entry: Entry = waiter
         if timeout:
             entry = Transaction(waiter)
             entry.timer = self._clock.callLater(timeout, self._timedOut, entry, timeout)
         self._entries.append(entry)
-        self._live += 1
+        self.waiting += 1
         return entry
 
     def remove(self, entry: Entry) -> None:
@@ -95,8 +96,8 @@ class TransactionQueue:
         self._retired()
 
     def _retired(self) -> None:
-        self._live -= 1
-        if len(self._entries) > 2 * self._live + 64:
+        self.waiting -= 1
+        if len(self._entries) > 2 * self.waiting + 64:
             self._entries = deque(e for e in self._entries if not _isDead(e))
 
     def _timedOut(self, entry: Transaction, timeout: float) -> None:
@@ -138,7 +139,7 @@ class TransactionQueue:
             entry = entries.popleft()
             if _isDead(entry):
                 continue
-            self._live -= 1
+            self.waiting -= 1
             if type(entry) is Transaction:
                 entry.done = True
                 cancel(entry.timer)
