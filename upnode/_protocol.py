@@ -505,14 +505,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                 self._resent.discard(callbackId)
             self._nextId = firstNewId
             raise
-        # _write, inlined: this is every call's and every reply's path.
-        if self._receiving:
-            self._outgoing.append(line)
-            self._outgoingBytes += len(line)
-            if self._outgoingBytes > self.readSize:
-                self._flushOutgoing()
-        else:
-            self.transport.write(line)
+        self._write(line)
 
     def _write(self, line: bytes) -> None:
         if self._receiving:
