@@ -93,6 +93,8 @@ class Bench:
         modules = requireNode()
         self.env = dict(os.environ, NODE_PATH=str(modules), PYTHONPATH=str(ROOT))
         self.results: Dict[str, Any] = {}
+        #: Every run's call rate, beside the medians in results.
+        self.runs: Dict[str, Dict[str, List[float]]] = {}
 
     def command(self, impl: str, *args: Any) -> List[str]:
         args_ = [str(a) for a in args]
@@ -126,12 +128,15 @@ class Bench:
             finally:
                 cli.stop()
                 srv.stop()
+        self.runs.setdefault(mode, {})[f"{client} client, {server} server"] = rates
         return statistics.median(rates)
 
     def calls(self) -> None:
         sizes = {"lockstep": (200, 50), "pipelined": (2000, 500)}
         if not self.smoke:
-            sizes = {"lockstep": (5000, 500), "pipelined": (30000, 5000)}
+            # Each timed run lasts about a second for ours: with a fifth of
+            # that, one run in three moved by 20 % on this shared machine.
+            sizes = {"lockstep": (5000, 500), "pipelined": (150000, 10000)}
         rows = {
             "ours": ("ours", "ours"),
             "node": ("node", "node"),
@@ -143,6 +148,9 @@ class Bench:
         }
         for name, (server, client) in rows.items():
             for mode, (calls, warmup) in sizes.items():
+                if name == "Node client, our server" and mode == "pipelined":
+                    # This pair crawls (see the README): the same rate from fewer calls.
+                    calls, warmup = calls // 10, warmup // 10
                 self.results.setdefault(mode, {})[name] = self.pair(server, client, mode, calls, warmup)
 
     def flush(self) -> None:
@@ -259,7 +267,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         "smoke": options.smoke,
         "repeat": options.repeat,
     }
-    Path(options.json).write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    Path(options.json).write_text(json.dumps({"machine": machine, "results": results, "runs": bench.runs}, indent=2))
     print(f"machine: {machine}")
     print(table(results))
     print(f"raw numbers: {options.json}")
