@@ -43,6 +43,9 @@ class BenchSmoke(TestCase):
                 },
             )
             self.assertTrue(all(v > 0 and not math.isnan(v) for v in results[mode].values()), results[mode])
+        long = results["pipelined, long connection"]
+        self.assertEqual(set(long), {"ours", "node", "ceiling"})
+        self.assertTrue(all(v > 0 and not math.isnan(v) for v in long.values()), long)
         for key, row in results.items():
-            if key not in ("lockstep", "pipelined"):
+            if key not in ("lockstep", "pipelined", "pipelined, long connection"):
                 self.assertEqual(set(row), {"ours", "node"}, key)
