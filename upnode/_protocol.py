@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import weakref
 from inspect import iscoroutine
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
@@ -31,8 +31,8 @@ from .errors import DeadRemoteError, ProtocolError, RejectedMessage
 CULL_BATCH = 64
 CULL_DELAY = 0.05
 # What a message with nothing to unscrub carries (or leaves out).
-_NO_CALLBACKS = (None, {})
-_NO_LINKS = (None, [])
+_NO_CALLBACKS: Tuple[Any, ...] = (None, {})
+_NO_LINKS: Tuple[Any, ...] = (None, [])
 
 
 @implementer(IHandshakeListener)
@@ -97,9 +97,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._nextId = 0
         # The peer's callbacks we hold proxies for; a proxy that dies is
         # culled, so this never outgrows what our code still references.
-        # Plain weak references, dropped by the proxy's __del__: cheaper than
-        # a WeakValueDictionary on the path every call takes.
-        self._remoteCallbacks: Dict[int, weakref.ref[RemoteCallback]] = {}
+        # Weak references whose callback drops the entry and culls the id:
+        # cheaper than a WeakValueDictionary, or a __del__ on the proxy, on
+        # the path every call takes.
+        self._remoteCallbacks: Dict[int, _ProxyRef] = {}
         self._pendingCulls: Dict[int, None] = {}
         self._cullCall: Optional[IDelayedCall] = None
         self._partial: List[bytes] = []
@@ -414,28 +415,31 @@ class DnodeProtocol(LineReceiver, EventEmitter):
 
     def _proxyFor(self, callbackId: int) -> RemoteCallback:
         ref = self._remoteCallbacks.get(callbackId)
-        proxy = ref() if ref is not None else None
-        if proxy is None:
-            proxy = RemoteCallback(self, callbackId)
-            self._remoteCallbacks[callbackId] = weakref.ref(proxy)
+        if ref is not None:
+            proxy = ref()
+            if proxy is not None:
+                return proxy
+        proxy = RemoteCallback(self, callbackId)
+        ref = _ProxyRef(proxy, self._proxyDied)
+        ref.id = callbackId
+        self._remoteCallbacks[callbackId] = ref
+        if self._pendingCulls:
             # A cull not yet sent must not forget an id that is live again.
             self._pendingCulls.pop(callbackId, None)
         return proxy
 
-    def _forgetRemoteCallback(self, proxy: RemoteCallback) -> None:
-        # Called from RemoteCallback.__del__: touch nothing but our own
-        # tables.  The entry may already hold a newer proxy for the same id
-        # (the garbage collector clears weak references before it runs
-        # __del__): that one is live, so the id is neither dropped nor culled.
-        ref = self._remoteCallbacks.get(proxy.id)
-        if ref is not None:
-            current = ref()
-            if current is not None and current is not proxy:
-                return
-            del self._remoteCallbacks[proxy.id]
+    def _proxyDied(self, ref: _ProxyRef) -> None:
+        # Called by the weak reference when its proxy is collected (maybe in
+        # the middle of anything): touch nothing but our own tables.  The
+        # entry may hold a newer proxy's reference for the same id by then;
+        # that one is live, so the id is neither dropped nor culled.
+        callbackId = ref.id
+        if self._remoteCallbacks.get(callbackId) is not ref:
+            return
+        del self._remoteCallbacks[callbackId]
         if self._closing or not self.sendCulls:
             return
-        self._pendingCulls[proxy.id] = None
+        self._pendingCulls[callbackId] = None
         if not self._receiving:
             self._scheduleCulls()
 
@@ -529,6 +533,15 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         The sizes of the callback tables, for monitoring and tests.
         """
         return {"local": len(self._localCallbacks), "remote": len(self._remoteCallbacks)}
+
+
+class _ProxyRef(weakref.ref):  # type: ignore[type-arg]
+    """
+    A weak reference to a callback proxy that knows the proxy's id.
+    """
+
+    __slots__ = ("id",)
+    id: int
 
 
 def _writeNow(transport: Any, data: bytes) -> None:

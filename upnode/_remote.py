@@ -31,9 +31,6 @@ class RemoteCallback:
             raise DeadRemoteError(f"the link that gave callback {self.id} is gone")
         protocol.request(self.id, args)
 
-    def __del__(self) -> None:
-        self._protocol._forgetRemoteCallback(self)
-
     def __repr__(self) -> str:
         return f"<RemoteCallback {self.id}>"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gc
 import json
-import weakref
 from typing import Any, List, Optional, Tuple
 
 from twisted.internet.task import Clock
@@ -15,7 +14,6 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from upnode import DeadRemoteError, DnodeProtocol, Limits, ProtocolError, RejectedMessage
 from upnode._protocol import CULL_BATCH, CULL_DELAY
-from upnode._remote import RemoteCallback
 from upnode.dnode import DnodeFactory
 from upnode.testing import connectInMemory
 
@@ -237,9 +235,9 @@ class SessionTests(SynchronousTestCase):
 
     def test_olderProxyDyingKeepsNewer(self) -> None:
         """
-        The garbage collector clears a cyclic proxy's weak reference before
-        it runs its __del__, so a newer proxy for the same id can exist by
-        then: the older one's death neither drops nor culls the id.
+        When an older proxy for an id dies after a newer one took its place
+        in the table (the collector may get to a cyclic proxy late), its
+        death neither drops nor culls the id.
         """
         h = Harness()
         h.sent()
@@ -250,10 +248,10 @@ class SessionTests(SynchronousTestCase):
         gc.disable()
         try:
             del cycle
-            # As if the collector had cleared the older one's reference and
-            # a message had brought id 11 again before its __del__ ran.
-            newer = RemoteCallback(h.proto, 11)
-            h.proto._remoteCallbacks[11] = weakref.ref(newer)
+            # As if a message had brought id 11 again while the older proxy
+            # waited for the collector.
+            del h.proto._remoteCallbacks[11]
+            newer = h.proto._proxyFor(11)
             gc.collect()
         finally:
             gc.enable()
