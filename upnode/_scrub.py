@@ -107,6 +107,7 @@ def _key(key: Any) -> str:
 
 
 _CONTAINERS = (dict, list, tuple)
+_REPLY = b'{"method":%d,"arguments":%s,"callbacks":{},"links":[]}\n'
 _ONE_CALLBACK = b'{"method":%s,"arguments":%s,"callbacks":{"%d":["%d"]},"links":[]}\n'
 
 
@@ -142,10 +143,18 @@ def encodeRequest(
 
 def _plain(method: Any, arguments: Sequence[Any], maxDepth: int) -> bytes:
     """
-    A message with no callable at its top level, in one orjson call (a third
-    of the cost of building it from pieces); empty when orjson can't.
+    A message with no callable at its top level; empty when orjson can't
+    encode it.  A reply (to a callback id) is its arguments in a template;
+    anything else is one orjson call for the whole message (a third of the
+    cost of building it from pieces).
     """
     try:
+        if type(method) is int:
+            encoded = _fastDumps(arguments, option=JSON_OPTIONS)
+            # The message object is one level more.
+            if nestsDeeper(encoded, maxDepth - 1):
+                raise ValueError(f"the message would nest deeper than {maxDepth}")
+            return _REPLY % (method, encoded)
         line = _fastDumps({"method": method, "arguments": arguments, "callbacks": {}, "links": []}, option=LINE_OPTIONS)
     except TypeError:
         return b""
@@ -213,8 +222,6 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
     if callbacks:
         if type(callbacks) is not dict:
             raise RejectedMessage("callbacks must be an object")
-        if len(callbacks) > limits.maxCallbacks:
-            raise RejectedMessage(f"{len(callbacks)} callbacks in one message (limit {limits.maxCallbacks})")
         if len(callbacks) == 1:
             # Most requests carry one callback, a top-level argument: ["1"].
             ((key, path),) = callbacks.items()
@@ -230,6 +237,8 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
                 container, slot = _place(arguments, path, limits)
                 container[slot] = makeCallback(callbackId)
         else:
+            if len(callbacks) > limits.maxCallbacks:
+                raise RejectedMessage(f"{len(callbacks)} callbacks in one message (limit {limits.maxCallbacks})")
             # Validate every entry before creating any callback proxy.
             places = [(_callbackIdOf(key), _place(arguments, path, limits)) for key, path in callbacks.items()]
             for callbackId, (container, slot) in places:
