@@ -24,8 +24,8 @@ class Limits:
     @ivar maxPathLength: elements in one callback or link path.  More: reject.
     @ivar maxRate: messages a second from one peer (counted over one-second
         windows).  More: close.  The default is several times what one
-        connection is served at (100,000 to 150,000 pipelined calls a
-        second on the benchmark machine), so only a flood reaches it; set it lower
+        connection is served at (up to 200,000 pipelined calls a second
+        on the benchmark machine), so only a flood reaches it; set it lower
         where peers are untrusted and their traffic is known.
     @ivar maxBuffered: bytes we wrote that the peer has left unread.  More:
         close.  (A peer that reads nothing at all is also dropped after the
