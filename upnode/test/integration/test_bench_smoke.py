@@ -49,3 +49,18 @@ class BenchSmoke(TestCase):
         for key, row in results.items():
             if key not in ("lockstep", "pipelined", "pipelined, long connection"):
                 self.assertEqual(set(row), {"ours", "node"}, key)
+
+    async def test_cpuSmoke(self) -> None:
+        """
+        The in-process CPU figure comes out, a positive number for each row.
+        """
+        stdout, stderr, code = await getProcessOutputAndValue(
+            sys.executable, [str(ROOT / "bench" / "cpu.py"), "3000"], env=ENV, path=str(ROOT)
+        )
+        self.assertEqual(code, 0, stderr.decode()[-2000:])
+        rows = {}
+        for line in stdout.decode().splitlines()[1:]:
+            name, value, unit = line.strip().rsplit(None, 2)
+            rows[name] = value
+        self.assertEqual(set(rows), {"both ends", "server", "client"})
+        self.assertTrue(all(float(value) > 0 for value in rows.values()), rows)
