@@ -153,38 +153,27 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         """
         if args and callable(args[-1]):
             callback = args[-1]
-            if (
-                len(args) == 1
-                and timeout is None
-                and self.remote is not None
-                and not self._flushing
-                and not self._queue.waiting
-                and not self.closed
-            ):
-                # up(cb) with the link up and nobody ahead: no queueing at
-                # all, and no more checks than that (this is every call's
-                # path).  A callback that raises raises to its caller, as in
-                # Node.
-                callback(self.remote, self.conn)
-                return None
             args = args[:-1]
         else:
             callback = None
-        if args:
-            if len(args) > 1 or timeout is not None:
+        if args or timeout is not None:
+            # (Tested only when given: this is every call's path.)
+            if len(args) > 1 or (args and timeout is not None):
                 raise TypeError("up() takes at most a timeout and a callback")
-            timeout = args[0]
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
-        ):
-            raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+            if args:
+                timeout = args[0]
+            if timeout is not None and (
+                isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+            ):
+                raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
         if self.closed:
             if callback is not None:
                 callback()
                 return None
             return fail(Closed("this upnode client is closed"))
-        if self.remote is not None and not self._flushing and not len(self._queue):
-            # The link is up and nobody is ahead: no queueing at all.
+        if self.remote is not None and not self._flushing and not self._queue.waiting:
+            # The link is up and nobody is ahead: no queueing at all.  A
+            # Node-style callback that raises raises to its caller, as in Node.
             if callback is not None:
                 callback(self.remote, self.conn)
                 return None
