@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import weakref
 from inspect import iscoroutine
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
@@ -31,9 +31,6 @@ from .errors import DeadRemoteError, ProtocolError, RejectedMessage
 #: Culls go out in batches of this many ids, or after this many seconds.
 CULL_BATCH = 64
 CULL_DELAY = 0.05
-# What a message with nothing to unscrub carries (or leaves out).
-_NO_CALLBACKS: Tuple[Any, ...] = (None, {})
-_NO_LINKS: Tuple[Any, ...] = (None, [])
 
 
 @implementer(IHandshakeListener)
@@ -338,15 +335,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                 raise RejectedMessage(f"no callable method {method!r:.60} is exposed")
         else:
             raise RejectedMessage(f"method must be a string or an integer, not {method!r:.40}")
-        arguments = message.get("arguments")
-        if (
-            type(arguments) is not list
-            or message.get("callbacks") not in _NO_CALLBACKS
-            or message.get("links") not in _NO_LINKS
-        ):
-            arguments = unscrub(message, self._proxyFor, self.limits)
-        # else plain data (every reply): nothing to put back, and unscrub's
-        # checks would cost more than the call.
+        arguments = unscrub(message, self._proxyFor, self.limits)
         try:
             result = target(*arguments)
         except Exception:

@@ -107,6 +107,10 @@ def _key(key: Any) -> str:
 
 
 _CONTAINERS = (dict, list, tuple)
+# What a message with nothing to unscrub carries (or leaves out); a value
+# of the wrong type, even an empty one, takes the checking path.
+_NO_CALLBACKS: Tuple[Any, ...] = (None, {})
+_NO_LINKS: Tuple[Any, ...] = (None, [])
 _REPLY = b'{"method":%d,"arguments":%s,"callbacks":{},"links":[]}\n'
 _ONE_CALLBACK = b'{"method":%s,"arguments":%s,"callbacks":{"%d":["%d"]},"links":[]}\n'
 
@@ -151,16 +155,22 @@ def _plain(method: Any, arguments: Sequence[Any], maxDepth: int) -> bytes:
     try:
         if type(method) is int:
             encoded = _fastDumps(arguments, option=JSON_OPTIONS)
-            # The message object is one level more.
-            if nestsDeeper(encoded, maxDepth - 1):
-                raise ValueError(f"the message would nest deeper than {maxDepth}")
+            _refuseDeeper(encoded, 1, maxDepth)
             return _REPLY % (method, encoded)
         line = _fastDumps({"method": method, "arguments": arguments, "callbacks": {}, "links": []}, option=LINE_OPTIONS)
     except TypeError:
         return b""
-    if nestsDeeper(line, maxDepth):
-        raise ValueError(f"the message would nest deeper than {maxDepth}")
+    _refuseDeeper(line, 0, maxDepth)
     return line
+
+
+def _refuseDeeper(encoded: bytes, outside: int, maxDepth: int) -> None:
+    """
+    Raise ValueError if C{encoded}, inside C{outside} levels of the message
+    around it, would nest deeper than C{maxDepth}.
+    """
+    if nestsDeeper(encoded, maxDepth - outside):
+        raise ValueError(f"the message would nest deeper than {maxDepth}")
 
 
 def _withTopLevelCallbacks(
@@ -183,9 +193,7 @@ def _withTopLevelCallbacks(
         encoded = _fastDumps(top, option=JSON_OPTIONS)
     except TypeError:
         return b""
-    # The message object is one level more.
-    if nestsDeeper(encoded, maxDepth - 1):
-        raise ValueError(f"the message would nest deeper than {maxDepth}")
+    _refuseDeeper(encoded, 1, maxDepth)
     # Ids and paths are digits: no escaping needed.
     head = b"%d" % method if type(method) is int else _fastDumps(method)
     if len(positions) == 1:
@@ -216,9 +224,12 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
         C{links} are malformed or exceed C{limits}.
     """
     arguments = message.get("arguments", [])
+    callbacks = message.get("callbacks")
+    if type(arguments) is list and callbacks in _NO_CALLBACKS and message.get("links") in _NO_LINKS:
+        # Plain data (every reply): nothing to put back.
+        return arguments
     if type(arguments) is not list:
         raise RejectedMessage("arguments must be a list")
-    callbacks = message.get("callbacks")
     if callbacks:
         if type(callbacks) is not dict:
             raise RejectedMessage("callbacks must be an object")
