@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import weakref
 from inspect import iscoroutine
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set
 
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
@@ -569,19 +569,16 @@ def _tuneSocket(transport: Any, readSize: int) -> None:
     acknowledgement while calls are in flight (pipelined calls 140,000 to
     165,000 a second in back-to-back runs).
     """
-    for _ in range(4):
-        if transport is None:
-            return
-        if hasattr(transport, "bufferSize") and hasattr(transport, "doRead"):
-            transport.bufferSize = readSize
-            sock = getattr(transport, "socket", None)
+    for layer in _layers(transport):
+        if hasattr(layer, "bufferSize") and hasattr(layer, "doRead"):
+            layer.bufferSize = readSize
+            sock = getattr(layer, "socket", None)
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
                 try:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 except OSError:
                     pass
             return
-        transport = getattr(transport, "transport", None)
 
 
 def _buffered(transport: Any) -> Optional[int]:
@@ -589,15 +586,24 @@ def _buffered(transport: Any) -> Optional[int]:
     How many bytes wait in the transport's write buffer (for TLS, in the
     TCP transport under it), or None when it cannot tell.
     """
+    for layer in _layers(transport):
+        if hasattr(layer, "dataBuffer") and hasattr(layer, "_tempDataLen"):
+            return len(layer.dataBuffer) - layer.offset + layer._tempDataLen  # type: ignore[no-any-return]
+        if hasattr(layer, "io") and hasattr(layer, "value"):  # StringTransport, in tests
+            return len(layer.value())
+    return None
+
+
+def _layers(transport: Any) -> Iterator[Any]:
+    """
+    C{transport} and the transports under it (TLS over TCP), outermost
+    first, a few deep at most.
+    """
     for _ in range(4):
         if transport is None:
-            return None
-        if hasattr(transport, "dataBuffer") and hasattr(transport, "_tempDataLen"):
-            return len(transport.dataBuffer) - transport.offset + transport._tempDataLen  # type: ignore[no-any-return]
-        if hasattr(transport, "io") and hasattr(transport, "value"):  # StringTransport, in tests
-            return len(transport.value())
+            return
+        yield transport
         transport = getattr(transport, "transport", None)
-    return None
 
 
 def _identity(callback: Callable[..., Any]) -> Any:
