@@ -375,10 +375,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             if type(callbackId) is int and callbackId not in self._resent:
                 callback = self._localCallbacks.pop(callbackId, None)
                 if callback is not None:
-                    try:
-                        self._localIds.pop(callback, None)
-                    except TypeError:  # not hashable: known by identity
-                        self._localIds.pop(_identity(callback), None)
+                    self._localIds.pop(_identity(callback), None)
         if bad:
             raise RejectedMessage(f"cull ids must be integers, not {bad[0]!r:.40}")
 
@@ -458,12 +455,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         return encodeLine({"method": "cull", "arguments": ids})
 
     def _callbackId(self, callback: Callable[..., Any]) -> int:
-        try:
-            key: Any = callback
-            callbackId = self._localIds.get(key)
-        except TypeError:  # not hashable: known by identity
-            key = _identity(callback)
-            callbackId = self._localIds.get(key)
+        key = _identity(callback)
+        callbackId = self._localIds.get(key)
         if callbackId is not None:
             self._resent.add(callbackId)
         else:
