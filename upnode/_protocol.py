@@ -266,19 +266,25 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                     self.lineLengthExceeded(b"")
                 return
             lines = data.split(b"\n")
+            # No line can be too long when this chunk and the piece before it
+            # are not together: the usual case, checked once for all lines.
+            checkLengths = self._partialLength + len(data) > self.MAX_LENGTH
             if self._partial:
                 self._partial.append(lines[0])
                 lines[0] = b"".join(self._partial)
                 self._partial = []
                 self._partialLength = 0
             tail = lines.pop()
+            if self._overRate(len(lines)):
+                return
+            lineReceived = self.lineReceived
             for line in lines:
                 if self._closing:
                     return
-                if len(line) > self.MAX_LENGTH:
+                if checkLengths and len(line) > self.MAX_LENGTH:
                     self.lineLengthExceeded(line)
                     return
-                self.lineReceived(line)
+                lineReceived(line)
             if tail and not self._closing:
                 self._partial.append(tail)
                 self._partialLength = len(tail)
@@ -296,14 +302,24 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     def lineLengthExceeded(self, line: bytes) -> None:
         self._violation(ProtocolError(f"line longer than {self.MAX_LENGTH} bytes"))
 
-    def lineReceived(self, line: bytes) -> None:
-        self._windowCount += 1
-        if self._windowCount > self.limits.maxRate:
+    def _overRate(self, lines: int) -> bool:
+        """
+        Count C{lines} more messages against C{maxRate}, once a chunk rather
+        than once a line; close and return True when a peer sends more than
+        that within a second.
+        """
+        self._windowCount += lines
+        maxRate = self.limits.maxRate
+        if self._windowCount > maxRate:
             now = self._getClock().seconds()
-            if now - self._windowStart < 1.0:
-                self._violation(ProtocolError(f"more than {self.limits.maxRate} messages a second"))
-                return
-            self._windowStart, self._windowCount = now, 1
+            if now - self._windowStart >= 1.0:
+                self._windowStart, self._windowCount = now, lines
+            if self._windowCount > maxRate:
+                self._violation(ProtocolError(f"more than {maxRate} messages a second"))
+                return True
+        return False
+
+    def lineReceived(self, line: bytes) -> None:
         try:
             message = decodeLine(line, self.limits.maxDepth)
         except ProtocolError as e:
@@ -365,19 +381,22 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     def _receiveCull(self, ids: Any) -> None:
         if type(ids) is not list:
             raise RejectedMessage("cull arguments must be a list")
-        bad = [i for i in ids if type(i) is not int]
+        localCallbacks, localIds, resent = self._localCallbacks, self._localIds, self._resent
+        bad = None
         for callbackId in ids:
+            if type(callbackId) is not int:
+                bad = callbackId
             # A cull is only certain for an id we sent once.  For one sent
             # again, the peer may have culled its first proxy before our later
             # message reached it and made a new one, which it may still call:
             # forgetting the id would break that call.  Such ids are few (one
             # per reused callable), so keeping them keeps the table bounded.
-            if type(callbackId) is int and callbackId not in self._resent:
-                callback = self._localCallbacks.pop(callbackId, None)
+            elif callbackId not in resent:
+                callback = localCallbacks.pop(callbackId, None)
                 if callback is not None:
-                    self._localIds.pop(_identity(callback), None)
-        if bad:
-            raise RejectedMessage(f"cull ids must be integers, not {bad[0]!r:.40}")
+                    localIds.pop(_identity(callback), None)
+        if bad is not None:
+            raise RejectedMessage(f"cull ids must be integers, not {bad!r:.40}")
 
     def _violation(self, error: ProtocolError) -> None:
         self._log.warn(
@@ -455,8 +474,13 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         return encodeLine({"method": "cull", "arguments": ids})
 
     def _callbackId(self, callback: Callable[..., Any]) -> int:
-        key = _identity(callback)
-        callbackId = self._localIds.get(key)
+        # _identity(callback), inline: this is every request's path.
+        key = callback
+        try:
+            callbackId = self._localIds.get(key)
+        except TypeError:
+            key = _identity(callback)
+            callbackId = self._localIds.get(key)
         if callbackId is not None:
             self._resent.add(callbackId)
         else:
