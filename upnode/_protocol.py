@@ -505,7 +505,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         @raise DeadRemoteError: the connection is gone.
         """
         if not self.connected or self.transport is None:
-            raise DeadRemoteError("the dnode connection is gone")
+            raise DeadRemoteError(f"the dnode link is gone: {_describe(method)} was not called")
         firstNewId = self._nextId
         try:
             line = encodeRequest(method, arguments, self._callbackId, self.limits.maxDepth)
@@ -621,6 +621,10 @@ def _layers(transport: Any) -> Iterator[Any]:
             return
         yield transport
         transport = getattr(transport, "transport", None)
+
+
+def _describe(method: Any) -> str:
+    return f"callback {method}" if type(method) is int else f"method {method!r:.40}"
 
 
 def _identity(callback: Callable[..., Any]) -> Any:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List
 
-from .errors import DeadRemoteError
-
 if TYPE_CHECKING:
     from ._protocol import DnodeProtocol
 
@@ -26,10 +24,8 @@ class RemoteCallback:
         self.id = callbackId
 
     def __call__(self, *args: Any) -> None:
-        protocol = self._protocol
-        if not protocol.connected:
-            raise DeadRemoteError(f"the link that gave callback {self.id} is gone")
-        protocol.request(self.id, args)
+        # Raises DeadRemoteError once the link is gone.
+        self._protocol.request(self.id, args)
 
     def __repr__(self) -> str:
         return f"<RemoteCallback {self.id}>"
