@@ -463,8 +463,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._sendCulls()
 
     def _sendCulls(self) -> None:
+        # Never called while a chunk is handled: those culls leave with its
+        # answers (see dataReceived).
         if self._pendingCulls and not self._closing and self.transport is not None:
-            self._write(self._cullLine())
+            self.transport.write(self._cullLine())
 
     def _cullLine(self) -> bytes:
         cancel(self._cullCall)
@@ -516,9 +518,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                 self._resent.discard(callbackId)
             self._nextId = firstNewId
             raise
-        self._write(line)
-
-    def _write(self, line: bytes) -> None:
+        # While a received chunk is handled, lines wait to leave together
+        # when it has been (see dataReceived).
         if self._receiving:
             self._outgoing.append(line)
             self._outgoingBytes += len(line)

@@ -135,33 +135,28 @@ def encodeRequest(
     for value in arguments:
         if callable(value) and not isinstance(value, _CONTAINERS):
             line = _withTopLevelCallbacks(method, arguments, index, callbackId, maxDepth)
+            if line:
+                return line
             break
         index += 1
     else:
-        line = _plain(method, arguments, maxDepth)
-    if line:
-        return line
+        # No callable at the top level.  A reply (to a callback id) is its
+        # arguments in a template; anything else is one orjson call for the
+        # whole message (a third of the cost of building it from pieces).
+        try:
+            if type(method) is int:
+                encoded = _fastDumps(arguments, option=JSON_OPTIONS)
+                _refuseDeeper(encoded, 1, maxDepth)
+                return _REPLY % (method, encoded)
+            line = _fastDumps(
+                {"method": method, "arguments": arguments, "callbacks": {}, "links": []}, option=LINE_OPTIONS
+            )
+            _refuseDeeper(line, 0, maxDepth)
+            return line
+        except TypeError:
+            pass  # not plain JSON for orjson: scrubbed below
     scrubbed, found, links = scrub(arguments, callbackId, maxDepth)
     return encodeLine({"method": method, "arguments": scrubbed, "callbacks": found, "links": links})
-
-
-def _plain(method: Any, arguments: Sequence[Any], maxDepth: int) -> bytes:
-    """
-    A message with no callable at its top level; empty when orjson can't
-    encode it.  A reply (to a callback id) is its arguments in a template;
-    anything else is one orjson call for the whole message (a third of the
-    cost of building it from pieces).
-    """
-    try:
-        if type(method) is int:
-            encoded = _fastDumps(arguments, option=JSON_OPTIONS)
-            _refuseDeeper(encoded, 1, maxDepth)
-            return _REPLY % (method, encoded)
-        line = _fastDumps({"method": method, "arguments": arguments, "callbacks": {}, "links": []}, option=LINE_OPTIONS)
-    except TypeError:
-        return b""
-    _refuseDeeper(line, 0, maxDepth)
-    return line
 
 
 def _refuseDeeper(encoded: bytes, outside: int, maxDepth: int) -> None:
@@ -185,11 +180,12 @@ def _withTopLevelCallbacks(
     top = list(arguments)
     top[first] = FUNCTION
     positions = [first]
-    for index in range(first + 1, len(top)):
-        value = top[index]
-        if callable(value) and not isinstance(value, _CONTAINERS):
-            top[index] = FUNCTION
-            positions.append(index)
+    if first + 1 < len(top):  # (most often the callback comes last)
+        for index in range(first + 1, len(top)):
+            value = top[index]
+            if callable(value) and not isinstance(value, _CONTAINERS):
+                top[index] = FUNCTION
+                positions.append(index)
     try:
         encoded = _fastDumps(top, option=JSON_OPTIONS)
     except TypeError:
