@@ -394,7 +394,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             elif callbackId not in resent:
                 callback = localCallbacks.pop(callbackId, None)
                 if callback is not None:
-                    localIds.pop(_identity(callback), None)
+                    try:  # _identity(callback), inline: a cull names many ids
+                        localIds.pop(callback, None)
+                    except TypeError:
+                        localIds.pop(_identity(callback), None)
         if bad is not None:
             raise RejectedMessage(f"cull ids must be integers, not {bad!r:.40}")
 

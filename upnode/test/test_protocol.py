@@ -196,6 +196,40 @@ class SessionTests(SynchronousTestCase):
         h.proto.dataReceived(line({"method": cbId}))
         self.assertIsInstance(h.fails[-1], RejectedMessage)
 
+    def test_unhashableCallback(self) -> None:
+        """
+        A callable that can't be hashed keeps one id when sent twice, is
+        called back, and is forgotten by a cull like any other.
+        """
+
+        class Unhashable:
+            __hash__ = None  # type: ignore[assignment]
+
+            def __init__(self) -> None:
+                self.calls: List[Any] = []
+
+            def __call__(self, *args: Any) -> None:
+                self.calls.append(args)
+
+        h = Harness()
+        h.sent()
+        before = h.proto.callbackCount()["local"]
+        twice, once = Unhashable(), Unhashable()
+        h.proto.request("x", [twice])
+        h.proto.request("y", [twice, once])
+        first, second = h.sent()
+        twiceId = int(next(iter(first["callbacks"])))
+        self.assertEqual(second["callbacks"], {str(twiceId): ["0"], str(twiceId + 1): ["1"]})
+        h.proto.dataReceived(line({"method": twiceId, "arguments": [7]}))
+        h.proto.dataReceived(line({"method": twiceId + 1, "arguments": [8]}))
+        self.assertEqual((twice.calls, once.calls), ([(7,)], [(8,)]))
+        h.proto.dataReceived(line({"method": "cull", "arguments": [twiceId, twiceId + 1]}))
+        # The id sent twice is kept (a cull may cross its second message);
+        # the other is gone from both tables.
+        self.assertEqual(h.proto.callbackCount()["local"], before + 1)
+        self.assertEqual(h.proto._localIds[("unhashable", id(twice))], twiceId)
+        self.assertNotIn(("unhashable", id(once)), h.proto._localIds)
+
     def test_cullSentWhenProxyCollected(self) -> None:
         """
         When our last reference to a peer callback goes while a received
