@@ -100,6 +100,13 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         # the path every call takes.
         self._remoteCallbacks: Dict[int, _ProxyRef] = {}
         self._pendingCulls: Dict[int, None] = {}
+        # Bound once, not on every message: these are handed on for each
+        # callback received, proxy made, and request sent.  (The cycles
+        # they make through self are the collector's; a protocol is in
+        # others anyway, through its transport.)
+        self._proxyFor = self._proxyFor  # type: ignore[method-assign]
+        self._proxyDied = self._proxyDied  # type: ignore[method-assign]
+        self._callbackId = self._callbackId  # type: ignore[method-assign]
         self._cullCall: Optional[IDelayedCall] = None
         self._partial: List[bytes] = []
         self._partialLength = 0
