@@ -102,8 +102,13 @@ if __name__ == "__main__":
         Lines.dumps = staticmethod(orjson.dumps)  # type: ignore[assignment]
         Lines.loads = staticmethod(orjson.loads)  # type: ignore[assignment]
     if mode == "server":
-        TCP4ServerEndpoint(reactor, port, interface="127.0.0.1").listen(Factory.forProtocol(Echo))
-        reactor.callWhenRunning(lambda: print(json.dumps({"event": "listening", "port": port}), flush=True))
+        def failed(failure: Any) -> None:
+            print(json.dumps({"event": "failed", "error": str(failure.value)}), flush=True)
+            reactor.callWhenRunning(reactor.stop)
+
+        TCP4ServerEndpoint(reactor, port, interface="127.0.0.1").listen(Factory.forProtocol(Echo)).addCallbacks(
+            lambda _: print(json.dumps({"event": "listening", "port": port}), flush=True), failed
+        )
     else:
         total, warmup = int(sys.argv[4]), int(sys.argv[5])
         TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(Factory.forProtocol(lambda: Caller(mode, total, warmup)))

@@ -43,9 +43,14 @@ def serve(port: int, cull: bool = True) -> None:
         conn.sendCulls = cull
         return {"echo": lambda value, cb: cb(value)}
 
+    def failed(failure: Any) -> None:
+        # Said, not only logged: the driver then stops waiting for us.
+        report(event="failed", error=str(failure.value))
+        reactor.callWhenRunning(reactor.stop)
+
     server = upnode.upnode(cons)
-    server.listen(port, "127.0.0.1", {"ping": 10})
-    reactor.callWhenRunning(lambda: report(event="listening", port=port, rss=rss()))
+    listening = server.listen(port, "127.0.0.1", {"ping": 10})
+    listening.addCallbacks(lambda _: report(event="listening", port=port, rss=rss()), failed)
     reactor.run()
 
 

@@ -74,6 +74,8 @@ class Proc:
             report = self.next()
             if report.get("event") == event or report.get("mode") == event:
                 return report
+            if report.get("event") == "failed":
+                raise RuntimeError(f"{' '.join(map(str, self.p.args))}: {report.get('error')}")
 
     def rss(self) -> int:
         with open(f"/proc/{self.p.pid}/statm") as f:
