@@ -9,7 +9,10 @@ shown too).
     python bench/run.py --smoke         tiny sizes, to check it works
     python bench/run.py --json out.json
 
-Call rates are the median of --repeat runs (5), each timed after a warm-up.
+Call rates are the median of --repeat rounds (5), each run timed after a
+warm-up; each round runs every pair once, and the ratios are the medians of
+each round's own ratios, so that the machine's drift over minutes does not
+land on one side of a comparison.
 Prints a table with ratios and writes the raw numbers to a JSON file
 (default bench/results.json).
 """
@@ -102,6 +105,8 @@ class Bench:
         self.results: Dict[str, Any] = {}
         #: Every run's call rate, beside the medians in results.
         self.runs: Dict[str, Dict[str, List[float]]] = {}
+        #: Per call-rate figure, the medians of each round's ratios.
+        self.ratios: Dict[str, Dict[str, float]] = {}
 
     def command(self, impl: str, *args: Any) -> List[str]:
         args_ = [str(a) for a in args]
@@ -120,25 +125,31 @@ class Bench:
         proc.until("listening")
         return proc
 
-    def pair(self, server: str, client: str, mode: str, calls: int, warmup: int, key: str) -> float:
-        rates = []
-        for run in range(self.repeat):
-            print(f"  {key}: {client} client, {server} server ({run + 1}/{self.repeat})", file=sys.stderr, flush=True)
-            port = freePort()
-            srv = self.server(server, port)
-            cli = Proc(self.command(client, mode, port, calls, warmup), self.env)
-            try:
-                rates.append(float(cli.until(mode)["rate"]))
-            except TimeoutError as e:
-                print(f"  {e}", file=sys.stderr)
-                rates.append(float("nan"))
-            finally:
-                cli.stop()
-                srv.stop()
-        self.runs.setdefault(key, {})[f"{client} client, {server} server"] = rates
-        return statistics.median(rates)
+    def once(self, server: str, client: str, mode: str, calls: int, warmup: int) -> float:
+        """
+        One timed run of C{client} against C{server}: its call rate, or NaN
+        when it gave no result in time.
+        """
+        port = freePort()
+        srv = self.server(server, port)
+        cli = Proc(self.command(client, mode, port, calls, warmup), self.env)
+        try:
+            return float(cli.until(mode)["rate"])
+        except TimeoutError as e:
+            print(f"  {e}", file=sys.stderr)
+            return float("nan")
+        finally:
+            cli.stop()
+            srv.stop()
 
     def calls(self) -> None:
+        """
+        Every pair's call rates, in rounds: each round runs every pair once,
+        so that a pair and the ones it is compared with run minutes apart at
+        most (the machine's speed drifts over minutes).  The figure kept is
+        the median of the rounds; the ratios are the medians of each
+        round's own ratios.
+        """
         sizes = {"lockstep": (200, 50), "pipelined": (2000, 500), LONG: (4000, 500)}
         if not self.smoke:
             sizes = {"lockstep": (5000, 500), "pipelined": (30000, 5000), LONG: (150000, 10000)}
@@ -151,12 +162,21 @@ class Bench:
             "Node client, our server": ("ours", "node"),
             "Node client, our server without culls": ("ours without culls", "node"),
         }
-        for name, (server, client) in rows.items():
-            for key, (calls, warmup) in sizes.items():
-                if key == LONG and name not in ("ours", "node", "ceiling"):
-                    continue
-                mode = "pipelined" if key == LONG else key
-                self.results.setdefault(key, {})[name] = self.pair(server, client, mode, calls, warmup, key)
+        for key, (calls, warmup) in sizes.items():
+            mode = "pipelined" if key == LONG else key
+            names = [n for n in rows if key != LONG or n in ("ours", "node", "ceiling")]
+            rates: Dict[str, List[float]] = {name: [] for name in names}
+            for run in range(self.repeat):
+                for name in names:
+                    server, client = rows[name]
+                    print(f"  {key}: {name} ({run + 1}/{self.repeat})", file=sys.stderr, flush=True)
+                    rates[name].append(self.once(server, client, mode, calls, warmup))
+            self.runs[key] = rates
+            self.results[key] = {name: _median(r) for name, r in rates.items()}
+            self.ratios[key] = {
+                "ours/ceiling": _median([o / c for o, c in zip(rates["ours"], rates["ceiling"])]),
+                "ours/node": _median([o / n for o, n in zip(rates["ours"], rates["node"])]),
+            }
 
     def flush(self) -> None:
         calls = 2000 if self.smoke else 100000
@@ -232,7 +252,15 @@ class Bench:
         return self.results
 
 
-def table(results: Dict[str, Any]) -> str:
+def _median(values: List[float]) -> float:
+    """
+    The median of the runs that gave a result (NaN when none did).
+    """
+    done = [v for v in values if v == v]
+    return statistics.median(done) if done else float("nan")
+
+
+def table(results: Dict[str, Any], ratios: Dict[str, Dict[str, float]]) -> str:
     lines = []
     width = 2 + max(len(name) for row in results.values() for name in row)
     for mode in CALL_RATES:
@@ -241,7 +269,8 @@ def table(results: Dict[str, Any]) -> str:
         for name, rate in r.items():
             extra = ""
             if name == "ours":
-                extra = f"   {rate / r['ceiling']:.2f} x ceiling, {rate / r['node']:.2f} x Node"
+                ratio = ratios[mode]
+                extra = f"   {ratio['ours/ceiling']:.2f} x ceiling, {ratio['ours/node']:.2f} x Node"
             lines.append(f"  {name:<{width}}{rate:>10,.0f}{extra}")
     for key, r in results.items():
         if key in CALL_RATES:
@@ -272,9 +301,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         "smoke": options.smoke,
         "repeat": options.repeat,
     }
-    Path(options.json).write_text(json.dumps({"machine": machine, "results": results, "runs": bench.runs}, indent=2))
+    Path(options.json).write_text(
+        json.dumps({"machine": machine, "results": results, "ratios": bench.ratios, "runs": bench.runs}, indent=2)
+    )
     print(f"machine: {machine}")
-    print(table(results))
+    print("(rates: medians of the rounds; ratios: medians of each round's ratio)")
+    print(table(results, bench.ratios))
     print(f"raw numbers: {options.json}")
 
 

@@ -24,11 +24,18 @@ class BenchSmoke(TestCase):
         requireNode()
         out = os.path.abspath(self.mktemp())
         stdout, stderr, code = await getProcessOutputAndValue(
-            sys.executable, [str(ROOT / "bench" / "run.py"), "--smoke", "--repeat", "1", "--json", out], env=ENV, path=str(ROOT)
+            sys.executable, [str(ROOT / "bench" / "run.py"), "--smoke", "--repeat", "2", "--json", out], env=ENV, path=str(ROOT)
         )
         self.assertEqual(code, 0, stderr.decode()[-2000:])
         self.assertIn(b"x ceiling", stdout)
-        results = json.load(open(out))["results"]
+        raw = json.load(open(out))
+        results = raw["results"]
+        for mode in ("lockstep", "pipelined", "pipelined, long connection"):
+            # Two rounds, each with every pair; a ratio for each comparison.
+            self.assertTrue(all(len(rates) == 2 for rates in raw["runs"][mode].values()), raw["runs"][mode])
+            ratios = raw["ratios"][mode]
+            self.assertEqual(set(ratios), {"ours/ceiling", "ours/node"})
+            self.assertTrue(all(v > 0 and not math.isnan(v) for v in ratios.values()), ratios)
         for mode in ("lockstep", "pipelined"):
             self.assertEqual(
                 set(results[mode]),
