@@ -174,8 +174,8 @@ class Bench:
             self.runs[key] = rates
             self.results[key] = {name: _median(r) for name, r in rates.items()}
             self.ratios[key] = {
-                "ours/ceiling": _median([o / c for o, c in zip(rates["ours"], rates["ceiling"])]),
-                "ours/node": _median([o / n for o, n in zip(rates["ours"], rates["node"])]),
+                "ours/ceiling": _median([o / c for o, c in zip(rates["ours"], rates["ceiling"], strict=True)]),
+                "ours/node": _median([o / n for o, n in zip(rates["ours"], rates["node"], strict=True)]),
             }
 
     def flush(self) -> None:
