@@ -635,6 +635,9 @@ def _layers(transport: Any) -> Iterator[Any]:
 
 
 def _describe(method: Any) -> str:
+    """
+    A request's target, for error messages.
+    """
     return f"callback {method}" if type(method) is int else f"method {method!r:.40}"
 
 
