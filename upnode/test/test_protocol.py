@@ -419,6 +419,26 @@ class RateLimitTests(SynchronousTestCase):
         self.assertEqual(len(h.target.calls), 20)
         self.assertIn("messages a second", str(h.fails[-1]))
 
+    def test_countedAChunkAtATime(self) -> None:
+        """
+        A chunk is counted whole before any of its lines is handled: one
+        that takes the peer past maxRate is not handled at all, even in a
+        fresh window; a partial line counts when it is complete.
+        """
+        h = Harness(Limits(maxRate=10))
+        h.clock.advance(100)
+        ping = line({"method": "record", "arguments": [1]})
+        h.proto.dataReceived(ping * 9 + ping[:5])
+        self.assertEqual(len(h.target.calls), 9)
+        h.proto.dataReceived(ping[5:])  # the tenth: still within the limit
+        self.assertEqual(len(h.target.calls), 10)
+        self.assertFalse(h.transport.disconnecting)
+        h.clock.advance(5)
+        h.proto.dataReceived(ping * 11)
+        self.assertTrue(h.transport.disconnecting)
+        self.assertEqual(len(h.target.calls), 10)
+        self.assertIn("more than 10 messages a second", str(h.fails[-1]))
+
 
 class FramingTests(SynchronousTestCase):
     def stream(self) -> bytes:
