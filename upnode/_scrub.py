@@ -221,12 +221,13 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
         C{links} are malformed or exceed C{limits}.
     """
     arguments = message.get("arguments", [])
-    callbacks = message.get("callbacks")
-    if type(arguments) is list and callbacks in _NO_CALLBACKS and message.get("links") in _NO_LINKS:
-        # Plain data (every reply): nothing to put back.
-        return arguments
     if type(arguments) is not list:
         raise RejectedMessage("arguments must be a list")
+    callbacks = message.get("callbacks")
+    links = message.get("links")
+    if callbacks in _NO_CALLBACKS and links in _NO_LINKS:
+        # Plain data (every reply): nothing to put back.
+        return arguments
     if callbacks:
         if type(callbacks) is not dict:
             raise RejectedMessage("callbacks must be an object")
@@ -252,7 +253,6 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
                 container[slot] = makeCallback(callbackId)
     elif callbacks is not None and type(callbacks) is not dict:
         raise RejectedMessage("callbacks must be an object")
-    links = message.get("links")
     if links:
         if type(links) is not list:
             raise RejectedMessage("links must be a list")
