@@ -389,10 +389,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if type(ids) is not list:
             raise RejectedMessage("cull arguments must be a list")
         localCallbacks, localIds, resent = self._localCallbacks, self._localIds, self._resent
-        bad = None
+        bad: List[Any] = []
         for callbackId in ids:
             if type(callbackId) is not int:
-                bad = callbackId
+                bad.append(callbackId)
             # A cull is only certain for an id we sent once.  For one sent
             # again, the peer may have culled its first proxy before our later
             # message reached it and made a new one, which it may still call:
@@ -405,8 +405,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                         localIds.pop(callback, None)
                     except TypeError:
                         localIds.pop(_identity(callback), None)
-        if bad is not None:
-            raise RejectedMessage(f"cull ids must be integers, not {bad!r:.40}")
+        if bad:
+            raise RejectedMessage(f"cull ids must be integers, not {bad[0]!r:.40}")
 
     def _violation(self, error: ProtocolError) -> None:
         self._log.warn(

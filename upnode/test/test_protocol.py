@@ -626,6 +626,8 @@ HOSTILE = [
     ),
     ("links not a list", line({"method": "record", "arguments": [0], "links": {"from": 1}}), "reject"),
     ("cull not a list", line({"method": "cull", "arguments": 5}), "reject"),
+    ("cull of a null id", line({"method": "cull", "arguments": [None]}), "reject"),
+    ("cull of a string id among integers", line({"method": "cull", "arguments": [1, "2", 3]}), "reject"),
     ("cull of strings", line({"method": "cull", "arguments": ["0"]}), "reject"),
     ("methods not an object", line({"method": "methods", "arguments": [5]}), "ok"),
     ("huge integer argument", line({"method": "record", "arguments": [10**300]}), "ok"),
