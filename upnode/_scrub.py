@@ -232,19 +232,11 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
         if type(callbacks) is not dict:
             raise RejectedMessage("callbacks must be an object")
         if len(callbacks) == 1:
-            # Most requests carry one callback, a top-level argument: ["1"].
+            # Most requests carry one callback: no list of places to build.
             ((key, path),) = callbacks.items()
             callbackId = _callbackIdOf(key)
-            if (
-                type(path) is list
-                and len(path) == 1
-                and type(path[0]) is str
-                and (index := _SMALL_INDEX.get(path[0], MAX_SAFE_INTEGER)) < len(arguments)
-            ):
-                arguments[index] = makeCallback(callbackId)
-            else:
-                container, slot = _place(arguments, path, limits)
-                container[slot] = makeCallback(callbackId)
+            container, slot = _place(arguments, path, limits)
+            container[slot] = makeCallback(callbackId)
         else:
             if len(callbacks) > limits.maxCallbacks:
                 raise RejectedMessage(f"{len(callbacks)} callbacks in one message (limit {limits.maxCallbacks})")
@@ -306,6 +298,11 @@ def _place(arguments: List[Any], path: Any, limits: Limits) -> Tuple[Any, Any]:
     Resolve C{path} to the container holding its last element and the key or
     index there; every element must already exist.
     """
+    if type(path) is list and len(path) == 1 and type(path[0]) is str:
+        # Most paths name a top-level argument, ["1"]: no walk needed.
+        index = _SMALL_INDEX.get(path[0], MAX_SAFE_INTEGER)
+        if index < len(arguments):
+            return arguments, index
     if type(path) is not list or not path:
         raise RejectedMessage(f"path {path!r:.60} must be a non-empty list")
     if len(path) > limits.maxPathLength:
