@@ -16,6 +16,7 @@ from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._backoff import backoffPolicy
 from ._calls import Call
 from ._events import EventEmitter
 from ._expose import Cons, withPing
@@ -70,6 +71,9 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
     @param handshakeTimeout: seconds from connection to C{"up"}; past it the
         link is dropped and an C{error} emitted.  0 waits forever.
     @param maxQueue: the most transactions that may wait; None is no bound.
+
+    @ivar backoffPolicy: C{retry -> seconds}, the delay before each retry
+        of an outage (0 for the first), from L{upnode._backoff.backoffPolicy}.
     """
 
     protocol = DnodeProtocol
@@ -116,10 +120,14 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         self.maxDelay = maxDelay  # type: ignore[assignment]
         self.jitterFraction = jitter
         self.jitter = 0  # ReconnectingClientFactory's own jitter: ours replaces it
+        self.random = random or _random.Random()
+        self.backoffPolicy = backoffPolicy(self.initialDelay, maxDelay, backoff, jitter, self.random.random)
+        self.retries = 0
+        self.continueTrying = True
+        self._retryCall: Optional[IDelayedCall] = None
         self.handshakeTimeout = handshakeTimeout
         self.limits = limits or Limits()
         self.clock = clock  # type: ignore[assignment]
-        self.random = random or _random.Random()
         self.remote: Any = None
         self.conn: Optional[DnodeProtocol] = None
         self.closed = False
@@ -277,19 +285,65 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         if self.attempts > 1:
             self.emit("reconnect")
 
+    # ReconnectingClientFactory's retry(), stopTrying() and resetDelay(),
+    # with our own policy and timer: its internal order (when the delay
+    # grows, when jitter applies) has changed between Twisted releases, and
+    # the schedule must not.
+
     def retry(self, connector: Optional[IConnector] = None) -> None:
-        if self.closed:
+        """
+        Connect again after the delay that C{backoffPolicy} gives for this retry.
+        """
+        if self.closed or not self.continueTrying:
             return
-        base = min(self.initialDelay * self.factor**self.retries, self.maxDelay)
-        spread = self.jitterFraction
-        self.delay = base * (1 - spread + 2 * spread * self.random.random())
+        connector = connector or self.connector
+        if connector is None:
+            raise ValueError("no connector to retry")
+        self.connector = connector  # type: ignore[assignment]
+        self.delay = self.backoffPolicy(self.retries)
+        self.retries += 1
+        if self.maxRetries is not None and self.retries > self.maxRetries:
+            self._log.info(
+                "Giving up on {destination} after {retries} retries",
+                destination=_destination(connector),
+                retries=self.retries - 1,
+            )
+            return
         self._setState("waiting")
-        self.nextAttemptAt = self._clock().seconds() + self.delay
-        ReconnectingClientFactory.retry(self, connector)
+        cancel(self._retryCall)
+        self._retryCall = self._clock().callLater(self.delay, self._reconnect, connector)
+        self.nextAttemptAt = self._retryCall.getTime()
+
+    def _reconnect(self, connector: IConnector) -> None:
+        self._retryCall = None
+        connector.connect()
+
+    def stopTrying(self) -> None:
+        """
+        Stop reconnecting: cancel the waiting retry, or the attempt under way.
+        """
+        self.continueTrying = False
+        cancel(self._retryCall)
+        self._retryCall = None
+        if self.connector is not None:
+            try:
+                self.connector.stopConnecting()
+            except netError.NotConnectingError:
+                pass
+
+    def resetDelay(self) -> None:
+        """
+        The link came up: the next outage starts the schedule again.
+        """
+        self.delay = self.initialDelay
+        self.retries = 0
+
+    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
+        self.retry(connector)
 
     def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
         self._noteFailure(reason, "Connection attempt to {destination} failed: {reason}", connector)
-        ReconnectingClientFactory.clientConnectionFailed(self, connector, reason)
+        self.retry(connector)
 
     def _noteFailure(self, reason: Failure, message: str, connector: Any) -> None:
         self.lastFailure = reason

@@ -97,21 +97,92 @@ class BackoffTests(ClientTestCase):
     def test_jitterSpreadsClients(self) -> None:
         """
         With the default jitter, a thousand clients' first retries spread
-        across [0.5, 1.5] x reconnect instead of landing at one instant.
+        across [0.5, 1.5] x reconnect instead of landing at one instant, and
+        status() says exactly when each comes.
         """
         delays = []
         for seed in range(1000):
             f = UpnodeClientFactory(clock=self.clock, random=random.Random(seed))
-            f.retries = 0
-            f.connector = None
-            f.continueTrying = True
-            # retry() needs a connector; a stand-in that is never called
             f.retry(connector=_NeverConnector())  # type: ignore[arg-type]
+            [call] = self.clock.getDelayedCalls()
+            self.assertEqual(f.status()["nextAttemptIn"], call.getTime() - self.clock.seconds())
             delays.append(f.status()["nextAttemptIn"])
             f.stopTrying()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertTrue(all(0.5 <= d <= 1.5 for d in delays))
         buckets = [sum(1 for d in delays if 0.5 + i / 10 <= d < 0.6 + i / 10) for i in range(10)]
         self.assertTrue(all(50 < b < 150 for b in buckets), buckets)
+
+    def test_jitterAtTheCap(self) -> None:
+        """
+        Clients that have reached maxDelay still spread: the jitter applies
+        after the cap, so 200 of them never retry at one instant.
+        """
+        delays = set()
+        for seed in range(200):
+            f = UpnodeClientFactory(clock=self.clock, random=random.Random(seed), maxDelay=30.0)
+            f.retries = 50
+            f.retry(connector=_NeverConnector())  # type: ignore[arg-type]
+            delays.add(f.status()["nextAttemptIn"])
+            f.stopTrying()
+        self.assertEqual(len(delays), 200)
+        self.assertTrue(all(15.0 <= d <= 45.0 for d in delays), (min(delays), max(delays)))
+
+    def test_scheduleWithJitterPinned(self) -> None:
+        """
+        The schedule, jitter included, is the policy's: each delay is
+        base x (1 - j + 2 j r) for the injected draw r, whatever Twisted's
+        own ReconnectingClientFactory would do.
+        """
+        draws = iter([0.0, 1.0 - 2**-53, 0.5, 0.25, 0.75])
+
+        class Pinned(random.Random):
+            def random(self) -> float:
+                return next(draws)
+
+        from upnode._connector import EndpointConnector
+
+        up = UpnodeClientFactory(
+            ping=0, reconnect=1.0, backoff=2.0, maxDelay=5.0, jitter=0.5, clock=self.clock, random=Pinned()
+        )
+        self.addCleanup(self.assertNoTimersAfterClose, up)
+        EndpointConnector([lambda: self.endpoint], up).connect()
+        delays = []
+        for _ in range(5):
+            self.endpoint.refuse()
+            [call] = self.clock.getDelayedCalls()
+            delays.append(call.getTime() - self.clock.seconds())
+            self.assertEqual(up.status()["nextAttemptIn"], delays[-1])
+            self.clock.advance(delays[-1])
+        expected = [1.0 * 0.5, 2.0 * (1.5 - 2**-53), 4.0 * 1.0, 5.0 * 0.75, 5.0 * 1.25]
+        for got, want in zip(delays, expected):
+            self.assertAlmostEqual(got, want, places=9)
+
+    def test_policyIsPure(self) -> None:
+        """
+        The policy is a function of the retry count alone: no reactor, no
+        state; a huge count gives the cap, not an overflow.
+        """
+        from upnode._backoff import backoffPolicy
+
+        policy = backoffPolicy(0.5, 30.0, 1.5, 0.0, lambda: 0.5)
+        self.assertEqual([policy(n) for n in range(3)], [0.5, 0.75, 1.125])
+        self.assertEqual(policy(10_000), 30.0)
+        self.assertEqual(policy(2), policy(2))
+
+    def test_maxRetries(self) -> None:
+        """
+        ReconnectingClientFactory's maxRetries still holds: past it, no
+        retry is scheduled.
+        """
+        up = self.connect(reconnect=1.0)
+        up.maxRetries = 2
+        for _ in range(2):
+            self.endpoint.refuse()
+            self.clock.advance(up.status()["nextAttemptIn"])
+        self.endpoint.refuse()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.endpoint.attempts, [])
 
     def test_badOptions(self) -> None:
         for options in [{"ping": -1}, {"timeout": "5"}, {"jitter": 1.5}, {"backoff": 0.5}, {"nope": 1}]:
@@ -121,6 +192,11 @@ class BackoffTests(ClientTestCase):
 class _NeverConnector:
     def connect(self) -> None:
         raise AssertionError("not in this test")
+
+    def stopConnecting(self) -> None:
+        from twisted.internet.error import NotConnectingError
+
+        raise NotConnectingError()
 
 
 class TransactionTests(ClientTestCase):
