@@ -4,12 +4,15 @@ between a server factory and a client, and a fake endpoint whose connection
 attempts the test accepts or refuses.
 
     clock = Clock()
-    endpoint = FakeEndpoint()
+    endpoint = FakeEndpoint(clock)
     up = upnode.upnode(reactor=clock).connect(endpoint)
     server = UpnodeServerFactory({"echo": echo}, clock=clock)
     link = endpoint.accept(server)      # the attempt succeeds, in memory
     link.flush()                        # deliver what both sides wrote
     remote = successResultOf(up())
+
+Built on public Twisted interfaces only, so that it behaves the same on
+every Twisted release upnode supports.
 """
 
 from __future__ import annotations
@@ -18,39 +21,170 @@ from typing import Any, List, Optional, Tuple
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost, ConnectionRefusedError
+from twisted.internet.interfaces import IConsumer, IPushProducer, IStreamClientEndpoint, ITransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
-from twisted.test import iosim
 from zope.interface import implementer
 
-__all__ = ["FakeEndpoint", "MemoryLink", "connectInMemory"]
+__all__ = ["FakeEndpoint", "MemoryLink", "MemoryTransport", "connectInMemory"]
+
+
+@implementer(ITransport, IConsumer)
+class MemoryTransport:
+    """
+    One side of an in-memory connection: what its protocol writes waits
+    here until the link's C{pump()} delivers it.
+
+    Like a socket transport, it pauses a registered streaming producer
+    while more than C{bufferSize} bytes wait, and resumes it once they
+    have all been delivered.
+    """
+
+    bufferSize = 64 * 1024
+
+    def __init__(self, protocol: Protocol, host: Any, peer: Any) -> None:
+        self.protocol = protocol
+        self.host = host
+        self.peer = peer
+        self.outgoing: List[bytes] = []
+        self.buffered = 0
+        self.disconnecting = False
+        self.aborted = False
+        self.disconnected = False
+        self.producer: Optional[IPushProducer] = None
+        self.streaming = False
+        self.producerPaused = False
+
+    # ITransport
+
+    def write(self, data: bytes) -> None:
+        if self.disconnecting or not data:
+            return
+        self.outgoing.append(data)
+        self.buffered += len(data)
+        if self.producer is not None and self.streaming and self.buffered > self.bufferSize:
+            self.producerPaused = True
+            self.producer.pauseProducing()
+
+    def writeSequence(self, data: List[bytes]) -> None:
+        for each in data:
+            self.write(each)
+
+    def loseConnection(self) -> None:
+        self.disconnecting = True
+
+    def abortConnection(self) -> None:
+        """
+        Drop the connection at the next pump, discarding unsent bytes.
+        """
+        self.disconnecting = self.aborted = True
+        self.outgoing, self.buffered = [], 0
+
+    def getPeer(self) -> Any:
+        return self.peer
+
+    def getHost(self) -> Any:
+        return self.host
+
+    # IConsumer
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
+        self.producer, self.streaming = producer, streaming
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    # For the link
+
+    def take(self) -> bytes:
+        """
+        Everything written since the last take, which the peer now reads;
+        a paused producer resumes, as after a socket's buffer drained.
+        """
+        data = b"".join(self.outgoing)
+        self.outgoing, self.buffered = [], 0
+        if self.producerPaused and self.producer is not None:
+            self.producerPaused = False
+            self.producer.resumeProducing()
+        return data
 
 
 class MemoryLink:
     """
-    Two protocols joined in memory.  Nothing moves until C{flush()}.
+    Two protocols joined in memory.  Nothing moves until C{pump()} or
+    C{flush()}.
     """
 
-    def __init__(self, server: Protocol, client: Protocol, pump: iosim.IOPump) -> None:
+    def __init__(self, server: Protocol, client: Protocol, clock: Optional[Clock] = None) -> None:
         self.server = server
         self.client = client
-        self.pump = pump
+        self.clock = clock if clock is not None else Clock()
+        self.serverTransport = MemoryTransport(
+            server, IPv4Address("TCP", "127.0.0.1", 7000), IPv4Address("TCP", "127.0.0.1", 50000)
+        )
+        self.clientTransport = MemoryTransport(
+            client, IPv4Address("TCP", "127.0.0.1", 50000), IPv4Address("TCP", "127.0.0.1", 7000)
+        )
+
+    def connect(self) -> None:
+        """
+        Both sides see the connection made (the server first, as with
+        sockets); what they write on it waits for the first pump.
+        """
+        self.server.makeConnection(self.serverTransport)
+        self.client.makeConnection(self.clientTransport)
+
+    def pump(self) -> bool:
+        """
+        Run calls due now (C{callLater(0, f)}), then deliver one round of
+        bytes each way, or else a pending disconnection.  Returns whether
+        anything moved.
+        """
+        self.clock.advance(0)
+        moved = False
+        for source, destination in (
+            (self.clientTransport, self.serverTransport),
+            (self.serverTransport, self.clientTransport),
+        ):
+            data = source.take()
+            if data and not destination.disconnected:
+                destination.protocol.dataReceived(data)
+                moved = True
+        if moved:
+            return True
+        for source, destination in (
+            (self.serverTransport, self.clientTransport),
+            (self.clientTransport, self.serverTransport),
+        ):
+            if source.disconnecting and not source.disconnected:
+                self._disconnect(source, destination)
+                return True
+        return False
+
+    def _disconnect(self, closer: MemoryTransport, other: MemoryTransport) -> None:
+        closer.disconnected = other.disconnected = True
+        other.disconnecting = True
+        reason = ConnectionAborted() if closer.aborted else ConnectionDone()
+        closer.protocol.connectionLost(Failure(reason))
+        other.protocol.connectionLost(Failure(ConnectionLost() if closer.aborted else ConnectionDone()))
 
     def flush(self) -> None:
         """
-        Deliver everything both sides wrote, and disconnections, until
-        quiet; calls scheduled with a delay of 0 run too.
+        Pump until quiet: everything both sides wrote, and disconnections,
+        are delivered.
         """
-        self.pump.flush()
+        for _ in range(10_000):
+            if not self.pump():
+                return
+        raise AssertionError("the two sides never went quiet (10,000 rounds)")
 
     def cut(self) -> None:
         """
         The network goes: both sides see the connection lost.
         """
-        self.client.transport.loseConnection()  # type: ignore[union-attr]
+        self.clientTransport.loseConnection()
         self.flush()
 
 
@@ -60,11 +194,10 @@ def connectInMemory(
     """
     Join C{clientProtocol} to a new protocol from C{serverFactory}.
     """
-    server = serverFactory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 7000))
-    serverTransport = iosim.FakeTransport(server, isServer=True)
-    clientTransport = iosim.FakeTransport(clientProtocol, isServer=False)
-    pump = iosim.connect(server, serverTransport, clientProtocol, clientTransport, greet=False, clock=clock)
-    return MemoryLink(server, clientProtocol, pump)  # type: ignore[arg-type]
+    server = serverFactory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+    link = MemoryLink(server, clientProtocol, clock)  # type: ignore[arg-type]
+    link.connect()
+    return link
 
 
 @implementer(IStreamClientEndpoint)

@@ -720,7 +720,7 @@ class InMemoryPairTests(SynchronousTestCase):
             link.client.remote.echo(i, lambda v: got.append(v))
             link.flush()
         gc.collect()
-        link.pump.clock.advance(CULL_DELAY)
+        link.clock.advance(CULL_DELAY)
         link.flush()
         self.assertEqual(len(got), 1000)
         self.assertEqual((link.client.callbackCount(), link.server.callbackCount()), start)
@@ -736,7 +736,7 @@ class InMemoryPairTests(SynchronousTestCase):
         fails: List[Any] = []
         link.client.on("fail", fails.append)
         link.client.remote.echo(1, got.append)
-        link.pump.pump()  # the server answers and culls; we have not read it yet
+        link.pump()  # the server answers and culls; we have not read it yet
         link.client.remote.echo(2, got.append)
         link.flush()
         self.assertEqual((got, fails), ([1, 2], []))
