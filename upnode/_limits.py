@@ -27,8 +27,9 @@ class Limits:
         connection is served at (up to 200,000 pipelined calls a second
         on the benchmark machine), so only a flood reaches it; set it lower
         where peers are untrusted and their traffic is known.
-    @ivar maxBuffered: bytes we wrote that the peer has left unread.  More:
-        close.  (A peer that reads nothing at all is also dropped after the
+    @ivar maxBuffered: bytes we wrote after the transport's buffer filled
+        (and so asked us to pause), before it drained.  More: close.  (A
+        peer that keeps the buffer from draining is also dropped after the
         protocol's C{stallTimeout}.)
     """
 

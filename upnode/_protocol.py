@@ -5,12 +5,10 @@ The dnode protocol: one JSON message a line, spoken exactly as Node's dnode
 
 from __future__ import annotations
 
-import socket
 import weakref
 from inspect import iscoroutine
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
-from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime, ISSLTransport
@@ -26,6 +24,7 @@ from ._limits import Limits
 from ._reactor import cancel, resolve
 from ._remote import Remote, RemoteCallback, replaceMembers
 from ._scrub import encodeRequest, unscrub
+from ._tuning import tune
 from .errors import DeadRemoteError, ProtocolError, RejectedMessage
 
 #: Culls go out in batches of this many ids, or after this many seconds.
@@ -51,13 +50,12 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     """
 
     delimiter = b"\n"
-    #: Seconds a peer may leave our writes unread before it is dropped.
+    #: Seconds a peer may keep our transport's buffer from draining (from
+    #: the moment the transport pauses us until it resumes us) before it
+    #: is dropped.
     stallTimeout = 60.0
-    #: Bytes taken from the socket at a time (Twisted takes 64 KiB).  With
-    #: many calls in flight, a smaller slice lets our replies to its first
-    #: calls leave while we work on the rest, so both ends are busy at once:
-    #: this alone took pipelined calls from 40,000 to 76,000 a second in
-    #: bench/run.py.
+    #: Bytes taken from the socket at a time, where the transport allows it
+    #: (see L{upnode._tuning.setReadSize}; Twisted takes 64 KiB).
     readSize = 16 * 1024
     #: Whether we tell the peer to forget the callbacks we no longer hold
     #: (cull).  Node's dnode never does (its optional weak module does not
@@ -122,7 +120,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._lossHooks: List[Callable[[Failure], None]] = []
         self._stallTimer: Optional[IDelayedCall] = None
         self._registered = False
-        self._lastBuffered: Optional[int] = None
+        # Bytes written since the transport paused us: with what it held
+        # when it did, what the peer has left unread.
+        self._unreadSincePause = 0
         self._windowStart = 0.0
         self._windowCount = 0
 
@@ -133,7 +133,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         # and the transport's buffer fills, pauseProducing is called.
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self._registered = True
-        _tuneSocket(self.transport, self.readSize)
+        tune(self.transport, self.readSize)
         # Over TLS, nothing is written until the handshake (and so the
         # certificate check) has succeeded; see handshakeCompleted.
         if not ISSLTransport.providedBy(self.transport):
@@ -208,27 +208,28 @@ class DnodeProtocol(LineReceiver, EventEmitter):
 
     def pauseProducing(self) -> None:
         """
-        Our writes are piling up (called on each write while they do).  We
-        keep reading (a peer blocked on writing to us while we wait on it
-        would deadlock), but a peer that leaves more than C{maxBuffered}
-        bytes unread, or takes none of them in C{stallTimeout} seconds, is
-        dropped.  Meanwhile C{paused} is true, for writers that can wait
-        (the client's queue flush waits for the C{drain} event).
+        The transport's buffer is full.  We keep reading (a peer blocked on
+        writing to us while we wait on it would deadlock), but count what we
+        write until the transport resumes us: past C{maxBuffered} bytes, or
+        still paused after C{stallTimeout} seconds, the peer is dropped.
+        Meanwhile C{paused} is true, for writers that can wait (the client's
+        queue flush waits for the C{drain} event).
+
+        Only what the producer interface tells us is used (pause, and resume
+        once the buffer has drained), so these limits hold on any transport.
         """
+        if self.paused:
+            return
         self.paused = True
+        self._unreadSincePause = 0
         if self._closing:
             return
-        buffered = _buffered(self.transport)
-        if buffered is not None and buffered > self.limits.maxBuffered:
-            self._violation(ProtocolError(f"the peer left more than {self.limits.maxBuffered} bytes unread"))
-            self.abort()
-            return
         if self._stallTimer is None and self.stallTimeout:
-            self._lastBuffered = buffered
-            self._stallTimer = self._getClock().callLater(self.stallTimeout, self._checkStall)
+            self._stallTimer = self._getClock().callLater(self.stallTimeout, self._stalled)
 
     def resumeProducing(self) -> None:
         self.paused = False
+        self._unreadSincePause = 0
         cancel(self._stallTimer)
         self._stallTimer = None
         self.emit("drain")
@@ -236,13 +237,20 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     def stopProducing(self) -> None:
         pass
 
-    def _checkStall(self) -> None:
+    def _wrotePaused(self, size: int) -> None:
+        # Called after each write while paused.
+        self._unreadSincePause += size
+        if self._unreadSincePause > self.limits.maxBuffered and not self._closing:
+            self._violation(ProtocolError(f"the peer left more than {self.limits.maxBuffered} bytes unread"))
+            self.abort()
+
+    def _stalled(self) -> None:
         self._stallTimer = None
-        now = _buffered(self.transport)
-        if now is None or self._lastBuffered is None or now < self._lastBuffered:
-            self.pauseProducing()  # it moved (or we cannot tell): look again later
+        if not self.paused or self._closing:
             return
-        self._violation(ProtocolError(f"the peer read nothing for {self.stallTimeout} seconds"))
+        self._violation(
+            ProtocolError(f"the peer did not take what we sent within {self.stallTimeout} seconds")
+        )
         self.abort()
 
     def abort(self) -> None:
@@ -476,7 +484,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         # Never called while a chunk is handled: those culls leave with its
         # answers (see dataReceived).
         if self._pendingCulls and not self._closing and self.transport is not None:
-            self.transport.write(self._cullLine())
+            self._write(self._cullLine())
 
     def _cullLine(self) -> bytes:
         cancel(self._cullCall)
@@ -539,12 +547,19 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                 self._flushOutgoing()
         else:
             self.transport.write(line)  # type: ignore[union-attr]
+            if self.paused:
+                self._wrotePaused(len(line))
 
     def _flushOutgoing(self) -> None:
         if self._outgoing:
             lines, self._outgoing, self._outgoingBytes = self._outgoing, [], 0
             if self.transport is not None:
-                _writeNow(self.transport, b"".join(lines))
+                self._write(b"".join(lines))
+
+    def _write(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+        if self.paused:
+            self._wrotePaused(len(data))
 
     def callbackCount(self) -> Dict[str, int]:
         """
@@ -560,78 +575,6 @@ class _ProxyRef(weakref.ref):  # type: ignore[type-arg]
 
     __slots__ = ("id",)
     id: int
-
-
-def _writeNow(transport: Any, data: bytes) -> None:
-    """
-    Write C{data}, sending it at once when C{transport} is a socket with
-    nothing buffered.  Twisted would register for writability and send on
-    the reactor's next turn: two more system calls and a turn for every
-    answer, which is most of what an idle link's ping costs.
-    """
-    if (
-        isinstance(transport, tcp.Connection)
-        and transport.connected
-        and not transport.disconnecting
-        and not transport._writeDisconnected
-        and not transport._tempDataBuffer
-        and len(transport.dataBuffer) == transport.offset
-    ):
-        sent = transport.writeSomeData(data)
-        if type(sent) is int:
-            if sent == len(data):
-                return
-            data = data[sent:]
-    transport.write(data)
-
-
-def _tuneSocket(transport: Any, readSize: int) -> None:
-    """
-    Make the socket transport under C{transport} (for TLS, the TCP one under
-    it) read C{readSize} bytes at a time, and send without waiting.
-
-    The read size is also where it tells its producer to pause, which suits
-    us: a peer that stops reading is noticed with less buffered.  Waiting
-    (Nagle's algorithm) only delays us: we already write once per received
-    chunk, and the tail of each write would wait for the peer's delayed
-    acknowledgement while calls are in flight (pipelined calls 140,000 to
-    165,000 a second in back-to-back runs).
-    """
-    for layer in _layers(transport):
-        if hasattr(layer, "bufferSize") and hasattr(layer, "doRead"):
-            layer.bufferSize = readSize
-            sock = getattr(layer, "socket", None)
-            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                try:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError:
-                    pass
-            return
-
-
-def _buffered(transport: Any) -> Optional[int]:
-    """
-    How many bytes wait in the transport's write buffer (for TLS, in the
-    TCP transport under it), or None when it cannot tell.
-    """
-    for layer in _layers(transport):
-        if hasattr(layer, "dataBuffer") and hasattr(layer, "_tempDataLen"):
-            return len(layer.dataBuffer) - layer.offset + layer._tempDataLen  # type: ignore[no-any-return]
-        if hasattr(layer, "io") and hasattr(layer, "value"):  # StringTransport, in tests
-            return len(layer.value())
-    return None
-
-
-def _layers(transport: Any) -> Iterator[Any]:
-    """
-    C{transport} and the transports under it (TLS over TCP), outermost
-    first, a few deep at most.
-    """
-    for _ in range(4):
-        if transport is None:
-            return
-        yield transport
-        transport = getattr(transport, "transport", None)
 
 
 def _describe(method: Any) -> str:

@@ -17,12 +17,12 @@ every Twisted release upnode supports.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterable, List, Optional, Tuple
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost, ConnectionRefusedError
-from twisted.internet.interfaces import IConsumer, IPushProducer, IStreamClientEndpoint, ITransport
+from twisted.internet.interfaces import IConsumer, IProducer, IStreamClientEndpoint, ITransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -53,7 +53,7 @@ class MemoryTransport:
         self.disconnecting = False
         self.aborted = False
         self.disconnected = False
-        self.producer: Optional[IPushProducer] = None
+        self.producer: Optional[Any] = None
         self.streaming = False
         self.producerPaused = False
 
@@ -68,7 +68,7 @@ class MemoryTransport:
             self.producerPaused = True
             self.producer.pauseProducing()
 
-    def writeSequence(self, data: List[bytes]) -> None:
+    def writeSequence(self, data: Iterable[bytes]) -> None:
         for each in data:
             self.write(each)
 
@@ -90,7 +90,7 @@ class MemoryTransport:
 
     # IConsumer
 
-    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
         self.producer, self.streaming = producer, streaming
 
     def unregisterProducer(self) -> None:

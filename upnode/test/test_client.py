@@ -155,7 +155,7 @@ class BackoffTests(ClientTestCase):
             self.assertEqual(up.status()["nextAttemptIn"], delays[-1])
             self.clock.advance(delays[-1])
         expected = [1.0 * 0.5, 2.0 * (1.5 - 2**-53), 4.0 * 1.0, 5.0 * 0.75, 5.0 * 1.25]
-        for got, want in zip(delays, expected):
+        for got, want in zip(delays, expected, strict=True):
             self.assertAlmostEqual(got, want, places=9)
 
     def test_policyIsPure(self) -> None:

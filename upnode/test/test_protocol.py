@@ -331,9 +331,9 @@ class SessionTests(SynchronousTestCase):
 class BackPressureTests(SynchronousTestCase):
     def test_peerThatDoesNotRead(self) -> None:
         """
-        When the transport's buffer is full we keep reading, and look every
-        stallTimeout: a buffer that went down (or drained) keeps the peer;
-        one that did not move at all drops it.
+        When the transport's buffer is full we keep reading; a transport
+        that drains (resumes us) within stallTimeout keeps the peer, one
+        that stays paused for a whole stallTimeout drops it.
         """
         h = Harness()
         self.assertIs(h.transport.producer, h.proto)
@@ -343,31 +343,46 @@ class BackPressureTests(SynchronousTestCase):
         h.clock.advance(10)
         self.assertFalse(h.transport.disconnecting)
         h.proto.pauseProducing()
-        h.clock.advance(h.proto.stallTimeout / 2)
-        h.transport.clear()  # the peer took some
         h.proto.request("x", [1])
-        h.clock.advance(h.proto.stallTimeout / 2)
+        h.clock.advance(h.proto.stallTimeout - 1)
+        h.proto.pauseProducing()  # the transport says so on every write while full
         self.assertFalse(h.transport.disconnecting)
-        h.proto.request("x", [2])  # and then took nothing for a whole period
-        h.clock.advance(h.proto.stallTimeout)
+        h.clock.advance(1)
         self.assertTrue(h.transport.disconnecting)
         self.assertIsInstance(h.fails[-1], ProtocolError)
+        self.assertIn(f"did not take what we sent within {h.proto.stallTimeout} seconds", str(h.fails[-1]))
         h.proto.connectionLost(None)
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
-
     def test_unreadBytesBounded(self) -> None:
         """
-        Past maxBuffered unread bytes the peer is dropped at once, whatever
-        the stall timeout.
+        Past maxBuffered bytes written while the transport has us paused,
+        the peer is dropped at once, whatever the stall timeout; writes
+        before the pause, or after a resume, do not count.
         """
         h = Harness(Limits(maxBuffered=1000))
         h.sent()
-        h.proto.request("x", ["a" * 900])
+        h.proto.request("x", ["a" * 2000])
         h.proto.pauseProducing()
+        h.proto.request("x", ["a" * 900])
+        self.assertFalse(h.transport.disconnecting)
+        h.proto.resumeProducing()
+        h.proto.pauseProducing()
+        h.proto.request("x", ["a" * 900])
         self.assertFalse(h.transport.disconnecting)
         h.proto.request("x", ["a" * 200])
-        h.proto.pauseProducing()  # the transport calls it on every write while full
+        self.assertTrue(h.transport.disconnecting)
+        self.assertIn("more than 1000 bytes unread", str(h.fails[-1]))
+
+    def test_unreadBytesCountedInEveryWritePath(self) -> None:
+        """
+        Lines batched while a received chunk is handled count too.
+        """
+        h = Harness(Limits(maxBuffered=1000))
+        h.sent()
+        h.proto._exposed["big"] = lambda cb: cb("b" * 1200)
+        h.proto.pauseProducing()
+        h.proto.dataReceived(line({"method": "big", "arguments": ["[Function]"], "callbacks": {"0": ["0"]}}))
         self.assertTrue(h.transport.disconnecting)
         self.assertIn("more than 1000 bytes unread", str(h.fails[-1]))
 

@@ -14,6 +14,7 @@ from typing import Any
 from twisted.trial.unittest import TestCase
 
 import upnode
+from upnode import _tuning
 
 
 def _socketTransport(conn: Any) -> Any:
@@ -53,3 +54,30 @@ class SocketSettings(TestCase):
         self.assertEqual(await up.call("echo", "hi", timeout=10), "hi")
         for conn in [up.conn, *server.connections]:
             self.assertEqual(_socketTransport(conn).bufferSize, conn.readSize)
+
+    async def test_readSizeFallback(self) -> None:
+        """
+        Where the read-size fast path's feature check fails, the transports
+        keep Twisted's own read size, and many calls in flight, with the
+        transport pausing us, still all arrive.
+        """
+
+        class NotAFileDescriptor:
+            pass
+
+        self.patch(_tuning, "FileDescriptor", NotAFileDescriptor)
+        server = upnode.upnode({"echo": lambda value, cb: cb(value)})
+        self.addCleanup(server.end)
+        port = (await server.listen(0, "127.0.0.1", {"ping": 0})).getHost().port
+        up = upnode.connect(port, "127.0.0.1", {"ping": 0})
+        self.addCleanup(up.close)
+        await up()
+        from twisted.internet.defer import gatherResults
+
+        payload = "x" * 1000
+        answers = await gatherResults([up.call("echo", payload, timeout=30) for _ in range(2000)])
+        self.assertEqual(answers, [payload] * 2000)
+        for conn in [up.conn, *server.connections]:
+            transport = _socketTransport(conn)
+            self.assertEqual(transport.bufferSize, 2**16)
+            self.assertEqual(transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
