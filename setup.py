@@ -11,7 +11,15 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(exclude=["bench"]) + ["twisted.plugins"],
     package_data={"upnode": ["py.typed"], "twisted": ["plugins/upnode_plugin.py"]},
-    install_requires=["twisted[tls]>=23.8", "pyee>=12", "orjson>=3.9"],
-    extras_require={"test": ["hypothesis>=6"]},
+    install_requires=[
+        "twisted>=23.8",
+        "pyOpenSSL>=22.1",
+        "service-identity>=23.1",
+        "attrs>=21.3",
+        "zope.interface>=5",
+        "pyee>=12",
+        "orjson>=3.9",
+    ],
+    extras_require={"test": ["hypothesis>=6", "cryptography>=38"]},
     entry_points={"console_scripts": ["upnode=upnode._cli:main"]},
 )

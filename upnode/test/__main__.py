@@ -2,6 +2,7 @@
 Run the whole trial suite and end with a plain summary line:
 
     python -m upnode.test [trial arguments]
+    python -m upnode.test --unit [trial arguments]    the unit tests alone
 
 The last line reads C{N passed, N failed, N skipped}, counting tests as
 trial does (a test with two errors, say a failure and an unclean reactor,
@@ -12,7 +13,8 @@ errored, or when no test ran.
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable, Set, Tuple
+from pathlib import Path
+from typing import Any, Iterable, List, Set, Tuple
 
 from twisted.scripts import trial
 
@@ -34,7 +36,19 @@ def summarize(result: Any) -> Tuple[int, int, int]:
     return result.testsRun - len(failed) - len(skipped), len(failed), len(skipped)
 
 
+def unitTests() -> List[str]:
+    """
+    The unit test modules: every C{test_*.py} beside this file (the
+    integration tests, with real sockets and processes, are a package of
+    their own).
+    """
+    here = Path(__file__).resolve().parent
+    return [f"upnode.test.{path.stem}" for path in sorted(here.glob("test_*.py"))]
+
+
 def main(argv: list[str]) -> int:
+    if "--unit" in argv:
+        argv = [arg for arg in argv if arg != "--unit"] + unitTests()
     # trial's own steps, as its run() takes them, so that its options
     # (--reactor, --jobs is not supported here) apply and we keep the result.
     config = trial.Options()

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, List, Optional, Set
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 
@@ -127,7 +128,12 @@ class FaultProxy:
         else:
             target.send(data)
 
-    async def stop(self) -> None:
+    def stop(self) -> Deferred[None]:
+        # A Deferred, not a coroutine: trial awaits what a cleanup returns
+        # only if it is a Deferred before Twisted 24.7.
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
         for timer in self._timers:
             if timer.active():
                 timer.cancel()

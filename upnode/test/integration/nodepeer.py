@@ -107,7 +107,12 @@ class NodePeer(ProcessProtocol):
         if self.transport is not None and self.transport.pid is not None:
             self.transport.signalProcess(name)
 
-    async def stop(self) -> None:
+    def stop(self) -> Deferred[None]:
+        # A Deferred, not a coroutine: trial awaits what a cleanup returns
+        # only if it is a Deferred before Twisted 24.7.
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
         """
         Kill the peer and wait until it is gone.
         """
