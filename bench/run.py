@@ -3,23 +3,33 @@ Benchmarks, side by side in one run on loopback: ours, Node's upnode 0.6.0
 (the pinned reference peer) and the bare-Twisted ceiling (a LineReceiver
 pair that only decodes and encodes the same JSON lines, with the same JSON
 library and socket settings as ours; the same pair as Twisted comes is
-shown too).
+shown too).  Beside them, in the same rounds, the peers a Python user
+would pick instead, each echoing the same payload: a bare asyncio pair of
+JSON lines (bench/floor.py, the floor for this framing in Python), Twisted's
+Perspective Broker (bench/pbpeer.py), RPyC (bench/rpycpeer.py) and gRPC
+with grpc.aio (bench/grpcpeer.py), lockstep and pipelined.  Their timed
+runs stop after a few seconds (PB and gRPC are slow); a peer whose library
+is not installed shows as n/a.
 
-    python bench/run.py                 the full run (about ten minutes)
+    python bench/run.py                 the full run (about twelve minutes)
     python bench/run.py --smoke         tiny sizes, to check it works
     python bench/run.py --json out.json
+    python bench/run.py --calls-only    the call rates only
 
 Call rates are the median of --repeat rounds (5), each run timed after a
 warm-up; each round runs every pair once, and the ratios are the medians of
 each round's own ratios, so that the machine's drift over minutes does not
 land on one side of a comparison.
 Prints a table with ratios and writes the raw numbers to a JSON file
-(default bench/results.json).
+(default bench/results.json); the other peers' figures are under "peers"
+there (results, ratios, runs, not installed), so that "results" keeps the
+rows it always had.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -45,6 +55,17 @@ PY = sys.executable
 #: server never culls, as Node's does not), ours does not.
 LONG = "pipelined, long connection"
 CALL_RATES = ("lockstep", "pipelined", LONG)
+#: The other peers: row name, then program and the library it needs (the
+#: module, and the package to install), None for what every install has.
+PEERS = {
+    "asyncio floor": ("floor.py", None),
+    "PB": ("pbpeer.py", None),
+    "RPyC": ("rpycpeer.py", ("rpyc", "rpyc")),
+    "gRPC": ("grpcpeer.py", ("grpc", "grpcio")),
+}
+#: The peers' modes, and the seconds a timed run may take at most.
+PEER_RATES = ("lockstep", "pipelined")
+PEER_SECONDS = 3.0
 
 
 def freePort() -> int:
@@ -107,6 +128,9 @@ class Bench:
         self.runs: Dict[str, Dict[str, List[float]]] = {}
         #: Per call-rate figure, the medians of each round's ratios.
         self.ratios: Dict[str, Dict[str, float]] = {}
+        #: The other peers' medians, ratios and runs, by call-rate figure,
+        #: and the packages missing for the ones not installed.
+        self.peers: Dict[str, Any] = {"results": {}, "ratios": {}, "runs": {}, "not installed": missingPeers()}
 
     def command(self, impl: str, *args: Any) -> List[str]:
         args_ = [str(a) for a in args]
@@ -114,6 +138,8 @@ class Bench:
             return [PY, str(HERE / "ours.py"), *args_]
         if impl == "node":
             return ["node", "--expose-gc", str(HERE / "node.js"), *args_]
+        if impl in PEERS:
+            return [PY, str(HERE / PEERS[impl][0]), *args_]
         return [PY, str(HERE / "ceiling.py"), "tuned" if impl == "ceiling" else "stock", *args_]
 
     def server(self, impl: str, port: int) -> Proc:
@@ -125,18 +151,29 @@ class Bench:
         proc.until("listening")
         return proc
 
-    def once(self, server: str, client: str, mode: str, calls: int, warmup: int) -> float:
+    def once(self, server: str, client: str, mode: str, calls: int, warmup: int, *more: Any) -> float:
         """
         One timed run of C{client} against C{server}: its call rate, or NaN
-        when it gave no result in time.
+        when it gave no result in time (or, for the other peers, failed).
         """
         port = freePort()
-        srv = self.server(server, port)
-        cli = Proc(self.command(client, mode, port, calls, warmup), self.env)
+        try:
+            srv = self.server(server, port)
+        except (RuntimeError, TimeoutError, ValueError) as e:
+            if server not in PEERS:
+                raise
+            print(f"  {server}: {e}", file=sys.stderr)
+            return float("nan")
+        cli = Proc(self.command(client, mode, port, calls, warmup, *more), self.env)
         try:
             return float(cli.until(mode)["rate"])
         except TimeoutError as e:
             print(f"  {e}", file=sys.stderr)
+            return float("nan")
+        except (RuntimeError, ValueError) as e:
+            if server not in PEERS:
+                raise
+            print(f"  {server}: {e}", file=sys.stderr)
             return float("nan")
         finally:
             cli.stop()
@@ -153,6 +190,12 @@ class Bench:
         sizes = {"lockstep": (200, 50), "pipelined": (2000, 500), LONG: (4000, 500)}
         if not self.smoke:
             sizes = {"lockstep": (5000, 500), "pipelined": (30000, 5000), LONG: (150000, 10000)}
+        # The other peers: calls, warm-up calls and the most seconds a
+        # timed run may take (PB and gRPC do not get through the calls).
+        peerSizes = {"lockstep": (200, 50, 1.0), "pipelined": (2000, 500, 1.0)}
+        if not self.smoke:
+            peerSizes = {"lockstep": (5000, 300, PEER_SECONDS), "pipelined": (30000, 2000, PEER_SECONDS)}
+        peers = [p for p in PEERS if p not in self.peers["not installed"]]
         rows = {
             "ours": ("ours", "ours"),
             "node": ("node", "node"),
@@ -165,18 +208,30 @@ class Bench:
         for key, (calls, warmup) in sizes.items():
             mode = "pipelined" if key == LONG else key
             names = [n for n in rows if key != LONG or n in ("ours", "node", "ceiling")]
-            rates: Dict[str, List[float]] = {name: [] for name in names}
+            others = peers if key in PEER_RATES else []
+            rates: Dict[str, List[float]] = {name: [] for name in names + others}
             for run in range(self.repeat):
-                for name in names:
-                    server, client = rows[name]
+                for name in names + others:
                     print(f"  {key}: {name} ({run + 1}/{self.repeat})", file=sys.stderr, flush=True)
+                    if name in PEERS:
+                        rates[name].append(self.once(name, name, mode, *peerSizes[key]))
+                        continue
+                    server, client = rows[name]
                     rates[name].append(self.once(server, client, mode, calls, warmup))
-            self.runs[key] = rates
-            self.results[key] = {name: _median(r) for name, r in rates.items()}
+            self.runs[key] = {name: rates[name] for name in names}
+            self.results[key] = {name: _median(rates[name]) for name in names}
             self.ratios[key] = {
                 "ours/ceiling": _median([o / c for o, c in zip(rates["ours"], rates["ceiling"], strict=True)]),
                 "ours/node": _median([o / n for o, n in zip(rates["ours"], rates["node"], strict=True)]),
             }
+            if key in PEER_RATES:
+                # A peer not installed is null, in the results and the ratios.
+                self.peers["runs"][key] = {name: rates[name] for name in others}
+                self.peers["results"][key] = {p: _median(rates[p]) if p in rates else None for p in PEERS}
+                self.peers["ratios"][key] = {
+                    f"ours/{p}": _median([o / r for o, r in zip(rates["ours"], rates[p], strict=True)]) if p in rates else None
+                    for p in PEERS
+                }
 
     def flush(self) -> None:
         calls = 2000 if self.smoke else 100000
@@ -243,13 +298,26 @@ class Bench:
                     cli.stop()
                     srv.stop()
 
-    def run(self) -> Dict[str, Any]:
+    def run(self, callsOnly: bool = False) -> Dict[str, Any]:
         self.calls()
+        if callsOnly:
+            return self.results
         self.flush()
         self.queueMemory()
         self.detect()
         self.idle()
         return self.results
+
+
+def missingPeers() -> Dict[str, str]:
+    """
+    The other peers whose library is not installed: the package each needs.
+    """
+    missing = {}
+    for name, (_, needs) in PEERS.items():
+        if needs is not None and importlib.util.find_spec(needs[0]) is None:
+            missing[name] = needs[1]
+    return missing
 
 
 def _median(values: List[float]) -> float:
@@ -260,7 +328,7 @@ def _median(values: List[float]) -> float:
     return statistics.median(done) if done else float("nan")
 
 
-def table(results: Dict[str, Any], ratios: Dict[str, Dict[str, float]]) -> str:
+def table(results: Dict[str, Any], ratios: Dict[str, Dict[str, float]], peers: Optional[Dict[str, Any]] = None) -> str:
     lines = []
     width = 2 + max(len(name) for row in results.values() for name in row)
     for mode in CALL_RATES:
@@ -272,6 +340,12 @@ def table(results: Dict[str, Any], ratios: Dict[str, Dict[str, float]]) -> str:
                 ratio = ratios[mode]
                 extra = f"   {ratio['ours/ceiling']:.2f} x ceiling, {ratio['ours/node']:.2f} x Node"
             lines.append(f"  {name:<{width}}{rate:>10,.0f}{extra}")
+        if peers is not None and mode in peers["results"]:
+            for name, rate in peers["results"][mode].items():
+                if name in peers["not installed"]:
+                    lines.append(f"  {name:<{width}}n/a (not installed: {peers['not installed'][name]})")
+                    continue
+                lines.append(f"  {name:<{width}}{rate:>10,.0f}   ours / {name} {peers['ratios'][mode][f'ours/{name}']:.2f}")
     for key, r in results.items():
         if key in CALL_RATES:
             continue
@@ -290,9 +364,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check that it works")
     parser.add_argument("--json", default=str(HERE / "results.json"), help="where the raw numbers go")
     parser.add_argument("--repeat", type=int, default=5, help="runs per call-rate figure (the median is kept)")
+    parser.add_argument("--calls-only", action="store_true", help="the call rates only")
     options = parser.parse_args(argv)
     bench = Bench(options.smoke, options.repeat)
-    results = bench.run()
+    results = bench.run(options.calls_only)
     machine = {
         "python": platform.python_version(),
         "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(),
@@ -302,11 +377,14 @@ def main(argv: Optional[List[str]] = None) -> None:
         "repeat": options.repeat,
     }
     Path(options.json).write_text(
-        json.dumps({"machine": machine, "results": results, "ratios": bench.ratios, "runs": bench.runs}, indent=2)
+        json.dumps(
+            {"machine": machine, "results": results, "ratios": bench.ratios, "runs": bench.runs, "peers": bench.peers},
+            indent=2,
+        )
     )
     print(f"machine: {machine}")
     print("(rates: medians of the rounds; ratios: medians of each round's ratio)")
-    print(table(results, bench.ratios))
+    print(table(results, bench.ratios, bench.peers))
     print(f"raw numbers: {options.json}")
 
 
