@@ -12,6 +12,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from ._guard import PING
 from ._reactor import cancel
 
 _log = Logger()
@@ -24,6 +25,10 @@ def dropSilentPeer(conn: Any, timeout: float) -> Callable[[], None]:
     """
 
     def expired() -> None:
+        guard = getattr(conn, "guard", None)
+        if guard is not None:  # a server's: counted with its other drops
+            guard.drop(conn, PING, f"no ping answer within {timeout} seconds")
+            return
         _log.warn(
             "No ping answer from {peer} within {timeout} seconds; dropping the link",
             peer=conn._peerName(),

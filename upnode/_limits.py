@@ -27,10 +27,13 @@ class Limits:
         connection is served at (up to 200,000 pipelined calls a second
         on the benchmark machine), so only a flood reaches it; set it lower
         where peers are untrusted and their traffic is known.
-    @ivar maxBuffered: bytes we wrote after the transport's buffer filled
-        (and so asked us to pause), before it drained.  More: close.  (A
-        peer that keeps the buffer from draining is also dropped after the
-        protocol's C{stallTimeout}.)
+    @ivar maxBuffered: bytes of our output the peer has left unread (held
+        back while the transport's buffer is full).  More: close.  (A peer
+        that takes none of it for the protocol's C{stallTimeout} is dropped
+        too.)
+    @ivar maxRemoteCallbacks: the peer's callbacks our code holds proxies
+        for at once (a method that keeps every callback it is given).
+        More: close.  Each costs about 250 bytes.
     """
 
     maxLineLength: int = 1024 * 1024
@@ -40,6 +43,7 @@ class Limits:
     maxPathLength: int = 64
     maxRate: int = 1_000_000
     maxBuffered: int = 64 * 1024 * 1024
+    maxRemoteCallbacks: int = 100_000
 
     @classmethod
     def fromOptions(cls, options: Mapping[str, Any]) -> Limits:

@@ -6,8 +6,9 @@ The dnode protocol: one JSON message a line, spoken exactly as Node's dnode
 from __future__ import annotations
 
 import weakref
+from collections import deque
 from inspect import iscoroutine
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
@@ -19,6 +20,7 @@ from zope.interface import implementer
 
 from ._events import EventEmitter
 from ._expose import Cons, construct, exposedMembers
+from ._guard import HOSTILE, UNREAD, ServerGuard
 from ._json import decodeLine, encodeLine
 from ._limits import Limits
 from ._reactor import cancel, resolve
@@ -30,6 +32,9 @@ from .errors import DeadRemoteError, ProtocolError, RejectedMessage
 #: Culls go out in batches of this many ids, or after this many seconds.
 CULL_BATCH = 64
 CULL_DELAY = 0.05
+#: Bytes handed to the transport at a time while a peer is slow to read:
+#: the unit of progress that keeps a slow but steady reader connected.
+WRITE_SLICE = 64 * 1024
 
 
 @implementer(IHandshakeListener)
@@ -50,10 +55,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     """
 
     delimiter = b"\n"
-    #: Seconds a peer may keep our transport's buffer from draining (from
-    #: the moment the transport pauses us until it resumes us) before it
-    #: is dropped.
-    stallTimeout = 60.0
+    #: Seconds a peer that has output waiting may go without taking any of
+    #: it (one slice, see WRITE_SLICE) before it is dropped.
+    stallTimeout = 10.0
     #: Bytes taken from the socket at a time, where the transport allows it
     #: (see L{upnode._tuning.setReadSize}; Twisted takes 64 KiB).
     readSize = 16 * 1024
@@ -64,6 +68,11 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     #: may turn it off per connection, in its cons, at the cost of the
     #: peer's memory.  Our own table shrinks either way.
     sendCulls = True
+    #: The server-wide L{ServerGuard} this connection answers to, if any
+    #: (set by the server factory); it hears about drops and unread output.
+    guard: Optional[ServerGuard] = None
+    #: Set when the guard refused the connection: it is dropped on arrival.
+    refused = False
     _log = Logger()
 
     def __init__(
@@ -106,8 +115,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._proxyDied = self._proxyDied  # type: ignore[method-assign]
         self._callbackId = self._callbackId  # type: ignore[method-assign]
         self._cullCall: Optional[IDelayedCall] = None
-        self._partial: List[bytes] = []
-        self._partialLength = 0
+        self._partial: Any = b""  # bytes, or a bytearray while it grows
+        #: Lines received so far (a guard watches it for lines that never end).
+        self.linesReceived = 0
         self._receiving = False
         # Lines written while a received chunk is being handled go out in one
         # write when it has been: one trip through the transport, not one a line.
@@ -120,15 +130,21 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._lossHooks: List[Callable[[Failure], None]] = []
         self._stallTimer: Optional[IDelayedCall] = None
         self._registered = False
-        # Bytes written since the transport paused us: with what it held
-        # when it did, what the peer has left unread.
-        self._unreadSincePause = 0
+        # What we wrote while the transport had us paused, in slices, and
+        # its size: what the peer has left unread (see pauseProducing).
+        self._held: Deque[bytes] = deque()
+        self._heldBytes = 0
+        self._endWhenSent = False
         self._windowStart = 0.0
         self._windowCount = 0
 
     # -- Connection lifecycle -------------------------------------------------
 
     def connectionMade(self) -> None:
+        if self.refused:
+            self._closing = True
+            self.transport.abortConnection()  # type: ignore[union-attr]
+            return
         # We are the producer of what we write: when the peer stops reading
         # and the transport's buffer fills, pauseProducing is called.
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
@@ -171,11 +187,16 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._localCallbacks.clear()
         self._localIds.clear()
         self._resent.clear()
-        self._partial = []
+        self._partial = b""
+        self._outgoing, self._outgoingBytes = [], 0
         self.emit("end")
         hooks, self._lossHooks = self._lossHooks, []
         for hook in hooks:
             hook(reason or Failure(ConnectionDone()))
+        # Whatever still holds this protocol (a log event buffered before
+        # any observer started names it as its source) must not hold the
+        # transport, and the megabytes of unsent output it may have.
+        self.transport = None
 
     def notifyOnLoss(self, hook: Callable[[Failure], None]) -> None:
         """
@@ -193,65 +214,23 @@ class DnodeProtocol(LineReceiver, EventEmitter):
 
     def end(self) -> None:
         """
-        Close the connection after what has been written is sent.
+        Close the connection after what has been written is sent (what the
+        peer has not yet taken included).
         """
         self._closing = True
         self._flushOutgoing()
+        if self._held:
+            self._endWhenSent = True  # see _release
+        else:
+            self._close()
+
+    def _close(self) -> None:
         if self.transport is not None:
             # A TLS transport waits for its producer to go before it closes.
             if self._registered:
                 self._registered = False
                 self.transport.unregisterProducer()  # type: ignore[attr-defined]
             self.transport.loseConnection()
-
-    # -- Back-pressure: a peer that does not read ------------------------------
-
-    def pauseProducing(self) -> None:
-        """
-        The transport's buffer is full.  We keep reading (a peer blocked on
-        writing to us while we wait on it would deadlock), but count what we
-        write until the transport resumes us: past C{maxBuffered} bytes, or
-        still paused after C{stallTimeout} seconds, the peer is dropped.
-        Meanwhile C{paused} is true, for writers that can wait (the client's
-        queue flush waits for the C{drain} event).
-
-        Only what the producer interface tells us is used (pause, and resume
-        once the buffer has drained), so these limits hold on any transport.
-        """
-        if self.paused:
-            return
-        self.paused = True
-        self._unreadSincePause = 0
-        if self._closing:
-            return
-        if self._stallTimer is None and self.stallTimeout:
-            self._stallTimer = self._getClock().callLater(self.stallTimeout, self._stalled)
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self._unreadSincePause = 0
-        cancel(self._stallTimer)
-        self._stallTimer = None
-        self.emit("drain")
-
-    def stopProducing(self) -> None:
-        pass
-
-    def _wrotePaused(self, size: int) -> None:
-        # Called after each write while paused.
-        self._unreadSincePause += size
-        if self._unreadSincePause > self.limits.maxBuffered and not self._closing:
-            self._violation(ProtocolError(f"the peer left more than {self.limits.maxBuffered} bytes unread"))
-            self.abort()
-
-    def _stalled(self) -> None:
-        self._stallTimer = None
-        if not self.paused or self._closing:
-            return
-        self._violation(
-            ProtocolError(f"the peer did not take what we sent within {self.stallTimeout} seconds")
-        )
-        self.abort()
 
     def abort(self) -> None:
         """
@@ -260,36 +239,129 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         """
         self._closing = True
         self._outgoing, self._outgoingBytes = [], 0
+        self._dropHeld()
         if self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    # -- Back-pressure: a peer that does not read ------------------------------
+    #
+    # Only what Twisted's producer interface tells us is used: the transport
+    # pauses us when its buffer fills and resumes us once it has drained.
+    # While paused, what we write waits here, in slices, and each resume
+    # hands the transport one slice more; so a resume is the peer's
+    # progress, and what we hold is what it has left unread (give or take
+    # the slice the transport has).
+
+    def pauseProducing(self) -> None:
+        """
+        The transport's buffer is full.  We keep reading (a peer blocked on
+        writing to us while we wait on it would deadlock), but hold what we
+        write from now on: past C{maxBuffered} bytes held, or with no
+        progress for C{stallTimeout} seconds, the peer is dropped.
+        Meanwhile C{paused} is true, for writers that can wait (the client's
+        queue flush waits for the C{drain} event).
+        """
+        self.paused = True
+        if self._stallTimer is None and self.stallTimeout and self.transport is not None:
+            self._stallTimer = self._getClock().callLater(self.stallTimeout, self._stalled)
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        cancel(self._stallTimer)
+        self._stallTimer = None
+        self._release()
+        if not self.paused and not self._held:
+            self.emit("drain")
+
+    def stopProducing(self) -> None:
+        pass
+
+    def _write(self, data: bytes) -> None:
+        """
+        Hand C{data} to the transport, or hold it while the transport has
+        us paused; a large write goes a slice at a time either way.
+        """
+        if self.paused or self._held or len(data) > WRITE_SLICE:
+            self._hold(data)
+            self._release()
+            self._checkHeld()
+        else:
+            self.transport.write(data)  # type: ignore[union-attr]
+
+    def _hold(self, data: bytes) -> None:
+        held = self._held
+        if len(data) <= WRITE_SLICE:
+            held.append(data)
+        else:
+            view = memoryview(data)
+            for start in range(0, len(data), WRITE_SLICE):
+                held.append(bytes(view[start : start + WRITE_SLICE]))
+        self._heldBytes += len(data)
+
+    def _release(self) -> None:
+        held = self._held
+        while held and not self.paused and self.transport is not None:
+            data = held.popleft()
+            self._heldBytes -= len(data)
+            self.transport.write(data)
+        if self.guard is not None:
+            self.guard.noteUnread(self, self._heldBytes)
+        if not held and self._endWhenSent:
+            self._endWhenSent = False
+            self._close()
+
+    def _checkHeld(self) -> None:
+        if self._heldBytes > self.limits.maxBuffered and not self._closing:
+            self._violation(
+                ProtocolError(f"the peer left more than {self.limits.maxBuffered} bytes unread"), UNREAD
+            )
+            self.abort()
+
+    def _dropHeld(self) -> None:
+        self._held.clear()
+        self._heldBytes = 0
+        self._endWhenSent = False
+        if self.guard is not None:
+            self.guard.noteUnread(self, 0)
+
+    def _stalled(self) -> None:
+        self._stallTimer = None
+        if not self.paused or self.transport is None:
+            return
+        self._violation(
+            ProtocolError(f"the peer took none of our output for {self.stallTimeout} seconds"), UNREAD
+        )
+        self.abort()
 
     # -- Receiving --------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Split lines in linear time whatever the chunking: a line's pieces are
-        kept in a list and joined once, when its delimiter arrives.
+        Split lines in linear time whatever the chunking: an unfinished
+        line is kept in one buffer that grows in place (a list of small
+        pieces would cost several times the bytes it holds).
         """
         if self._closing:
             return
         self._receiving = True
         try:
             if b"\n" not in data:
-                self._partial.append(data)
-                self._partialLength += len(data)
-                if self._partialLength > self.MAX_LENGTH:
+                partial = self._partial
+                if type(partial) is bytes:
+                    self._partial = partial = bytearray(partial)
+                partial += data
+                if len(partial) > self.MAX_LENGTH:
                     self.lineLengthExceeded(b"")
                 return
             lines = data.split(b"\n")
+            partial = self._partial
             # No line can be too long when this chunk and the piece before it
             # are not together: the usual case, checked once for all lines.
-            checkLengths = self._partialLength + len(data) > self.MAX_LENGTH
-            if self._partial:
-                self._partial.append(lines[0])
-                lines[0] = b"".join(self._partial)
-                self._partial = []
-                self._partialLength = 0
-            tail = lines.pop()
+            checkLengths = len(partial) + len(data) > self.MAX_LENGTH
+            if partial:
+                lines[0] = bytes(partial) + lines[0] if type(partial) is bytearray else partial + lines[0]
+            self._partial = tail = lines.pop()
+            self.linesReceived += len(lines)
             if self._overRate(len(lines)):
                 return
             lineReceived = self.lineReceived
@@ -300,11 +372,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                     self.lineLengthExceeded(line)
                     return
                 lineReceived(line)
-            if tail and not self._closing:
-                self._partial.append(tail)
-                self._partialLength = len(tail)
-                if self._partialLength > self.MAX_LENGTH:
-                    self.lineLengthExceeded(tail)
+            if len(tail) > self.MAX_LENGTH and not self._closing:
+                self.lineLengthExceeded(tail)
         finally:
             self._receiving = False
             if self._pendingCulls and not self._closing:
@@ -313,6 +382,12 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                 # answers: no timer, no packet of their own.
                 self._outgoing.append(self._cullLine())
             self._flushOutgoing()
+
+    def hasPartialLine(self) -> bool:
+        """
+        Whether part of a line has arrived and its delimiter not yet.
+        """
+        return bool(self._partial)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self._violation(ProtocolError(f"line longer than {self.MAX_LENGTH} bytes"))
@@ -344,6 +419,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._dispatch(message)
         except RejectedMessage as e:
             self._reject(e)
+        except ProtocolError as e:
+            self._violation(e)
 
     def _dispatch(self, message: Any) -> None:
         if type(message) is not dict:
@@ -416,12 +493,15 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if bad:
             raise RejectedMessage(f"cull ids must be integers, not {bad[0]!r:.40}")
 
-    def _violation(self, error: ProtocolError) -> None:
-        self._log.warn(
-            "Closing dnode connection from {peer}: {error}",
-            peer=self._peerName(),
-            error=error,
-        )
+    def _violation(self, error: ProtocolError, reason: str = HOSTILE) -> None:
+        """
+        The peer broke a limit: say so (a server's guard counts it, and logs
+        once per reason and period), and close.
+        """
+        if self.guard is not None:
+            self.guard.count(reason, self, "{error}", error=error)
+        else:
+            self._log.warn("Closing dnode connection from {peer}: {error}", peer=self._peerName(), error=error)
         self.emit("fail", error)
         self.end()
 
@@ -443,6 +523,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             proxy = ref()
             if proxy is not None:
                 return proxy
+        if len(self._remoteCallbacks) >= self.limits.maxRemoteCallbacks:
+            raise ProtocolError(
+                f"the peer would have us hold more than {self.limits.maxRemoteCallbacks} of its callbacks"
+            )
         proxy = RemoteCallback(self, callbackId)
         ref = _ProxyRef(proxy, self._proxyDied)
         ref.id = callbackId
@@ -545,21 +629,16 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             # writers that can wait (a queue flush) when to stop.
             if self._outgoingBytes > self.readSize:
                 self._flushOutgoing()
+        elif self.paused or len(line) > WRITE_SLICE:
+            self._write(line)
         else:
             self.transport.write(line)  # type: ignore[union-attr]
-            if self.paused:
-                self._wrotePaused(len(line))
 
     def _flushOutgoing(self) -> None:
         if self._outgoing:
             lines, self._outgoing, self._outgoingBytes = self._outgoing, [], 0
             if self.transport is not None:
                 self._write(b"".join(lines))
-
-    def _write(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
-        if self.paused:
-            self._wrotePaused(len(data))
 
     def callbackCount(self) -> Dict[str, int]:
         """

@@ -10,6 +10,7 @@ from typing import Any, Optional
 from twisted.internet.interfaces import IReactorTime
 
 from ._expose import Cons, withPing
+from ._guard import ServerGuard, ServerLimits
 from ._heartbeat import Heartbeat, dropSilentPeer
 from ._limits import Limits
 from ._protocol import DnodeProtocol
@@ -24,6 +25,8 @@ class UpnodeServerFactory(DnodeFactory):
     @param ping: seconds between our pings to each client that exposes
         C{ping}; 0 disables them.
     @param timeout: seconds a client may take to answer before it is dropped.
+    @param serverLimits: the bounds across all connections (connection
+        cap, handshake timeout, output budget, line timeout).
 
     Each connection emits C{ping} with the round trip of every answer.
     """
@@ -35,9 +38,10 @@ class UpnodeServerFactory(DnodeFactory):
         ping: float = 10.0,
         timeout: float = 5.0,
         limits: Optional[Limits] = None,
+        serverLimits: Optional[ServerLimits] = None,
         clock: Optional[IReactorTime] = None,
     ) -> None:
-        DnodeFactory.__init__(self, cons, limits, clock, withPing)
+        DnodeFactory.__init__(self, cons, limits, clock, withPing, ServerGuard(serverLimits, clock))
         self.ping = ping
         self.timeout = timeout
 

@@ -13,10 +13,11 @@ from ._args import Arguments, clientEndpoint, parseArguments, serverEndpoint
 from ._client import UpnodeClientFactory
 from ._connector import EndpointConnector
 from ._expose import Cons
+from ._guard import ServerLimits
 from ._limits import Limits
 from ._reactor import resolve
 from ._server import UpnodeServerFactory
-from .dnode import LIMIT_OPTIONS
+from .dnode import LIMIT_OPTIONS, SERVER_LIMIT_OPTIONS
 
 _ENDPOINT_OPTIONS = ("port", "host", "path", "endpoint")
 _CLIENT_TIMING = (
@@ -30,7 +31,7 @@ _CLIENT_TIMING = (
     "maxQueue",
 )
 CLIENT_OPTIONS = _ENDPOINT_OPTIONS + ("createStream", "endpoints") + _CLIENT_TIMING + LIMIT_OPTIONS
-SERVER_OPTIONS = _ENDPOINT_OPTIONS + ("ping", "timeout") + LIMIT_OPTIONS
+SERVER_OPTIONS = _ENDPOINT_OPTIONS + ("ping", "timeout") + LIMIT_OPTIONS + SERVER_LIMIT_OPTIONS
 
 
 class Upnode:
@@ -94,7 +95,8 @@ class Upnode:
     def listen(self, *args: Any) -> Deferred[Any]:
         """
         Serve C{cons} with dnode-style arguments: port, host, unix path,
-        options dict (C{endpoint}, C{ping}, C{timeout}, the L{Limits}),
+        options dict (C{endpoint}, C{ping}, C{timeout}, the L{Limits} and
+        the L{ServerLimits}),
         endpoint object, callback called once listening.  Fires with the
         listening port.
         """
@@ -105,6 +107,7 @@ class Upnode:
             ping=options.get("ping", 10.0),
             timeout=options.get("timeout", 5.0),
             limits=Limits.fromOptions(options),
+            serverLimits=ServerLimits.fromOptions(options),
             clock=self.reactor,
         )
         self._factories.append(factory)

@@ -16,12 +16,25 @@ from twisted.internet.protocol import Factory
 
 from ._args import clientEndpoint, parseArguments, serverEndpoint
 from ._expose import Cons
+from ._guard import ServerGuard, ServerLimits
 from ._limits import Limits
 from ._protocol import DnodeProtocol
 from ._reactor import resolve
 
-LIMIT_OPTIONS = ("maxLineLength", "maxDepth", "maxCallbacks", "maxLinks", "maxPathLength", "maxRate", "maxBuffered")
+LIMIT_OPTIONS = (
+    "maxLineLength",
+    "maxDepth",
+    "maxCallbacks",
+    "maxLinks",
+    "maxPathLength",
+    "maxRate",
+    "maxBuffered",
+    "maxRemoteCallbacks",
+)
+#: Options that bound a whole server (see L{ServerLimits}).
+SERVER_LIMIT_OPTIONS = ("maxConnections", "handshakeTimeout", "maxBufferedTotal", "lineTimeout")
 _OPTIONS = ("port", "host", "path", "endpoint") + LIMIT_OPTIONS
+_SERVER_OPTIONS = _OPTIONS + SERVER_LIMIT_OPTIONS
 
 __all__ = ["DnodeProtocol", "DnodeFactory", "listen", "connect"]
 
@@ -30,6 +43,9 @@ class DnodeFactory(Factory):
     """
     Builds a L{DnodeProtocol} exposing C{cons} for each connection, on
     either side, and keeps the set of live ones.
+
+    @param guard: for a server, the L{ServerGuard} that admits, times and
+        sheds its connections (see L{ServerLimits}).
     """
 
     protocol = DnodeProtocol
@@ -40,19 +56,38 @@ class DnodeFactory(Factory):
         limits: Optional[Limits] = None,
         clock: Optional[IReactorTime] = None,
         expose: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
+        guard: Optional[ServerGuard] = None,
     ) -> None:
         self.cons = cons
         self.limits = limits or Limits()
         self.clock = clock
         self.expose = expose
+        self.guard = guard
         self.connections: Set[DnodeProtocol] = set()
 
     def buildProtocol(self, addr: Any) -> DnodeProtocol:
         conn = self.protocol(self.cons, self.limits, self.clock, self.expose)
         conn.factory = self
+        if self.guard is not None:
+            conn.guard = self.guard
+            if not self.guard.admit(conn):
+                conn.refused = True  # dropped as it connects
+                return conn
         self.connections.add(conn)
         conn.notifyOnLoss(lambda reason: self.connections.discard(conn))
         return conn
+
+    def stopFactory(self) -> None:
+        if self.guard is not None:
+            self.guard.stop()
+
+    def status(self) -> Dict[str, Any]:
+        """
+        The server's connections and drops (see L{ServerGuard.status}).
+        """
+        if self.guard is None:
+            return {"connections": len(self.connections)}
+        return self.guard.status()
 
 
 def listen(cons: Cons, *args: Any, reactor: Any = None) -> Deferred[Any]:
@@ -62,8 +97,9 @@ def listen(cons: Cons, *args: Any, reactor: Any = None) -> Deferred[Any]:
     C{IListeningPort}.
     """
     reactor = resolve(reactor)
-    parsed = parseArguments(args, _OPTIONS)
-    factory = DnodeFactory(cons, Limits.fromOptions(parsed.options), reactor)
+    parsed = parseArguments(args, _SERVER_OPTIONS)
+    guard = ServerGuard(ServerLimits.fromOptions(parsed.options), reactor)
+    factory = DnodeFactory(cons, Limits.fromOptions(parsed.options), reactor, guard=guard)
     d = serverEndpoint(reactor, parsed).listen(factory)
     if parsed.callback is not None:
         callback = parsed.callback

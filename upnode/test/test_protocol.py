@@ -13,7 +13,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from upnode import DeadRemoteError, DnodeProtocol, Limits, ProtocolError, RejectedMessage
-from upnode._protocol import CULL_BATCH, CULL_DELAY
+from upnode._protocol import CULL_BATCH, CULL_DELAY, WRITE_SLICE
 from upnode.dnode import DnodeFactory
 from upnode.testing import connectInMemory
 
@@ -331,15 +331,16 @@ class SessionTests(SynchronousTestCase):
 class BackPressureTests(SynchronousTestCase):
     def test_peerThatDoesNotRead(self) -> None:
         """
-        When the transport's buffer is full we keep reading; a transport
-        that drains (resumes us) within stallTimeout keeps the peer, one
-        that stays paused for a whole stallTimeout drops it.
+        When the transport's buffer is full we keep reading; a peer that
+        takes some of our output (the transport resumes us) within
+        stallTimeout stays, one that takes none for a whole stallTimeout
+        is dropped.
         """
         h = Harness()
         self.assertIs(h.transport.producer, h.proto)
         h.proto.pauseProducing()
         h.clock.advance(h.proto.stallTimeout - 1)
-        h.proto.resumeProducing()  # drained
+        h.proto.resumeProducing()  # it took some
         h.clock.advance(10)
         self.assertFalse(h.transport.disconnecting)
         h.proto.pauseProducing()
@@ -350,19 +351,69 @@ class BackPressureTests(SynchronousTestCase):
         h.clock.advance(1)
         self.assertTrue(h.transport.disconnecting)
         self.assertIsInstance(h.fails[-1], ProtocolError)
-        self.assertIn(f"did not take what we sent within {h.proto.stallTimeout} seconds", str(h.fails[-1]))
+        self.assertIn(f"took none of our output for {h.proto.stallTimeout} seconds", str(h.fails[-1]))
         h.proto.connectionLost(None)
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
+    def test_heldWhilePausedThenSentInOrder(self) -> None:
+        """
+        While the transport has us paused, what we write waits with us, and
+        goes, in order, when it resumes us; then drain.
+        """
+        h = Harness()
+        h.sent()
+        drains: List[None] = []
+        h.proto.on("drain", lambda: drains.append(None))
+        h.proto.pauseProducing()
+        h.proto.request("x", [1])
+        h.proto.request("x", [2])
+        self.assertEqual(h.transport.value(), b"")
+        h.proto.resumeProducing()
+        self.assertEqual([m["arguments"] for m in h.sent()], [[1], [2]])
+        self.assertEqual(drains, [None])
+
+    def test_slowButSteadyReaderStays(self) -> None:
+        """
+        A peer that takes one slice now and then, never letting the buffer
+        stay empty, is not stalled: each slice it takes is progress.  Then
+        a peer that stops taking anything is.
+        """
+        h = Harness()
+        h.sent()
+        transport = PausingTransport(h.proto)
+        h.proto.transport = transport
+        h.proto.request("x", ["z" * (WRITE_SLICE * 20)])
+        self.assertEqual(len(transport.writes), 1)  # one slice, and paused
+        for _ in range(10):
+            h.clock.advance(h.proto.stallTimeout - 1)
+            h.proto.resumeProducing()
+        self.assertEqual(len(transport.writes), 11)
+        self.assertEqual(h.fails, [])
+        h.clock.advance(h.proto.stallTimeout)
+        self.assertIn("took none of our output", str(h.fails[-1]))
+
+    def test_endSendsWhatIsHeldFirst(self) -> None:
+        """
+        end() while output is held closes only once it has all been taken.
+        """
+        h = Harness()
+        h.sent()
+        h.proto.pauseProducing()
+        h.proto.request("x", ["last words"])
+        h.proto.end()
+        self.assertFalse(h.transport.disconnecting)
+        h.proto.resumeProducing()
+        self.assertEqual([m["arguments"] for m in h.sent()], [["last words"]])
+        self.assertTrue(h.transport.disconnecting)
+
     def test_unreadBytesBounded(self) -> None:
         """
-        Past maxBuffered bytes written while the transport has us paused,
-        the peer is dropped at once, whatever the stall timeout; writes
-        before the pause, or after a resume, do not count.
+        Past maxBuffered bytes held for a peer that does not read, it is
+        dropped at once, whatever the stall timeout; what it took (a resume
+        released it) no longer counts.
         """
         h = Harness(Limits(maxBuffered=1000))
         h.sent()
-        h.proto.request("x", ["a" * 2000])
         h.proto.pauseProducing()
         h.proto.request("x", ["a" * 900])
         self.assertFalse(h.transport.disconnecting)
@@ -413,6 +464,22 @@ class BackPressureTests(SynchronousTestCase):
         self.assertEqual(seen[0], 0)  # held back...
         self.assertGreater(seen[1], 250)  # ...until past readSize
         self.assertEqual([m["method"] for m in h.sent()], [1] * 5 + ["cull"])
+
+
+class PausingTransport(StringTransport):
+    """
+    A transport whose buffer is full after every write, until resumed.
+    """
+
+    def __init__(self, producer: Any) -> None:
+        StringTransport.__init__(self)
+        self.writes: List[bytes] = []
+        self.registerProducer(producer, True)
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        StringTransport.write(self, data)
+        self.producer.pauseProducing()
 
 
 class RateLimitTests(SynchronousTestCase):

@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from upnode import DnodeProtocol, UpnodeServerFactory
 from upnode._expose import withPing
+from upnode._guard import ServerLimits
 from upnode.testing import connectInMemory
 
 
@@ -83,6 +84,8 @@ class ServerTests(SynchronousTestCase):
         self.assertFalse(link.server.connected)
         self.assertEqual(factory.connections, set())
         self.assertEqual(link.server.callbackCount()["local"], 0)
+        self.assertEqual(factory.status()["dropped"]["ping timeout"], 1)
+        self.clock.advance(factory.guard.logPeriod)  # the drop log's period ends
         self.assertEqual(self.clock.getDelayedCalls(), [])
         # Nothing in the server (factory, timers, heartbeat) keeps it alive.
         gone = weakref.ref(link.server)
@@ -91,7 +94,10 @@ class ServerTests(SynchronousTestCase):
         self.assertIsNone(gone())
 
     def test_clientWithoutPingNotPinged(self) -> None:
-        factory = UpnodeServerFactory({}, ping=1.0, timeout=0.5, clock=self.clock)
+        # (No line timeout: its sweep would be the one timer here.)
+        factory = UpnodeServerFactory(
+            {}, ping=1.0, timeout=0.5, serverLimits=ServerLimits(lineTimeout=0), clock=self.clock
+        )
         link = self.link(factory, answerPings=False)
         self.clock.advance(5)
         link.flush()

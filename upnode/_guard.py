@@ -1,0 +1,291 @@
+"""
+Server-wide budgets: what every connection of one server costs together,
+so that N hostile peers do not cost N times a per-connection limit.
+
+One L{ServerGuard} per server factory admits each new connection, gives it
+C{handshakeTimeout} seconds to send its C{methods} (a TLS handshake
+included), caps live connections (evicting the oldest that has not finished
+its handshake first), budgets the output that peers leave unread across all
+connections (shedding the connection holding the most), and drops
+connections whose unfinished line makes no progress.  Every drop is counted
+by reason and logged once per reason and period, so a flood of attackers
+does not become a flood of log lines.
+"""
+
+from __future__ import annotations
+
+import resource
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import attr
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from ._reactor import cancel
+
+#: Descriptors kept back from the connection cap, for listening sockets,
+#: log files, and the process's own use.
+DESCRIPTOR_RESERVE = 64
+
+#: Why connections are dropped: the keys of C{status()["dropped"]}.
+HOSTILE = "hostile input"
+HANDSHAKE = "handshake timeout"
+UNREAD = "unread output"
+BUDGET = "server output budget"
+CAPACITY = "connection cap"
+SLOW_LINE = "unfinished line"
+PING = "ping timeout"
+REASONS = (HOSTILE, HANDSHAKE, UNREAD, BUDGET, CAPACITY, SLOW_LINE, PING)
+
+
+def descriptorCap() -> int:
+    """
+    The most connections this process can hold: its descriptor limit, less
+    a reserve.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(1, soft - DESCRIPTOR_RESERVE)
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class ServerLimits:
+    """
+    Limits across all the connections of one server.
+
+    @ivar maxConnections: live connections at most; None is the process's
+        descriptor limit less L{DESCRIPTOR_RESERVE}.  A new connection past
+        it evicts the oldest one that has not finished its handshake, or is
+        itself refused when every connection has.
+    @ivar handshakeTimeout: seconds from accepting a connection to its peer's
+        C{methods} message (for TLS, the handshake and then C{methods}).
+        Ten seconds: a real client sends C{methods} within one round trip
+        of connecting (Node's dnode, and ours, send it at once), so even a
+        slow mobile link with TLS is done in one or two seconds, while an
+        idle attacker holds a descriptor for no longer than that.  0: never.
+    @ivar maxBufferedTotal: bytes of output all peers together may leave
+        unread (counted as each connection's C{maxBuffered} is).  Past it,
+        the connection holding the most is dropped, and so on until the
+        total is under the budget again.
+    @ivar lineTimeout: seconds a line may take from its first byte to its
+        delimiter (a slowloris peer sends one byte now and then).  0: never.
+    """
+
+    maxConnections: Optional[int] = None
+    handshakeTimeout: float = 10.0
+    maxBufferedTotal: int = 256 * 1024 * 1024
+    lineTimeout: float = 30.0
+
+    def connectionCap(self) -> int:
+        return self.maxConnections if self.maxConnections is not None else descriptorCap()
+
+    @classmethod
+    def fromOptions(cls, options: Mapping[str, Any]) -> ServerLimits:
+        """
+        Pick these limits' names out of an options dict, checked.
+        """
+        values: Dict[str, Any] = {}
+        for name in ("maxConnections", "maxBufferedTotal"):
+            if name in options:
+                value = options[name]
+                if type(value) is not int or value < 1:
+                    raise ValueError(f"{name} must be a positive integer, not {value!r}")
+                values[name] = value
+        for name in ("handshakeTimeout", "lineTimeout"):
+            if name in options:
+                value = options[name]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                    raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+                values[name] = float(value)
+        return cls(**values)
+
+
+class ServerGuard:
+    """
+    Admits, times and sheds the connections of one server.
+
+    @ivar dropped: connections dropped so far, by reason (see L{REASONS}).
+    """
+
+    _log = Logger()
+    #: Seconds between the summaries of repeated drops for one reason.
+    logPeriod = 10.0
+
+    def __init__(self, limits: Optional[ServerLimits] = None, clock: Optional[IReactorTime] = None) -> None:
+        self.limits = limits or ServerLimits()
+        self.clock = clock
+        self.cap = self.limits.connectionCap()
+        # Live connections in the order they came: a dict keeps it, and
+        # the oldest that has not finished its handshake is found first.
+        self._live: Dict[Any, None] = {}
+        self._handshaking: Dict[Any, IDelayedCall] = {}
+        self._unread: Dict[Any, int] = {}
+        self.unreadTotal = 0
+        self.dropped: Dict[str, int] = {reason: 0 for reason in REASONS}
+        self.accepted = 0
+        self._unlogged: Dict[str, int] = {}
+        self._summary: Optional[IDelayedCall] = None
+        self._sweep: Optional[LoopingCall] = None
+        self._lineWatch: Dict[Any, Tuple[int, float]] = {}
+
+    def _clock(self) -> IReactorTime:
+        if self.clock is None:
+            from twisted.internet import reactor
+
+            self.clock = reactor  # type: ignore[assignment]
+        return self.clock  # type: ignore[return-value]
+
+    # -- Admission and handshake ------------------------------------------------
+
+    def admit(self, conn: Any) -> bool:
+        """
+        A connection was just accepted (its protocol built, not yet
+        connected).  Returns False when it must be refused: the server is
+        full of connections that have all finished their handshake.
+        """
+        self.accepted += 1
+        if len(self._live) >= self.cap:
+            victim = next(iter(self._handshaking), None)
+            if victim is None:
+                self.count(CAPACITY, conn, "the server is at its cap of {cap} connections", cap=self.cap)
+                return False
+            self.drop(victim, CAPACITY, f"evicted: the server is at its cap of {self.cap} connections")
+        self._live[conn] = None
+        if self.limits.handshakeTimeout:
+            self._handshaking[conn] = self._clock().callLater(
+                self.limits.handshakeTimeout, self._handshakeExpired, conn
+            )
+        conn.notifyOnLoss(lambda reason: self._lost(conn))
+        conn.on("remote", lambda remote, conn: self._handshaken(conn))
+        if self.limits.lineTimeout and self._sweep is None:
+            self._sweep = LoopingCall(self._sweepLines)
+            self._sweep.clock = self._clock()
+            self._sweep.start(self.limits.lineTimeout / 4, now=False)
+        return True
+
+    def _handshaken(self, conn: Any) -> None:
+        cancel(self._handshaking.pop(conn, None))
+
+    def _handshakeExpired(self, conn: Any) -> None:
+        self._handshaking.pop(conn, None)
+        self.drop(conn, HANDSHAKE, f"no methods within {self.limits.handshakeTimeout} seconds of connecting")
+
+    def _lost(self, conn: Any) -> None:
+        self._live.pop(conn, None)
+        cancel(self._handshaking.pop(conn, None))
+        self.noteUnread(conn, 0)
+        if not self._live and self._sweep is not None and self._sweep.running:
+            self._sweep.stop()
+            self._sweep = None
+
+    # -- Output budget ------------------------------------------------------------
+
+    def noteUnread(self, conn: Any, size: int) -> None:
+        """
+        C{conn} now holds C{size} bytes of output its peer has not read;
+        past the server's budget, the connections holding the most go.
+        """
+        old = self._unread.pop(conn, 0)
+        if size and conn in self._live:
+            self._unread[conn] = size
+        self.unreadTotal += self._unread.get(conn, 0) - old
+        budget = self.limits.maxBufferedTotal
+        while self.unreadTotal > budget and self._unread:
+            worst = max(self._unread, key=self._unread.__getitem__)
+            held = self._unread.pop(worst)
+            self.unreadTotal -= held
+            self.drop(worst, BUDGET, f"it held the most unread output ({held} bytes) when all peers passed {budget}")
+
+    # -- Slow lines -------------------------------------------------------------
+
+    def _sweepLines(self) -> None:
+        # A connection whose unfinished line was there at the last sweep,
+        # with no line completed since, has been on one line since then.
+        limit = self.limits.lineTimeout
+        now = self._clock().seconds()
+        watch, self._lineWatch = self._lineWatch, {}
+        for conn in list(self._live):
+            if not conn.hasPartialLine():
+                continue
+            seen = watch.get(conn)
+            if seen is None or seen[0] != conn.linesReceived:
+                self._lineWatch[conn] = (conn.linesReceived, now)
+            elif now - seen[1] > limit:
+                self.drop(conn, SLOW_LINE, f"a line unfinished for more than {limit} seconds")
+            else:
+                self._lineWatch[conn] = seen
+
+    # -- Drops ------------------------------------------------------------------
+
+    def drop(self, conn: Any, reason: str, why: str) -> None:
+        """
+        Abort C{conn}, counted (and logged, see L{count}) under C{reason}.
+        """
+        self.count(reason, conn, "{why}", why=why)
+        conn.abort()
+
+    def count(self, reason: str, conn: Any, message: str, **fields: Any) -> None:
+        """
+        Count a drop; the first for a reason in each period is logged with
+        its peer, the rest are summed up once when the period ends.
+        """
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        if reason in self._unlogged:
+            self._unlogged[reason] += 1
+            return
+        self._unlogged[reason] = 0
+        self._log.warn(
+            "Dropping the connection from {peer} ({reason}): " + message,
+            peer=_peerName(conn),
+            reason=reason,
+            **fields,
+        )
+        if self._summary is None:
+            self._summary = self._clock().callLater(self.logPeriod, self._logSummary)
+
+    def _logSummary(self) -> None:
+        self._summary = None
+        counts, self._unlogged = self._unlogged, {}
+        for reason, count in counts.items():
+            if count:
+                self._log.warn(
+                    "Dropped {count} more connections ({reason}) in the last {period} seconds",
+                    count=count,
+                    reason=reason,
+                    period=self.logPeriod,
+                )
+
+    def status(self) -> Dict[str, Any]:
+        """
+        A snapshot for humans and monitoring.
+        """
+        return {
+            "connections": len(self._live),
+            "handshaking": len(self._handshaking),
+            "cap": self.cap,
+            "accepted": self.accepted,
+            "unread": self.unreadTotal,
+            "dropped": dict(self.dropped),
+        }
+
+    def stop(self) -> None:
+        """
+        Cancel every timer (the server is going).
+        """
+        for timer in self._handshaking.values():
+            cancel(timer)
+        self._handshaking.clear()
+        cancel(self._summary)
+        self._summary = None
+        if self._sweep is not None and self._sweep.running:
+            self._sweep.stop()
+        self._sweep = None
+
+
+def _peerName(conn: Any) -> str:
+    try:
+        return str(conn.transport.getPeer())
+    except Exception:
+        return "a peer"
