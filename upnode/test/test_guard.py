@@ -1,0 +1,151 @@
+"""
+The server-wide guard, deterministically: in-memory links, task.Clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from upnode import DnodeProtocol, UpnodeServerFactory
+from upnode._guard import ServerLimits
+from upnode._protocol import WRITE_SLICE
+from upnode.testing import MemoryLink, connectInMemory
+
+
+class Silent(DnodeProtocol):
+    """
+    A peer that connects and never sends its methods.
+    """
+
+    def _start(self) -> None:
+        pass
+
+
+class GuardTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.logged: List[dict] = []
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+
+    def server(self, **limits: Any) -> UpnodeServerFactory:
+        return UpnodeServerFactory(
+            {"echo": lambda v, cb: cb(v), "note": lambda v: None}, ping=0, serverLimits=ServerLimits(**limits), clock=self.clock
+        )
+
+    def link(self, factory: UpnodeServerFactory, silent: bool = False) -> MemoryLink:
+        client = (Silent if silent else DnodeProtocol)(clock=self.clock)
+        link = connectInMemory(factory, client, self.clock)
+        link.flush()
+        return link
+
+    def drops(self) -> List[str]:
+        return [e["reason"] for e in self.logged if e.get("log_format", "").startswith("Dropping")]
+
+    def test_handshakeTimeout(self) -> None:
+        """
+        A peer that never sends methods is dropped after handshakeTimeout;
+        one that does is kept.
+        """
+        factory = self.server(handshakeTimeout=5.0, lineTimeout=0)
+        idle, good = self.link(factory, silent=True), self.link(factory)
+        self.clock.advance(4.9)
+        idle.flush()
+        self.assertTrue(idle.server.connected)
+        self.clock.advance(0.1)
+        idle.flush()
+        good.flush()
+        self.assertFalse(idle.server.connected)
+        self.assertTrue(good.server.connected)
+        self.assertEqual(factory.status()["dropped"]["handshake timeout"], 1)
+        self.assertEqual(factory.status()["connections"], 1)
+
+    def test_capEvictsOldestUnfinishedHandshake(self) -> None:
+        """
+        At the cap, a newcomer evicts the oldest connection that has not
+        sent its methods; when every connection has, the newcomer is refused.
+        """
+        factory = self.server(maxConnections=3, lineTimeout=0)
+        good = self.link(factory)
+        first, second = self.link(factory, silent=True), self.link(factory, silent=True)
+        newcomer = self.link(factory)
+        for each in (good, first, second, newcomer):
+            each.flush()
+        self.assertFalse(first.server.connected)
+        self.assertTrue(second.server.connected)
+        self.assertTrue(newcomer.client.remoteReady)
+        self.assertEqual(factory.status()["dropped"]["connection cap"], 1)
+        # Now fill the cap with finished handshakes: the next one is refused.
+        second.cut()
+        third = self.link(factory)
+        refused = self.link(factory)
+        self.assertTrue(third.client.remoteReady)
+        self.assertFalse(refused.server.connected)
+        self.assertFalse(refused.client.remoteReady)
+        self.assertEqual(factory.status()["connections"], 3)
+        self.assertEqual(factory.status()["dropped"]["connection cap"], 2)
+
+    def test_budgetShedsTheWorst(self) -> None:
+        """
+        Past the server's output budget, the connection holding the most
+        unread output goes, and a reading one beside it keeps working.
+        """
+        factory = self.server(maxBufferedTotal=3 * WRITE_SLICE, lineTimeout=0)
+        small, big, reader = self.link(factory), self.link(factory), self.link(factory)
+        for conn, size in ((small.server, WRITE_SLICE), (big.server, 2 * WRITE_SLICE)):
+            conn.pauseProducing()
+            conn.request("x", ["s" * size])
+        self.assertTrue(small.server.connected and big.server.connected)
+        small.server.request("x", ["s" * WRITE_SLICE])  # over the budget now
+        small.flush()
+        big.flush()
+        self.assertFalse(big.server.connected)
+        self.assertTrue(small.server.connected)
+        self.assertEqual(factory.status()["dropped"]["server output budget"], 1)
+        got: List[Any] = []
+        reader.client.remote.echo("fine", got.append)
+        reader.flush()
+        self.assertEqual(got, ["fine"])
+
+    def test_unfinishedLineDropped(self) -> None:
+        """
+        A line that never ends (one byte now and then) is dropped after
+        lineTimeout; a peer that keeps finishing lines is not.
+        """
+        factory = self.server(lineTimeout=8.0, handshakeTimeout=0)
+        slow, busy = self.link(factory), self.link(factory)
+        busy.server.dataReceived(b'{"meth')
+        for _ in range(8):
+            slow.server.dataReceived(b"[")
+            busy.server.dataReceived(b'od":"note","arguments":[1]}\n{"meth')
+            self.clock.advance(2.0)
+        slow.flush()
+        busy.flush()
+        self.assertFalse(slow.server.connected)
+        self.assertTrue(busy.server.connected)
+        self.assertEqual(factory.status()["dropped"]["unfinished line"], 1)
+
+    def test_dropsLoggedOncePerReasonAndPeriod(self) -> None:
+        """
+        Twenty drops for one reason: one line at once, one summary line at
+        the end of the period; none per event.
+        """
+        factory = self.server(handshakeTimeout=1.0, lineTimeout=0)
+        links = [self.link(factory, silent=True) for _ in range(20)]
+        self.clock.advance(1.0)
+        for each in links:
+            each.flush()
+        self.assertEqual(self.drops(), ["handshake timeout"])
+        self.clock.advance(factory.guard.logPeriod)
+        summaries = [e for e in self.logged if "more connections" in e.get("log_format", "")]
+        self.assertEqual([(e["count"], e["reason"]) for e in summaries], [(19, "handshake timeout")])
+        self.assertEqual(factory.status()["dropped"]["handshake timeout"], 20)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_badOptions(self) -> None:
+        for options in [{"maxConnections": 0}, {"handshakeTimeout": -1}, {"lineTimeout": "5"}]:
+            self.assertRaises(ValueError, ServerLimits.fromOptions, options)
