@@ -76,6 +76,24 @@ def parseArguments(args: Sequence[Any], known: Sequence[str]) -> Arguments:
     return parsed
 
 
+#: The listen backlog of our servers.  Twisted's default (50) overflows
+#: when many clients connect at once (20,000 connect/close cycles saw a
+#: connect p99 of one second: the kernel drops the SYN and the client
+#: retries after 1 s); the kernel caps it at net.core.somaxconn anyway.
+BACKLOG = 1024
+
+
+def withBacklog(description: str) -> str:
+    """
+    A server endpoint description with our backlog, unless it names one
+    (or is of a type that takes none).
+    """
+    kind = description.split(":", 1)[0]
+    if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
+        return f"{description}:backlog={BACKLOG}"
+    return description
+
+
 def _port(value: int) -> int:
     if not 0 <= value <= 65535:
         raise ValueError(f"port {value} out of range")
@@ -108,11 +126,11 @@ def serverEndpoint(reactor: Any, parsed: Arguments) -> Any:
     """
     endpoint = parsed.endpoint or parsed.options.get("endpoint")
     if isinstance(endpoint, str):
-        return serverFromString(reactor, endpoint)
+        return serverFromString(reactor, withBacklog(endpoint))
     if endpoint is not None:
         return endpoint
     if parsed.path is not None:
-        return UNIXServerEndpoint(reactor, parsed.path)
+        return UNIXServerEndpoint(reactor, parsed.path, backlog=BACKLOG)
     if parsed.port is not None:
-        return TCP4ServerEndpoint(reactor, parsed.port, interface=parsed.host or "")
+        return TCP4ServerEndpoint(reactor, parsed.port, backlog=BACKLOG, interface=parsed.host or "")
     raise ValueError("no port, unix path or endpoint given")

@@ -15,6 +15,8 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
+from ._args import withBacklog
+from ._guard import ServerLimits
 from ._limits import Limits
 from ._server import UpnodeServerFactory
 
@@ -48,6 +50,35 @@ class Options(usage.Options):
         ["ping", None, 10.0, "Seconds between pings to each client (0: none).", _seconds],
         ["timeout", None, 5.0, "Seconds a client may take to answer a ping.", _seconds],
         ["max-line-length", None, Limits().maxLineLength, "Longest line a peer may send, in bytes.", _positive],
+        [
+            "max-connections",
+            None,
+            None,
+            "Live connections at most (default: the descriptor limit less 64); past it a newcomer evicts "
+            "the oldest connection still in its handshake.",
+            _positive,
+        ],
+        [
+            "handshake-timeout",
+            None,
+            ServerLimits().handshakeTimeout,
+            "Seconds a new connection has to send its methods (TLS handshake included; 0: no limit).",
+            _seconds,
+        ],
+        [
+            "max-buffered-total",
+            None,
+            ServerLimits().maxBufferedTotal,
+            "Bytes of output all peers together may leave unread; past it the worst is dropped.",
+            _positive,
+        ],
+        [
+            "line-timeout",
+            None,
+            ServerLimits().lineTimeout,
+            "Seconds a line may take to arrive whole (0: no limit).",
+            _seconds,
+        ],
     ]
 
     def __init__(self) -> None:
@@ -131,6 +162,12 @@ def makeService(options: Options) -> MultiService:
         ping=options["ping"],
         timeout=options["timeout"],
         limits=Limits(maxLineLength=options["max-line-length"]),
+        serverLimits=ServerLimits(
+            maxConnections=options["max-connections"],
+            handshakeTimeout=options["handshake-timeout"],
+            maxBufferedTotal=options["max-buffered-total"],
+            lineTimeout=options["line-timeout"],
+        ),
         clock=reactor,
     )
     top = MultiService()
@@ -138,5 +175,6 @@ def makeService(options: Options) -> MultiService:
     # Services stop in reverse order: listeners first, then connections.
     _DropConnections(factory).setServiceParent(top)
     for description in options["ports"]:
-        StreamServerEndpointService(serverFromString(reactor, description), factory).setServiceParent(top)
+        endpoint = serverFromString(reactor, withBacklog(description))
+        StreamServerEndpointService(endpoint, factory).setServiceParent(top)
     return top

@@ -11,6 +11,8 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from upnode import tap
+from upnode._args import withBacklog
+from upnode._guard import ServerLimits
 from upnode.demo import DemoService
 
 
@@ -46,10 +48,18 @@ class OptionsTests(SynchronousTestCase):
             "--ping", "2.5",
             "--timeout", "1",
             "--max-line-length", "4096",
+            "--max-connections", "500",
+            "--handshake-timeout", "3",
+            "--max-buffered-total", "1000000",
+            "--line-timeout", "0",
         )  # fmt: skip
         self.assertEqual(options["ports"], ["tcp:7100:interface=127.0.0.1", "unix:/tmp/upnode-test.sock"])
         self.assertIs(options["cons"], SHARED)
         self.assertEqual((options["ping"], options["timeout"], options["max-line-length"]), (2.5, 1.0, 4096))
+        self.assertEqual(
+            [options[k] for k in ("max-connections", "handshake-timeout", "max-buffered-total", "line-timeout")],
+            [500, 3.0, 1000000, 0.0],
+        )
 
     def test_badValues(self) -> None:
         for argv in [
@@ -73,6 +83,16 @@ class ServiceTests(SynchronousTestCase):
         factory: Any = listeners[0].factory
         self.assertIs(factory, listeners[1].factory)
         self.assertEqual((factory.cons, factory.ping, factory.timeout), (DemoService, 3.0, 5.0))
+        self.assertEqual(factory.guard.limits, ServerLimits())
+
+    def test_backlog(self) -> None:
+        """
+        Our servers listen with a backlog of 1024 unless told otherwise.
+        """
+        self.assertEqual(withBacklog("tcp:7000"), "tcp:7000:backlog=1024")
+        self.assertEqual(withBacklog("ssl:7001:privateKey=k.pem"), "ssl:7001:privateKey=k.pem:backlog=1024")
+        self.assertEqual(withBacklog("tcp:7000:backlog=10"), "tcp:7000:backlog=10")
+        self.assertEqual(withBacklog("systemd:domain=INET:index=0"), "systemd:domain=INET:index=0")
 
     def test_pluginFile(self) -> None:
         """
