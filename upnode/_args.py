@@ -39,9 +39,11 @@ def parseArguments(args: Sequence[Any], known: Sequence[str]) -> Arguments:
     """
     Infer each argument by its type, as dnode's C{parse_args} does: an int or
     a string of digits is the port, a string starting with C{/} a unix path,
-    another string the host, a dict options, an endpoint object the
-    endpoint, a callable the callback.  Unlike dnode, anything else, and an
-    option name not in C{known}, is an error rather than silently ignored.
+    C{host:port} both, a Twisted endpoint description (C{tcp:...},
+    C{tls:...}, C{unix:...}, ...) the endpoint, another string the host, a
+    dict options, an endpoint object the endpoint, a callable the callback.
+    Unlike dnode, anything else, and an option name not in C{known}, is an
+    error rather than silently ignored.
     """
     parsed = Arguments()
     for arg in args:
@@ -50,12 +52,7 @@ def parseArguments(args: Sequence[Any], known: Sequence[str]) -> Arguments:
         if isinstance(arg, int):
             parsed.port = _port(arg)
         elif isinstance(arg, str):
-            if arg.isdigit():
-                parsed.port = _port(int(arg))
-            elif arg.startswith("/"):
-                parsed.path = arg
-            else:
-                parsed.host = arg
+            _parseString(arg, parsed)
         elif isinstance(arg, dict):
             unknown = sorted(set(arg) - set(known))
             if unknown:
@@ -94,6 +91,37 @@ def withBacklog(description: str) -> str:
     return description
 
 
+#: Endpoint description types, as Twisted's endpoint plugins name them.
+DESCRIPTION_TYPES = ("tcp", "tcp6", "ssl", "tls", "unix", "systemd", "onion", "stdio")
+
+
+def _parseString(text: str, parsed: Arguments) -> None:
+    kind, sep, rest = text.partition(":")
+    if text.isdigit():
+        parsed.port = _port(int(text))
+    elif text.startswith("/"):
+        parsed.path = text
+    elif sep and kind in DESCRIPTION_TYPES:
+        parsed.endpoint = text
+    else:
+        host, sep, port = text.rpartition(":")
+        bare6 = ":" in host and not host.startswith("[")  # "::1" is a host, not ":" port 1
+        if sep and port.isdigit() and host and not bare6:
+            parsed.host, parsed.port = host.strip("[]"), _port(int(port))
+        else:
+            parsed.host = text
+
+
+def _fromDescription(parse: Callable[[Any, str], Any], reactor: Any, description: str, example: str) -> Any:
+    try:
+        return parse(reactor, description)
+    except (TypeError, ValueError, KeyError) as e:
+        # Twisted's own message names a function's missing arguments.
+        raise ValueError(
+            f"cannot use the endpoint description {description!r} ({e}); for example {example!r}"
+        ) from None
+
+
 def _port(value: int) -> int:
     if not 0 <= value <= 65535:
         raise ValueError(f"port {value} out of range")
@@ -109,7 +137,9 @@ def clientEndpoint(reactor: Any, parsed: Arguments) -> Any:
     endpoint = parsed.endpoint or parsed.options.get("endpoint")
     if isinstance(endpoint, str):
         # TLS descriptions get our fail-closed certificate check.
-        return clientFromDescription(reactor, endpoint) or clientFromString(reactor, endpoint)
+        return clientFromDescription(reactor, endpoint) or _fromDescription(
+            clientFromString, reactor, endpoint, "tcp:host=localhost:port=7000"
+        )
     if endpoint is not None:
         return endpoint
     if parsed.path is not None:
@@ -126,7 +156,7 @@ def serverEndpoint(reactor: Any, parsed: Arguments) -> Any:
     """
     endpoint = parsed.endpoint or parsed.options.get("endpoint")
     if isinstance(endpoint, str):
-        return serverFromString(reactor, withBacklog(endpoint))
+        return _fromDescription(serverFromString, reactor, withBacklog(endpoint), "tcp:7000:interface=127.0.0.1")
     if endpoint is not None:
         return endpoint
     if parsed.path is not None:

@@ -26,26 +26,23 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 
 from . import dnode
+from ._args import parseArguments
 from ._reactor import cancel
 from ._scrub import scrub
 
 EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, EXIT_CONNECT, EXIT_NO_METHOD = 0, 1, 2, 3, 4
-_DESCRIPTIONS = ("tcp:", "tcp6:", "tls:", "ssl:", "unix:")
 
 
 def endpointArguments(target: str) -> List[Any]:
     """
     dnode-style arguments for a command-line target: C{7000},
-    C{host:7000}, a unix path, or an endpoint description.
+    C{host:7000}, a unix path, or an endpoint description; the same forms
+    C{upnode.connect()} takes, parsed by the same code.
     """
-    if target.startswith(_DESCRIPTIONS):
-        return [{"endpoint": target}]
-    if target.startswith("/") or target.isdigit():
-        return [target]
-    host, sep, port = target.rpartition(":")
-    if sep and port.isdigit():
-        return [host.strip("[]"), int(port)]
-    raise ValueError(f"{target!r} is not a port, host:port, unix path or endpoint description")
+    parsed = parseArguments([target], ())
+    if parsed.endpoint is None and parsed.port is None and parsed.path is None:
+        raise ValueError(f"{target!r} is not a port, host:port, unix path or endpoint description")
+    return [target]
 
 
 def parseArgument(text: str) -> Any:
