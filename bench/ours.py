@@ -115,7 +115,7 @@ def detect(port: int, ping: float, timeout: float) -> None:
     Report when the link to the server goes down (the driver kills or
     stops the server after "up").
     """
-    up = upnode.connect(port, "127.0.0.1", {"ping": ping, "timeout": timeout, "reconnect": 3600})
+    up = upnode.connect(port, "127.0.0.1", {"ping": ping, "timeout": timeout, "reconnect": 3600.0})
     up.on("up", lambda remote: report(event="up"))
 
     def down() -> None:
@@ -132,7 +132,7 @@ def queueMemory(total: int) -> None:
     callback (the queue's own cost) and a fresh closure each (what code
     written like Node's examples costs).
     """
-    up = upnode.connect(1, "127.0.0.1", {"ping": 0, "reconnect": 3600})
+    up = upnode.connect(1, "127.0.0.1", {"ping": 0, "reconnect": 3600.0})
 
     def shared(remote: Any, conn: Any) -> None:
         remote.echo(PAYLOAD, lambda value: None)

@@ -7,7 +7,7 @@ and hands the remote to transactions queued with C{up()}.
 from __future__ import annotations
 
 import random as _random
-from typing import Any, Callable, Dict, Optional, Set
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from twisted.internet import error as netError
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
@@ -16,12 +16,13 @@ from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._arity import callLikeJavaScript
 from ._backoff import backoffPolicy
 from ._calls import Call
 from ._events import EventEmitter
 from ._expose import Cons, withPing
 from ._heartbeat import Heartbeat, dropSilentPeer
-from ._limits import Limits
+from ._limits import Limits, seconds
 from ._protocol import DnodeProtocol
 from ._queue import TransactionQueue
 from ._reactor import cancel, resolve
@@ -98,15 +99,17 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         random: Optional[_random.Random] = None,
     ) -> None:
         EventEmitter.__init__(self)
-        for name, value in (
-            ("ping", ping),
-            ("timeout", timeout),
-            ("reconnect", reconnect),
-            ("maxDelay", maxDelay),
-            ("handshakeTimeout", handshakeTimeout),
-        ):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+        ping, timeout, reconnect, handshakeTimeout = (
+            seconds(name, value)
+            for name, value in (
+                ("ping", ping),
+                ("timeout", timeout),
+                ("reconnect", reconnect),
+                ("handshakeTimeout", handshakeTimeout),
+            )
+        )
+        if isinstance(maxDelay, bool) or not isinstance(maxDelay, (int, float)) or not maxDelay >= 0:
+            raise ValueError(f"maxDelay must be a number of seconds >= 0, not {maxDelay!r}")
         if not 0 <= jitter < 1:
             raise ValueError(f"jitter must be in [0, 1), not {jitter!r}")
         if backoff < 1:
@@ -170,20 +173,17 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
                 raise TypeError("up() takes at most a timeout and a callback")
             if args:
                 timeout = args[0]
-            if timeout is not None and (
-                isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
-            ):
-                raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+            if timeout is not None:
+                timeout = seconds("timeout", timeout)
         if self.closed:
             if callback is not None:
-                callback()
+                self._runCallback(callback, ())
                 return None
             return fail(Closed("this upnode client is closed"))
         if self.remote is not None and not self._flushing and not self._queue.waiting:
-            # The link is up and nobody is ahead: no queueing at all.  A
-            # Node-style callback that raises raises to its caller, as in Node.
+            # The link is up and nobody is ahead: no queueing at all.
             if callback is not None:
-                callback(self.remote, self.conn)
+                self._runCallback(callback, (self.remote, self.conn))
                 return None
             return succeed(self.remote)
         result: Optional[Deferred[Any]] = None
@@ -201,19 +201,31 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         if isinstance(waiter, Deferred):
             waiter.callback(self.remote)
             return
-        try:
-            waiter(self.remote, self.conn)
-        except Exception:
-            self.emit("error", Failure())
+        self._runCallback(waiter, (self.remote, self.conn))
 
     def _endTransaction(self, waiter: Any, error: Exception) -> None:
         if isinstance(waiter, Deferred):
             waiter.errback(Failure(error))
             return
+        self._runCallback(waiter, ())
+
+    def _runCallback(self, callback: Callable[..., Any], arguments: Tuple[Any, ...]) -> None:
+        """
+        Run a Node-style C{up(cb)} callback, one rule whether it runs at
+        once or from the queue: C{cb(remote, conn)}, or C{cb(remote)} for a
+        callback that takes one argument (as Node would call it); if it
+        raises, the exception never reaches the caller (a queued callback
+        has none), it is an C{error} event, or, with nobody listening, a
+        logged failure.
+        """
         try:
-            waiter()
+            callLikeJavaScript(callback, arguments)
         except Exception:
-            self.emit("error", Failure())
+            failure = Failure()
+            if self.listeners("error"):
+                self.emit("error", failure)
+            else:
+                self._log.failure("An up() callback raised", failure)
 
     def _flush(self) -> None:
         # Transactions fire while the link they were flushed for is up and
@@ -249,6 +261,8 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         reply is read as Node's C{(err, result)}: a non-null C{err} fails
         the call with L{RemoteError}.
         """
+        if timeout is not None:
+            timeout = seconds("timeout", timeout)
         call = Call(self, name, args, timeout, retry, errorFirst)
         call.start()
         return call.result

@@ -11,6 +11,28 @@ import attr
 #: Node's integers are IEEE doubles: ids beyond this cannot round-trip.
 MAX_SAFE_INTEGER = 2**53 - 1
 
+#: An integer number of seconds this large or larger is surely Node's
+#: milliseconds (upnode's Node options and up(t, cb) are in ms).
+SURELY_MILLISECONDS = 1000
+
+
+def seconds(name: str, value: Any) -> float:
+    """
+    C{value} checked as a number of seconds >= 0, for option C{name}.
+
+    @raise ValueError: it is not one, or it is an integer of 1000 or more,
+        which is surely milliseconds (a float such as C{1000.0} is taken
+        as meant).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+    if type(value) is int and value >= SURELY_MILLISECONDS:
+        raise ValueError(
+            f"{name}={value} looks like milliseconds, Node's unit; upnode for Twisted takes seconds: "
+            f"{name}={value / 1000:g} (or {name}={value}.0 if you do mean {value} seconds)"
+        )
+    return float(value)
+
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class Limits:

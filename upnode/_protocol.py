@@ -18,6 +18,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._arity import positionalLimit
 from ._events import EventEmitter
 from ._expose import Cons, construct, exposedMembers
 from ._guard import HOSTILE, UNREAD, ServerGuard
@@ -444,6 +445,11 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         else:
             raise RejectedMessage(f"method must be a string or an integer, not {method!r:.40}")
         arguments = unscrub(message, self._proxyFor, self.limits)
+        # Arguments beyond what the function takes are left off, as
+        # JavaScript does (see _arity); inline, as this is every call's path.
+        limit = positionalLimit(target)
+        if 0 <= limit < len(arguments):
+            arguments = arguments[:limit]
         try:
             result = target(*arguments)
         except Exception:

@@ -12,7 +12,7 @@ from twisted.internet.interfaces import IReactorTime
 from ._expose import Cons, withPing
 from ._guard import ServerGuard, ServerLimits
 from ._heartbeat import Heartbeat, dropSilentPeer
-from ._limits import Limits
+from ._limits import Limits, seconds
 from ._protocol import DnodeProtocol
 from ._reactor import resolve
 from .dnode import DnodeFactory
@@ -42,8 +42,8 @@ class UpnodeServerFactory(DnodeFactory):
         clock: Optional[IReactorTime] = None,
     ) -> None:
         DnodeFactory.__init__(self, cons, limits, clock, withPing, ServerGuard(serverLimits, clock))
-        self.ping = ping
-        self.timeout = timeout
+        self.ping = seconds("ping", ping)
+        self.timeout = seconds("timeout", timeout)
 
     def buildProtocol(self, addr: Any) -> DnodeProtocol:
         conn = DnodeFactory.buildProtocol(self, addr)

@@ -53,3 +53,58 @@ class StringArgumentTests(SynchronousTestCase):
         for target in ("7000", "localhost:7000", "tcp:127.0.0.1:7000", "/tmp/up.sock"):
             self.assertEqual(endpointArguments(target), [target])
         self.assertRaises(ValueError, endpointArguments, "nowhere")
+
+
+class NodeHabitTests(SynchronousTestCase):
+    """
+    Node code ported as it is: milliseconds caught, one-argument callbacks
+    and extra arguments handled as JavaScript would.
+    """
+
+    def test_millisecondsCaught(self) -> None:
+        from twisted.internet.task import Clock
+
+        import upnode
+        from upnode.testing import FakeEndpoint
+
+        clock = Clock()
+        for options in ({"ping": 10000}, {"timeout": 5000}, {"reconnect": 1000}, {"handshakeTimeout": 30000}):
+            with self.assertRaises(ValueError) as caught:
+                upnode.upnode(reactor=clock).connect(FakeEndpoint(clock), options)
+            name, value = next(iter(options.items()))
+            self.assertIn(f"{name}={value} looks like milliseconds", str(caught.exception))
+            self.assertIn(f"{name}={value / 1000:g}", str(caught.exception))
+        up = upnode.upnode(reactor=clock).connect(FakeEndpoint(clock), {"ping": 0, "reconnect": 1000.0})
+        self.assertEqual(up.initialDelay, 1000.0)  # a float is taken as meant
+        self.assertRaises(ValueError, up, 1000, lambda remote: None)
+        self.assertRaises(ValueError, up.call, "x", timeout=2000)
+        self.assertRaises(ValueError, upnode.UpnodeServerFactory, {}, ping=10000)
+        up.close()
+
+    def test_positionalLimit(self) -> None:
+        from functools import partial
+
+        from upnode._arity import ANY, positionalLimit
+
+        class Thing:
+            def method(self, a: int, b: int = 2) -> None:
+                pass
+
+            def __call__(self, a: int) -> None:
+                pass
+
+        def star(*args: int) -> None:
+            pass
+
+        cases = [
+            (lambda: None, 0),
+            (lambda remote: None, 1),
+            (lambda remote, conn=None: None, 2),
+            (Thing().method, 2),
+            (Thing(), 1),
+            (star, ANY),
+            (partial(lambda a, b: None, 1), 1),
+            (print, ANY),
+        ]
+        for function, limit in cases:
+            self.assertEqual(positionalLimit(function), limit, function)

@@ -326,7 +326,7 @@ class TransactionTests(ClientTestCase):
         Transactions that time out while the link stays down leave nothing
         behind: the queue's storage stays bounded.
         """
-        up = self.connect(reconnect=3600)
+        up = self.connect(reconnect=3600.0)  # an hour: a float, as an integer this large is taken for ms
         for _ in range(10_000):
             up(timeout=1.0).addErrback(lambda f: None)
             self.clock.advance(1.0)
