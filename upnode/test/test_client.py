@@ -563,3 +563,64 @@ def _failure(error: Exception) -> Any:
     return Failure(error)
 
 
+
+
+class NodeStyleCallbackTests(ClientTestCase):
+    def test_oneParameterCallback(self) -> None:
+        """
+        up(lambda remote: ...) works queued and with the link up, as in
+        Node, where extra arguments are ignored.
+        """
+        up = self.connect()
+        got: List[Any] = []
+        up(lambda remote: got.append(("queued", remote)))
+        self.accept()
+        up(lambda remote: got.append(("now", remote)))
+        self.assertEqual([tag for tag, _ in got], ["queued", "now"])
+        self.assertTrue(all(remote is up.remote for _, remote in got))
+
+    def test_raisingCallbackOneRule(self) -> None:
+        """
+        A callback that raises never raises into up()'s caller, whether it
+        ran at once or from the queue: it is an error event.
+        """
+        up = self.connect()
+
+        def boom(remote: Any) -> None:
+            raise RuntimeError("boom")
+
+        up(boom)
+        self.accept()
+        up(boom)  # link up: runs at once, and still does not raise
+        errors = [e for e in self.events.events if e[0] == "error"]
+        self.assertEqual([e[1].getErrorMessage() for e in errors], ["boom", "boom"])
+
+    def test_raisingCallbackWithNobodyListeningIsLogged(self) -> None:
+        from twisted.logger import LogLevel, globalLogPublisher
+
+        logged: List[dict] = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        up = upnode.upnode(reactor=self.clock).connect(self.endpoint, {"ping": 0})
+        self.addCleanup(self.assertNoTimersAfterClose, up)
+        self.accept()
+        up(lambda remote: 1 / 0)
+        failures = [e for e in logged if "log_failure" in e and e["log_level"] == LogLevel.critical]
+        self.assertEqual(len(failures), 1)
+        self.assertTrue(failures[0]["log_failure"].check(ZeroDivisionError))
+        self.flushLoggedErrors(ZeroDivisionError)
+
+    def test_peerCallsWithExtraArguments(self) -> None:
+        """
+        A callback the peer calls with more arguments than it takes gets
+        the ones it takes.
+        """
+        self.server = UpnodeServerFactory(
+            {"twice": lambda cb: cb("a", "extra", "more")}, ping=0, clock=self.clock
+        )
+        up = self.connect()
+        link = self.accept()
+        got: List[Any] = []
+        up.remote.twice(lambda first: got.append(first))
+        link.flush()
+        self.assertEqual(got, ["a"])
