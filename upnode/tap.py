@@ -21,7 +21,8 @@ from ._limits import Limits
 from ._server import UpnodeServerFactory
 
 DEFAULT_SERVICE = "upnode.demo.DemoService"
-DEFAULT_PORT = "tcp:7000"
+#: Loopback only: the demo answers auth moo/hax, which no open port should.
+DEFAULT_PORT = "tcp:7000:interface=127.0.0.1"
 
 
 def _seconds(value: str) -> float:
@@ -43,7 +44,7 @@ class Options(usage.Options):
     longdesc = (
         "Serve a cons (a dict, an object, or a callable(remote, conn)) over "
         "upnode. With no options it serves a demo service (time, echo, auth) "
-        "on tcp port 7000."
+        "on tcp port 7000 of the loopback interface."
     )
     optParameters = [
         ["service", "s", DEFAULT_SERVICE, "Dotted name of the cons to serve."],
@@ -88,7 +89,9 @@ class Options(usage.Options):
     def opt_port(self, description: str) -> None:
         """
         An endpoint description to listen on, e.g. tcp:7000, unix:/tmp/up.sock,
-        ssl:7001:privateKey=key.pem:certKey=cert.pem (repeatable; default tcp:7000).
+        ssl:7001:privateKey=key.pem:certKey=cert.pem (repeatable; default
+        tcp:7000:interface=127.0.0.1, loopback only; tcp:7000 listens on all
+        interfaces).
         """
         try:
             from twisted.internet import reactor

@@ -31,7 +31,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(
             {k: options[k] for k in ("ports", "service", "ping", "timeout", "max-line-length", "cons")},
             {
-                "ports": ["tcp:7000"],
+                "ports": ["tcp:7000:interface=127.0.0.1"],
                 "service": "upnode.demo.DemoService",
                 "ping": 10.0,
                 "timeout": 5.0,
