@@ -215,17 +215,13 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         once or from the queue: C{cb(remote, conn)}, or C{cb(remote)} for a
         callback that takes one argument (as Node would call it); if it
         raises, the exception never reaches the caller (a queued callback
-        has none), it is an C{error} event, or, with nobody listening, a
-        logged failure.
+        has none): it is an C{error} event (with nobody listening, a logged
+        critical failure).
         """
         try:
             callLikeJavaScript(callback, arguments)
         except Exception:
-            failure = Failure()
-            if self.listeners("error"):
-                self.emit("error", failure)
-            else:
-                self._log.failure("An up() callback raised", failure)
+            self.emit("error", Failure())  # with nobody listening, a logged failure
 
     def _flush(self) -> None:
         # Transactions fire while the link they were flushed for is up and

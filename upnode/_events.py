@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, Tuple
 
 from pyee import EventEmitter as _PyeeEmitter
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 
 class EventEmitter(_PyeeEmitter):
@@ -15,7 +16,8 @@ class EventEmitter(_PyeeEmitter):
     pyee's emitter (C{on}, C{once}, C{remove_listener}, C{emit}) with two
     changes: a handler that raises is logged instead of unwinding into the
     code that emitted (which is usually in the middle of a state change), and
-    an C{error} nobody listens for is logged instead of raised.
+    an C{error} nobody listens for is logged (as a critical failure) instead
+    of raised.
     """
 
     _log = Logger()
@@ -27,8 +29,14 @@ class EventEmitter(_PyeeEmitter):
             self._log.failure("An event handler {handler!r} raised", handler=f)
 
     def _emit_handle_potential_error(self, event: str, error: Any) -> None:
+        # An error nobody listens for is unexpected: a critical failure, as
+        # Twisted logs those, which it prints to stderr even before any log
+        # observer has started (a plain script shows it).
         if event == "error":
-            self._log.error("Unhandled upnode error: {error}", error=error)
+            if isinstance(error, Failure):
+                self._log.failure("Unhandled upnode error (nobody listens for 'error')", error)
+            else:
+                self._log.critical("Unhandled upnode error (nobody listens for 'error'): {error}", error=error)
 
     def off(self, event: str, handler: Callable[..., Any]) -> None:
         """

@@ -17,7 +17,7 @@ from ._guard import ServerLimits
 from ._limits import Limits
 from ._reactor import resolve
 from ._server import UpnodeServerFactory
-from .dnode import LIMIT_OPTIONS, SERVER_LIMIT_OPTIONS
+from .dnode import LIMIT_OPTIONS, SERVER_LIMIT_OPTIONS, listenFailed
 
 _ENDPOINT_OPTIONS = ("port", "host", "path", "endpoint")
 _CLIENT_TIMING = (
@@ -119,7 +119,7 @@ class Upnode:
                 parsed.callback()
             return port
 
-        return d.addCallback(listening)
+        return d.addCallbacks(listening, listenFailed, errbackArgs=(parsed,))
 
     @property
     def connections(self) -> List[Any]:

@@ -13,6 +13,8 @@ from typing import Any, Callable, Dict, Optional, Set
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ._args import clientEndpoint, parseArguments, serverEndpoint
 from ._expose import Cons
@@ -37,6 +39,8 @@ _OPTIONS = ("port", "host", "path", "endpoint") + LIMIT_OPTIONS
 _SERVER_OPTIONS = _OPTIONS + SERVER_LIMIT_OPTIONS
 
 __all__ = ["DnodeProtocol", "DnodeFactory", "listen", "connect"]
+
+_log = Logger()
 
 
 class DnodeFactory(Factory):
@@ -109,7 +113,23 @@ def listen(cons: Cons, *args: Any, reactor: Any = None) -> Deferred[Any]:
             return port
 
         d.addCallback(listening)
-    return d
+    return d.addErrback(listenFailed, parsed)
+
+
+def listenFailed(failure: Failure, parsed: Any) -> Failure:
+    """
+    Say that a listen failed now, as a critical failure (which a plain
+    script with no log observer shows at once), not when the unhandled
+    Deferred is collected, maybe at exit; the failure goes on to the
+    caller's errbacks.
+    """
+    endpoint = parsed.endpoint or parsed.options.get("endpoint")
+    if endpoint is not None:
+        where = str(endpoint)
+    else:
+        where = parsed.path or f"port {parsed.port}" + (f" on {parsed.host}" if parsed.host else "")
+    _log.failure("upnode could not listen ({where})", failure, where=where)
+    return failure
 
 
 def connect(*args: Any, cons: Cons = None, reactor: Any = None) -> Deferred[DnodeProtocol]:
