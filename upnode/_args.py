@@ -18,7 +18,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
 
-from .tls import clientFromDescription
+from .tls import checkServerDescription, clientFromDescription
 
 
 @attr.s(auto_attribs=True)
@@ -122,6 +122,15 @@ def _fromDescription(parse: Callable[[Any, str], Any], reactor: Any, description
         ) from None
 
 
+def serverFromDescription(reactor: Any, description: str) -> Any:
+    """
+    The server endpoint of a description, with our backlog; an C{ssl:}
+    one's key and certificate checked now (see L{checkServerDescription}).
+    """
+    checkServerDescription(description)
+    return _fromDescription(serverFromString, reactor, withBacklog(description), "tcp:7000:interface=127.0.0.1")
+
+
 def _port(value: int) -> int:
     if not 0 <= value <= 65535:
         raise ValueError(f"port {value} out of range")
@@ -156,7 +165,7 @@ def serverEndpoint(reactor: Any, parsed: Arguments) -> Any:
     """
     endpoint = parsed.endpoint or parsed.options.get("endpoint")
     if isinstance(endpoint, str):
-        return _fromDescription(serverFromString, reactor, withBacklog(endpoint), "tcp:7000:interface=127.0.0.1")
+        return serverFromDescription(reactor, endpoint)
     if endpoint is not None:
         return endpoint
     if parsed.path is not None:

@@ -370,6 +370,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
     def buildProtocol(self, addr: Any) -> DnodeProtocol:
         conn = self.protocol(self.cons, self.limits, self._clock(), withPing)
         conn.factory = self
+        conn.isClient = True
         self._link = conn
         self._setState("handshaking")
         conn.on("remote", self._remoteArrived)

@@ -29,6 +29,7 @@ from ._remote import Remote, RemoteCallback, replaceMembers
 from ._scrub import encodeRequest, unscrub
 from ._tuning import tune
 from .errors import DeadRemoteError, ProtocolError, RejectedMessage
+from .tls import verifyServerIdentity
 
 #: Culls go out in batches of this many ids, or after this many seconds.
 CULL_BATCH = 64
@@ -74,6 +75,13 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     guard: Optional[ServerGuard] = None
     #: Set when the guard refused the connection: it is dropped on arrival.
     refused = False
+    #: Whether we connected (set by the client factories): over TLS, a
+    #: client checks the server's certificate for the host itself, whatever
+    #: the TLS options were (see L{upnode.tls.verifyServerIdentity}).
+    isClient = False
+    #: A client that talks to a server whose certificate it deliberately
+    #: does not check sets this False (on a subclass, or in its cons).
+    verifyServerIdentity = True
     _log = Logger()
 
     def __init__(
@@ -157,6 +165,17 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._start()
 
     def handshakeCompleted(self) -> None:
+        if self.isClient and self.verifyServerIdentity:
+            problem = verifyServerIdentity(self.transport)
+            if problem is not None:
+                self._log.error(
+                    "The TLS certificate of {peer} is not valid for it: {problem}; closing before any dnode byte",
+                    peer=self._peerName(),
+                    problem=problem,
+                )
+                self.emit("fail", ProtocolError(f"the server's TLS certificate is not valid for it: {problem}"))
+                self.abort()
+                return
         self._start()
 
     def _start(self) -> None:

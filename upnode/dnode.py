@@ -53,6 +53,8 @@ class DnodeFactory(Factory):
     """
 
     protocol = DnodeProtocol
+    #: Whether its connections are ones we made (see L{DnodeProtocol.isClient}).
+    isClient = False
 
     def __init__(
         self,
@@ -72,6 +74,7 @@ class DnodeFactory(Factory):
     def buildProtocol(self, addr: Any) -> DnodeProtocol:
         conn = self.protocol(self.cons, self.limits, self.clock, self.expose)
         conn.factory = self
+        conn.isClient = self.isClient
         if self.guard is not None:
             conn.guard = self.guard
             if not self.guard.admit(conn):
@@ -141,6 +144,7 @@ def connect(*args: Any, cons: Cons = None, reactor: Any = None) -> Deferred[Dnod
     reactor = resolve(reactor)
     parsed = parseArguments(args, _OPTIONS)
     factory = DnodeFactory(cons, Limits.fromOptions(parsed.options), reactor)
+    factory.isClient = True
     ready: Deferred[DnodeProtocol] = Deferred()
 
     def connected(conn: DnodeProtocol) -> None:

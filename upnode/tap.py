@@ -10,12 +10,11 @@ from typing import Any, List
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
-from ._args import withBacklog
+from ._args import serverFromDescription
 from ._guard import ServerLimits
 from ._limits import Limits
 from ._server import UpnodeServerFactory
@@ -96,7 +95,7 @@ class Options(usage.Options):
         try:
             from twisted.internet import reactor
 
-            serverFromString(reactor, description)
+            serverFromDescription(reactor, description)
         except Exception as e:
             raise usage.UsageError(f"bad --port {description!r}: {e}") from None
         self["ports"].append(description)
@@ -178,6 +177,6 @@ def makeService(options: Options) -> MultiService:
     # Services stop in reverse order: listeners first, then connections.
     _DropConnections(factory).setServiceParent(top)
     for description in options["ports"]:
-        endpoint = serverFromString(reactor, withBacklog(description))
+        endpoint = serverFromDescription(reactor, description)
         StreamServerEndpointService(endpoint, factory).setServiceParent(top)
     return top

@@ -18,9 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from OpenSSL.SSL import VERIFY_FAIL_IF_NO_PEER_CERT, VERIFY_PEER, Connection
+from OpenSSL.SSL import TLS_METHOD, VERIFY_FAIL_IF_NO_PEER_CERT, VERIFY_PEER, Connection, Context
+from OpenSSL.SSL import Error as SSLError
 from service_identity.hazmat import DNS_ID, IPAddress_ID, ServiceID, verify_service_identity
-from service_identity.pyopenssl import extract_patterns
+from service_identity.pyopenssl import extract_patterns, verify_hostname, verify_ip_address
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
@@ -34,7 +35,14 @@ from twisted.internet.ssl import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-__all__ = ["FailClosedClientTLS", "clientEndpoint", "loadTrustRoot", "parseDescription"]
+__all__ = [
+    "FailClosedClientTLS",
+    "checkServerDescription",
+    "clientEndpoint",
+    "loadTrustRoot",
+    "parseDescription",
+    "verifyServerIdentity",
+]
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -175,3 +183,59 @@ def clientFromDescription(reactor: Any, description: str) -> Optional[Any]:
     return clientEndpoint(reactor, host, int(port), trustRoots, certificate, privateKey, timeout)
 
 
+
+
+def verifyServerIdentity(transport: Any) -> Optional[Exception]:
+    """
+    Check, after a client's TLS handshake, that the server's certificate
+    is valid for the host we connected to, whatever TLS options made the
+    connection (a stock Twisted endpoint lets some through with only a
+    logged traceback).  The host is the name we sent in SNI, or else the
+    address we connected to.  Returns the reason it is not, or None.
+    """
+    try:
+        connection = transport.getHandle()
+        name = connection.get_servername()
+        if name:
+            verify_hostname(connection, name.decode("ascii"))
+        else:
+            verify_ip_address(connection, transport.getPeer().host)
+    except Exception as e:
+        # Whatever went wrong (wrong name, no subjectAltName, no
+        # certificate, one it cannot read), the answer is no.
+        return e
+    return None
+
+
+def checkServerDescription(description: str) -> None:
+    """
+    Load the key and certificate of an C{ssl:} server description into an
+    OpenSSL context now, so that one it refuses (a key smaller than its
+    security level allows, a key that does not match) is one clear error
+    when listening, not a traceback on every connection.
+
+    @raise ValueError: OpenSSL refuses them.
+    """
+    parsed = parseDescription(description)
+    if parsed is None or description.split(":", 1)[0] != "ssl":
+        return
+    _, kwargs = parsed
+    key = kwargs.get("privateKey")
+    cert = kwargs.get("certKey", key)
+    if key is None or cert is None:
+        return  # Twisted's own parser says what is missing
+    context = Context(TLS_METHOD)
+    try:
+        context.use_certificate_chain_file(cert)
+        context.use_privatekey_file(key)
+        context.check_privatekey()
+    except SSLError as e:
+        reasons = "; ".join(str(part[2]) for part in e.args[0]) if e.args and e.args[0] else str(e)
+        hint = ""
+        if "too small" in reasons:
+            hint = (
+                " This OpenSSL refuses keys below its security level (RSA under 2048 bits among them,"
+                " such as the 1024-bit key of Node's upnode example); make a new key, for example"
+                " `openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem`."
+            )
+        raise ValueError(f"the TLS key {key} and certificate {cert} cannot be used: {reasons}.{hint}") from None

@@ -91,6 +91,23 @@ def makeCertificates(folder: Path) -> Dict[str, Path]:
     return paths
 
 
+def makeSmallRSA(folder: Path) -> Dict[str, Path]:
+    """
+    A self-signed certificate for localhost with a 1024-bit RSA key, as in
+    Node's upnode TLS example: C{small.key} and C{small.pem}.
+    """
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    year = datetime.timedelta(days=365)
+    cert = _certificate("localhost", key, _name("localhost"), key, LOCALHOST, NOW - year, NOW + year)  # type: ignore[arg-type]
+    paths = {"small.key": folder / "small.key", "small": folder / "small.pem"}
+    paths["small.key"].write_bytes(_pem(key))  # type: ignore[arg-type]
+    paths["small"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return paths
+
+
 if __name__ == "__main__":
     import sys
 

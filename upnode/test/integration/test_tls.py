@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 
 from OpenSSL.SSL import Error as SSLError
 from service_identity import CertificateError, VerificationError
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 import upnode
 
@@ -99,6 +99,61 @@ class TLSTests(TestCase):
         releases as a certificate error.)
         """
         await self.assertFailsClosed("nosan", CertificateError, VerificationError)
+
+    async def test_stockEndpointFailsClosedToo(self) -> None:
+        """
+        A user's own stock Twisted TLS endpoint object, which lets a
+        certificate with no subjectAltName through (with a logged
+        traceback): our client still ends the link before it writes a
+        dnode byte, and says why.
+        """
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import clientFromString
+
+        port = await self.tlsServer("nosan")
+        # (Twisted's trustRoots is a folder of PEM files.)
+        endpoint = clientFromString(reactor, f"tls:localhost:{port}:trustRoots={self.certs['ca'].parent}")
+
+        def cons(remote: Any, conn: Any) -> Dict[str, Any]:
+            self.clientsMade.append(conn)
+            return {}
+
+        up = upnode.upnode(cons).connect(endpoint, {"reconnect": 0.05, "jitter": 0, "ping": 0})
+        self.addCleanup(up.close)
+        failures: List[Any] = []
+        up.on("error", failures.append)
+        await until(lambda: len(failures) >= 2)
+        self.assertIn("TLS certificate is not valid", failures[0].getErrorMessage())
+        self.assertIsNone(up.remote)
+        self.assertEqual(self.clientsMade, [])
+        self.flushLoggedErrors()
+
+    async def test_smallKeyOneClearError(self) -> None:
+        """
+        A server key this OpenSSL refuses (Node's example uses RSA 1024) is
+        one clear error when listening, not tracebacks per connection.
+        """
+        from OpenSSL.SSL import TLS_METHOD, Context
+
+        from ..certs import makeSmallRSA
+
+        small = makeSmallRSA(Path(self.mktemp()))
+        try:
+            context = Context(TLS_METHOD)
+            context.use_certificate_chain_file(str(small["small"]))
+            context.use_privatekey_file(str(small["small.key"]))
+        except SSLError:
+            pass
+        else:
+            raise SkipTest("this OpenSSL accepts 1024-bit RSA keys: there is no error to show")
+        server = upnode.upnode({})
+        with self.assertRaises(ValueError) as caught:
+            await server.listen(
+                {"endpoint": f"ssl:0:interface=127.0.0.1:privateKey={small['small.key']}:certKey={small['small']}"}
+            )
+        message = str(caught.exception)
+        self.assertIn("too small", message)
+        self.assertIn("openssl req -x509 -newkey rsa:2048", message)
 
     async def test_expired(self) -> None:
         await self.assertFailsClosed("expired", SSLError)
