@@ -15,18 +15,23 @@ does not become a flood of log lines.
 from __future__ import annotations
 
 import resource
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Set, Tuple
 
 import attr
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from ._memory import releaseFreedMemory
 from ._reactor import cancel
 
 #: Descriptors kept back from the connection cap, for listening sockets,
 #: log files, and the process's own use.
 DESCRIPTOR_RESERVE = 64
+
+#: A connection holding this much output or more for its peer is large:
+#: when it goes, freed memory is handed back to the system.
+LARGE = 1024 * 1024
 
 #: Why connections are dropped: the keys of C{status()["dropped"]}.
 HOSTILE = "hostile input"
@@ -129,6 +134,10 @@ class ServerGuard:
         self._summary: Optional[IDelayedCall] = None
         self._sweep: Optional[LoopingCall] = None
         self._lineWatch: Dict[Any, Tuple[int, float]] = {}
+        # Connections that held LARGE bytes or more: when one goes, freed
+        # memory is handed back to the system (see _memory).
+        self._large: Set[Any] = set()
+        self._release: Optional[IDelayedCall] = None
 
     def _clock(self) -> IReactorTime:
         if self.clock is None:
@@ -176,6 +185,9 @@ class ServerGuard:
         self._live.pop(conn, None)
         cancel(self._handshaking.pop(conn, None))
         self.noteUnread(conn, 0)
+        if conn in self._large:
+            self._large.discard(conn)
+            self._releaseSoon()
         if not self._live and self._sweep is not None and self._sweep.running:
             self._sweep.stop()
             self._sweep = None
@@ -190,6 +202,8 @@ class ServerGuard:
         old = self._unread.pop(conn, 0)
         if size and conn in self._live:
             self._unread[conn] = size
+            if size >= LARGE:
+                self._large.add(conn)
         self.unreadTotal += self._unread.get(conn, 0) - old
         budget = self.limits.maxBufferedTotal
         while self.unreadTotal > budget and self._unread:
@@ -197,6 +211,15 @@ class ServerGuard:
             held = self._unread.pop(worst)
             self.unreadTotal -= held
             self.drop(worst, BUDGET, f"it held the most unread output ({held} bytes) when all peers passed {budget}")
+
+    def _releaseSoon(self) -> None:
+        # At most once a second, however many go at once.
+        if self._release is None:
+            self._release = self._clock().callLater(1.0, self._releaseNow)
+
+    def _releaseNow(self) -> None:
+        self._release = None
+        releaseFreedMemory()
 
     # -- Slow lines -------------------------------------------------------------
 
@@ -278,7 +301,8 @@ class ServerGuard:
             cancel(timer)
         self._handshaking.clear()
         cancel(self._summary)
-        self._summary = None
+        cancel(self._release)
+        self._summary = self._release = None
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
         self._sweep = None
