@@ -1,5 +1,5 @@
 """
-``upnode`` / ``python -m upnode``: poke a running upnode or dnode server.
+C{upnode} / C{python -m upnode}: poke a running upnode or dnode server::
 
     upnode 7000                      list what the server exposes
     upnode 7000 time                 call time(cb), print what cb receives

@@ -49,7 +49,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
 
     Events: C{local} (exposed object), C{remote} (remote, conn), C{fail}
     (L{RejectedMessage} or L{ProtocolError}: the peer's fault), C{error}
-    (L{Failure}: our side's code raised), C{end}.
+    (C{Failure}: our side's code raised), C{end}.
 
     @ivar remote: the peer's exposed object, filled in when its C{methods}
         message arrives.

@@ -22,13 +22,13 @@ class UpnodeServerFactory(DnodeFactory):
     """
     Serves C{cons} over dnode with upnode's heartbeat on both sides.
 
+    Each connection emits C{ping} with the round trip of every answer.
+
     @param ping: seconds between our pings to each client that exposes
         C{ping}; 0 disables them.
     @param timeout: seconds a client may take to answer before it is dropped.
     @param serverLimits: the bounds across all connections (connection
         cap, handshake timeout, output budget, line timeout).
-
-    Each connection emits C{ping} with the round trip of every answer.
     """
 
     def __init__(

@@ -1,5 +1,5 @@
 """
-Plain dnode, with no reconnect logic: serve an object, or call a peer.
+Plain dnode, with no reconnect logic: serve an object, or call a peer::
 
     port = yield dnode.listen({"time": time_}, 5004)
     conn = yield dnode.connect(5004)

@@ -1,7 +1,7 @@
 """
 Helpers to test upnode code without sockets or sleeps: an in-memory link
 between a server factory and a client, and a fake endpoint whose connection
-attempts the test accepts or refuses.
+attempts the test accepts or refuses::
 
     clock = Clock()
     endpoint = FakeEndpoint(clock)

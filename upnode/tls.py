@@ -7,6 +7,7 @@ C{VerificationError} (a certificate with no subjectAltName raises
 C{CertificateError}).  Here any failure to verify the certificate for the
 host name ends the handshake, and the reason reaches the client's C{error}
 event.  Our dnode protocol writes nothing before the handshake is complete.
+For example::
 
     up = upnode.connect({"endpoint": "tls:example.com:7001"})
     up = upnode.connect({"endpoint": "tls:localhost:7001:trustRoots=ca.pem"})
