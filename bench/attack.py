@@ -5,8 +5,8 @@ descriptors: baseline, peak, after), when the server dropped the
 attackers, and how a canary client calling ``echo`` every 50 ms fared
 meanwhile.  The attackers are in bench/attackers.py.
 
-    python bench/attack.py              the full run (about eight minutes)
-    python bench/attack.py --quick      short versions (about two minutes)
+    python bench/attack.py              the full run (about three minutes)
+    python bench/attack.py --quick      short versions (under two minutes)
     python bench/attack.py --only flood,idle --json out.json
 
 The quick run also shortens the server's handshake and line timeouts
