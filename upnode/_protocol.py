@@ -37,6 +37,12 @@ CULL_DELAY = 0.05
 #: Bytes handed to the transport at a time while a peer is slow to read:
 #: the unit of progress that keeps a slow but steady reader connected.
 WRITE_SLICE = 64 * 1024
+#: Past this much output held for a peer, we stop reading it until it has
+#: taken some: a peer that sends calls and reads none of the answers gets
+#: no more of our time (the others' latency) or memory.  Any asynchronous
+#: peer (Twisted, Node) reads while it writes; one that does not is
+#: dropped after stallTimeout, as before.
+READ_PAUSE = 1024 * 1024
 
 
 @implementer(IHandshakeListener)
@@ -144,6 +150,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._held: Deque[bytes] = deque()
         self._heldBytes = 0
         self._endWhenSent = False
+        self._readingPaused = False
         self._windowStart = 0.0
         self._windowCount = 0
 
@@ -324,6 +331,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             data = held.popleft()
             self._heldBytes -= len(data)
             self.transport.write(data)
+        if self._readingPaused and self._heldBytes <= READ_PAUSE and self.transport is not None:
+            self._readingPaused = False
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
         if self.guard is not None:
             self.guard.noteUnread(self, self._heldBytes)
         if not held and self._endWhenSent:
@@ -336,6 +346,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                 ProtocolError(f"the peer left more than {self.limits.maxBuffered} bytes unread"), UNREAD
             )
             self.abort()
+        elif self._heldBytes > READ_PAUSE and not self._readingPaused and self.transport is not None:
+            # (A transport is a push producer of what it reads: IPushProducer.)
+            self._readingPaused = True
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
 
     def _dropHeld(self) -> None:
         self._held.clear()

@@ -22,7 +22,7 @@ from typing import Any, Iterable, List, Optional, Tuple
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost, ConnectionRefusedError
-from twisted.internet.interfaces import IConsumer, IProducer, IStreamClientEndpoint, ITransport
+from twisted.internet.interfaces import IConsumer, IProducer, IPushProducer, IStreamClientEndpoint, ITransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -31,7 +31,7 @@ from zope.interface import implementer
 __all__ = ["FakeEndpoint", "MemoryLink", "MemoryTransport", "connectInMemory"]
 
 
-@implementer(ITransport, IConsumer)
+@implementer(ITransport, IConsumer, IPushProducer)
 class MemoryTransport:
     """
     One side of an in-memory connection: what its protocol writes waits
@@ -56,6 +56,8 @@ class MemoryTransport:
         self.producer: Optional[Any] = None
         self.streaming = False
         self.producerPaused = False
+        #: Whether its protocol asked it to stop reading (IPushProducer).
+        self.readingPaused = False
 
     # ITransport
 
@@ -87,6 +89,17 @@ class MemoryTransport:
 
     def getHost(self) -> Any:
         return self.host
+
+    # IPushProducer: what the protocol reads
+
+    def pauseProducing(self) -> None:
+        self.readingPaused = True
+
+    def resumeProducing(self) -> None:
+        self.readingPaused = False
+
+    def stopProducing(self) -> None:
+        self.loseConnection()
 
     # IConsumer
 
@@ -148,6 +161,8 @@ class MemoryLink:
             (self.clientTransport, self.serverTransport),
             (self.serverTransport, self.clientTransport),
         ):
+            if destination.readingPaused:
+                continue  # what source wrote waits, as in a socket's buffers
             data = source.take()
             if data and not destination.disconnected:
                 destination.protocol.dataReceived(data)

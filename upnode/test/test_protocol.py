@@ -13,7 +13,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from upnode import DeadRemoteError, DnodeProtocol, Limits, ProtocolError, RejectedMessage
-from upnode._protocol import CULL_BATCH, CULL_DELAY, WRITE_SLICE
+from upnode._protocol import CULL_BATCH, CULL_DELAY, READ_PAUSE, WRITE_SLICE
 from upnode.dnode import DnodeFactory
 from upnode.testing import connectInMemory
 
@@ -391,6 +391,22 @@ class BackPressureTests(SynchronousTestCase):
         self.assertEqual(h.fails, [])
         h.clock.advance(h.proto.stallTimeout)
         self.assertIn("took none of our output", str(h.fails[-1]))
+
+    def test_stopReadingAPeerThatReadsNothing(self) -> None:
+        """
+        Past READ_PAUSE bytes held, we stop reading the peer (its calls get
+        no more of our time) until it has taken enough.
+        """
+        h = Harness()
+        h.sent()
+        transport = PausingTransport(h.proto)
+        h.proto.transport = transport
+        h.proto.request("x", ["r" * (READ_PAUSE + 2 * WRITE_SLICE)])
+        self.assertEqual(transport.producerState, "paused")
+        for _ in range(3):
+            h.proto.resumeProducing()  # it takes a slice each time
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual(h.fails, [])
 
     def test_endSendsWhatIsHeldFirst(self) -> None:
         """
