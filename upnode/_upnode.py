@@ -29,6 +29,9 @@ _CLIENT_TIMING = (
     "jitter",
     "handshakeTimeout",
     "maxQueue",
+    "outbox",
+    "outboxMax",
+    "outboxSync",
 )
 CLIENT_OPTIONS = _ENDPOINT_OPTIONS + ("createStream", "endpoints") + _CLIENT_TIMING + LIMIT_OPTIONS
 SERVER_OPTIONS = _ENDPOINT_OPTIONS + ("ping", "timeout") + LIMIT_OPTIONS + SERVER_LIMIT_OPTIONS
@@ -58,7 +61,8 @@ class Upnode:
         C{endpoint} (object or description), C{endpoints} (several, for
         failover), C{createStream} (returns a new endpoint per attempt),
         C{ping}, C{timeout}, C{reconnect}, C{backoff}, C{maxDelay},
-        C{jitter}, C{handshakeTimeout}, C{maxQueue} and the L{Limits}.
+        C{jitter}, C{handshakeTimeout}, C{maxQueue}, C{outbox}, C{outboxMax},
+        C{outboxSync} and the L{Limits}.
 
         Returns the client, which is the C{up()} transaction function.
         """
