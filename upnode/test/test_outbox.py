@@ -92,9 +92,10 @@ class OutboxTests(SynchronousTestCase):
 
     def test_restartSendsPendingCallsInOrderToTheReplyEvent(self) -> None:
         up = self.connect()
-        for i in range(3):
-            up.call("store", i, "x", durable=True)
+        ds = [up.call("store", i, "x", durable=True) for i in range(3)]
         up.close()
+        for d in ds:
+            self.failureResultOf(d, Closed)
         up2 = self.connect()
         self.assertEqual(up2.outbox.restored, 3)
         replies: List[OutboxReply] = []
@@ -136,10 +137,11 @@ class OutboxTests(SynchronousTestCase):
 
     def test_bounded(self) -> None:
         up = self.connect(outboxMax=2)
-        up.call("echo", 1, durable=True)
-        up.call("echo", 2, durable=True)
+        ds = [up.call("echo", 1, durable=True), up.call("echo", 2, durable=True)]
         self.assertRaises(OutboxFull, up.call, "echo", 3, durable=True)
         self.assertRaises(OutboxFull, up.callMany, [("echo", 3)], durable=True)
+        self.accept().flush()
+        self.assertEqual([self.successResultOf(d) for d in ds], [1, 2])
 
     def test_callManyCommitsTogether(self) -> None:
         up = self.connect()
