@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tuple
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Set, Tuple
 
 import attr
 import orjson
@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._reactor import cancel
-from .errors import Closed, QueueFull, RemoteError, UpnodeError, UpTimeout
+from .errors import Closed, DeadRemoteError, QueueFull, RemoteError, UpnodeError, UpTimeout
 
 if TYPE_CHECKING:
     from ._client import UpnodeClientFactory
@@ -173,6 +173,8 @@ class Outbox:
             self.pending[rowid] = _Pending(rowid, method, tuple(orjson.loads(blob)), None)
         #: How many calls were found waiting in the file when it was opened.
         self.restored = len(self.pending)
+        #: Unanswered calls not yet sent on the current link, in order.
+        self._unsent: Deque[_Pending] = deque(self.pending.values())
         self._answered: List[int] = []
         self._commitLater: Optional[IDelayedCall] = None
         self._client: Optional[UpnodeClientFactory] = None
@@ -278,6 +280,7 @@ class Outbox:
             entry = _Pending(rowid, method, tuple(args), None)
             entry.result = Deferred(self._forgetter(entry))
             self.pending[rowid] = entry
+            self._unsent.append(entry)
             out.append(entry)
         self._wake()
         return out
@@ -349,10 +352,12 @@ class Outbox:
     def _send(self, remote: Any) -> None:
         link = self._link
         client = self._client
-        for entry in list(self.pending.values()):
+        unsent = self._unsent
+        while unsent:
             if self.closed or client is None or client.conn is not link:
                 return
-            if entry.link is link:
+            entry = unsent.popleft()
+            if entry.link is link or self.pending.get(entry.id) is not entry:
                 continue
             try:
                 method = remote[entry.method]
@@ -362,6 +367,10 @@ class Outbox:
             entry.link = link
             try:
                 method(*entry.args, lambda *values, entry=entry, link=link: self._reply(entry, link, values))
+            except DeadRemoteError:
+                entry.link = None
+                unsent.appendleft(entry)  # the link is going: the next one
+                return
             except Exception as e:
                 entry.link = None
                 self._log.failure("A durable call to {method}() could not be sent", method=entry.method)
@@ -369,6 +378,8 @@ class Outbox:
 
     def _down(self) -> None:
         self._link = None
+        # Everything unanswered goes again, in order, on the next link.
+        self._unsent = deque(self.pending.values())
         if self.pending:
             self._wake()
 
