@@ -84,6 +84,8 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
     protocol = DnodeProtocol
     noisy = False
     _log = Logger()
+    #: Set by L{upnode.metrics.Metrics.watchClient}; None: no metrics, no work.
+    metrics: Any = None
 
     def __init__(
         self,
@@ -282,10 +284,14 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         if timeout is not None:
             timeout = seconds("timeout", timeout)
         if durable:
-            return self._durable().call(self._clock(), name, args, timeout, errorFirst)
-        call = Call(self, name, args, timeout, retry, errorFirst)
-        call.start()
-        return call.result
+            result = self._durable().call(self._clock(), name, args, timeout, errorFirst)
+        else:
+            call = Call(self, name, args, timeout, retry, errorFirst)
+            call.start()
+            result = call.result
+        if self.metrics is not None:
+            self.metrics.watchCall(result, self.clock)
+        return result
 
     def callMany(self, calls: Iterable[Sequence[Any]], *, durable: bool = False) -> List[Deferred[Any]]:
         """

@@ -33,8 +33,8 @@ _CLIENT_TIMING = (
     "outboxMax",
     "outboxSync",
 )
-CLIENT_OPTIONS = _ENDPOINT_OPTIONS + ("createStream", "endpoints") + _CLIENT_TIMING + LIMIT_OPTIONS
-SERVER_OPTIONS = _ENDPOINT_OPTIONS + ("ping", "timeout") + LIMIT_OPTIONS + SERVER_LIMIT_OPTIONS
+CLIENT_OPTIONS = _ENDPOINT_OPTIONS + ("createStream", "endpoints", "metrics") + _CLIENT_TIMING + LIMIT_OPTIONS
+SERVER_OPTIONS = _ENDPOINT_OPTIONS + ("ping", "timeout", "metrics") + LIMIT_OPTIONS + SERVER_LIMIT_OPTIONS
 
 
 class Upnode:
@@ -75,6 +75,8 @@ class Upnode:
             clock=self.reactor,
             **{name: options[name] for name in _CLIENT_TIMING if name in options},
         )
+        if options.get("metrics") is not None:
+            options["metrics"].watchClient(factory)
         connector = EndpointConnector(self._sources(parsed), factory)
         self._ups.append(factory)
         connector.connect()
@@ -114,6 +116,8 @@ class Upnode:
             serverLimits=ServerLimits.fromOptions(options),
             clock=self.reactor,
         )
+        if options.get("metrics") is not None:
+            options["metrics"].watchServer(factory)
         self._factories.append(factory)
         d = serverEndpoint(self.reactor, parsed).listen(factory)
 
