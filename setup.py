@@ -62,6 +62,6 @@ setup(
         "pyee>=12",
         "orjson>=3.9",
     ],
-    extras_require={"test": ["hypothesis>=6", "cryptography>=38"]},
+    extras_require={"test": ["hypothesis>=6", "cryptography>=38"], "metrics": ["prometheus_client>=0.17"]},
     entry_points={"console_scripts": ["upnode=upnode._cli:main"]},
 )

@@ -4,7 +4,10 @@ in-memory pipe: no sockets, no reactor, no other process to wait for.  It
 is the figure to watch while changing the call path (a full bench/run.py
 is too noisy for a few per cent).
 
-    python bench/cpu.py [CALLS]
+    python bench/cpu.py [CALLS] [--metrics]
+
+With --metrics, the server connection is watched by upnode.metrics (bytes,
+calls and callbacks counted), as a server with metrics on is.
 
 Prints a table: CPU per call for both ends together, then for the server
 and the client apart.  The client calls remote.echo(PAYLOAD, cb) directly,
@@ -71,6 +74,10 @@ def deliver(source: Pipe, to: DnodeProtocol, readSize: int) -> None:
 def main(calls: int) -> None:
     clock = Clock()
     server = DnodeProtocol({"echo": lambda value, cb: cb(value)}, clock=clock)
+    if "--metrics" in sys.argv:
+        from upnode.metrics import Metrics, _ServerStats
+
+        _ServerStats(None, "bench", Metrics()._ping).connection(server)
     client = DnodeProtocol({}, clock=clock)
     toServer, toClient = Pipe(), Pipe()
     server.makeConnection(toClient)
@@ -113,4 +120,5 @@ def main(calls: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100000)
+    numbers = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(int(numbers[0]) if numbers else 100000)

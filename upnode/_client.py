@@ -7,7 +7,7 @@ and hands the remote to transactions queued with C{up()}.
 from __future__ import annotations
 
 import random as _random
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from twisted.internet import error as netError
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
@@ -23,6 +23,7 @@ from ._events import EventEmitter
 from ._expose import Cons, withPing
 from ._heartbeat import Heartbeat, dropSilentPeer
 from ._limits import Limits, seconds
+from ._outbox import Outbox
 from ._protocol import DnodeProtocol
 from ._queue import TransactionQueue
 from ._reactor import cancel, resolve
@@ -72,6 +73,9 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
     @param handshakeTimeout: seconds from connection to C{"up"}; past it the
         link is dropped and an C{error} emitted.  0 waits forever.
     @param maxQueue: the most transactions that may wait; None is no bound.
+    @param outbox: the SQLite file of the durable outbox, for
+        C{call(..., durable=True)}; C{outboxMax} bounds it and C{outboxSync}
+        (C{"normal"} or C{"full"}) sets its durability (see L{Outbox}).
 
     @ivar backoffPolicy: C{retry -> seconds}, the delay before each retry
         of an outage (0 for the first), from L{upnode._backoff.backoffPolicy}.
@@ -80,6 +84,8 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
     protocol = DnodeProtocol
     noisy = False
     _log = Logger()
+    #: Set by L{upnode.metrics.Metrics.watchClient}; None: no metrics, no work.
+    metrics: Any = None
 
     def __init__(
         self,
@@ -94,6 +100,9 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         jitter: float = 0.5,
         handshakeTimeout: float = 30.0,
         maxQueue: Optional[int] = None,
+        outbox: Optional[str] = None,
+        outboxMax: Optional[int] = None,
+        outboxSync: str = "normal",
         limits: Optional[Limits] = None,
         clock: Optional[IReactorTime] = None,
         random: Optional[_random.Random] = None,
@@ -147,6 +156,11 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         self._whenLinkGone: list = []
         self._calls: Set[Call] = set()
         self._queue = TransactionQueue(self._clock(), self._fireTransaction, self._endTransaction, maxQueue)
+        #: The durable outbox (see L{upnode._outbox}), with the C{outbox} option.
+        self.outbox: Optional[Outbox] = None
+        if outbox is not None:
+            self.outbox = Outbox(outbox, outboxMax, outboxSync)
+            self.outbox.attach(self)
 
     def _clock(self) -> IReactorTime:
         self.clock = resolve(self.clock)
@@ -241,7 +255,13 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
             self._flush()
 
     def call(
-        self, name: str, *args: Any, timeout: Optional[float] = None, retry: bool = False, errorFirst: bool = False
+        self,
+        name: str,
+        *args: Any,
+        timeout: Optional[float] = None,
+        retry: bool = False,
+        errorFirst: bool = False,
+        durable: bool = False,
     ) -> Deferred[Any]:
         """
         Call the remote's method C{name} with C{args} and a callback; fire
@@ -256,12 +276,36 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         so the server may see it more than once.  With C{errorFirst}, the
         reply is read as Node's C{(err, result)}: a non-null C{err} fails
         the call with L{RemoteError}.
+
+        With C{durable}, the call (plain data only) is committed to the
+        outbox file before this returns, and sent until answered, across
+        reconnects and restarts (see the README's "Durable calls").
         """
         if timeout is not None:
             timeout = seconds("timeout", timeout)
-        call = Call(self, name, args, timeout, retry, errorFirst)
-        call.start()
-        return call.result
+        if durable:
+            result = self._durable().call(self._clock(), name, args, timeout, errorFirst)
+        else:
+            call = Call(self, name, args, timeout, retry, errorFirst)
+            call.start()
+            result = call.result
+        if self.metrics is not None:
+            self.metrics.watchCall(result, self.clock)
+        return result
+
+    def callMany(self, calls: Iterable[Sequence[Any]], *, durable: bool = False) -> List[Deferred[Any]]:
+        """
+        C{call(name, *args)} for each C{(name, *args)} of C{calls}; with
+        C{durable}, all of them are committed in one transaction.
+        """
+        if durable:
+            return self._durable().add([(each[0], tuple(each[1:])) for each in calls])
+        return [self.call(each[0], *each[1:]) for each in calls]
+
+    def _durable(self) -> Outbox:
+        if self.outbox is None:
+            raise TypeError("durable calls need an outbox: connect with the option {'outbox': 'path.sqlite'}")
+        return self.outbox
 
     @property
     def queued(self) -> int:
@@ -507,6 +551,8 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
             self._link.end()
         else:
             gone = succeed(None)
+        if self.outbox is not None:
+            self.outbox.close()
         self._queue.endAll(Closed("this upnode client was closed"))
         self.emit("close")
         return gone
@@ -526,6 +572,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
             "nextAttemptIn": None if self.nextAttemptAt is None else max(0.0, self.nextAttemptAt - now),
             "queued": len(self._queue),
             "lastPing": self.lastPing,
+            "outbox": None if self.outbox is None else self.outbox.depth,
         }
 
 

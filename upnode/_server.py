@@ -31,6 +31,9 @@ class UpnodeServerFactory(DnodeFactory):
         cap, handshake timeout, output budget, line timeout).
     """
 
+    #: Set by L{upnode.metrics.Metrics.watchServer}; None: no metrics, no work.
+    metrics: Any = None
+
     def __init__(
         self,
         cons: Cons = None,
@@ -47,6 +50,8 @@ class UpnodeServerFactory(DnodeFactory):
 
     def buildProtocol(self, addr: Any) -> DnodeProtocol:
         conn = DnodeFactory.buildProtocol(self, addr)
+        if self.metrics is not None:
+            self.metrics.connection(conn)
         if self.ping:
             conn.once("remote", lambda remote, conn: self._startHeartbeat(conn))
         return conn

@@ -29,9 +29,12 @@ _CLIENT_TIMING = (
     "jitter",
     "handshakeTimeout",
     "maxQueue",
+    "outbox",
+    "outboxMax",
+    "outboxSync",
 )
-CLIENT_OPTIONS = _ENDPOINT_OPTIONS + ("createStream", "endpoints") + _CLIENT_TIMING + LIMIT_OPTIONS
-SERVER_OPTIONS = _ENDPOINT_OPTIONS + ("ping", "timeout") + LIMIT_OPTIONS + SERVER_LIMIT_OPTIONS
+CLIENT_OPTIONS = _ENDPOINT_OPTIONS + ("createStream", "endpoints", "metrics") + _CLIENT_TIMING + LIMIT_OPTIONS
+SERVER_OPTIONS = _ENDPOINT_OPTIONS + ("ping", "timeout", "metrics") + LIMIT_OPTIONS + SERVER_LIMIT_OPTIONS
 
 
 class Upnode:
@@ -58,7 +61,8 @@ class Upnode:
         C{endpoint} (object or description), C{endpoints} (several, for
         failover), C{createStream} (returns a new endpoint per attempt),
         C{ping}, C{timeout}, C{reconnect}, C{backoff}, C{maxDelay},
-        C{jitter}, C{handshakeTimeout}, C{maxQueue} and the L{Limits}.
+        C{jitter}, C{handshakeTimeout}, C{maxQueue}, C{outbox}, C{outboxMax},
+        C{outboxSync} and the L{Limits}.
 
         Returns the client, which is the C{up()} transaction function.
         """
@@ -71,6 +75,8 @@ class Upnode:
             clock=self.reactor,
             **{name: options[name] for name in _CLIENT_TIMING if name in options},
         )
+        if options.get("metrics") is not None:
+            options["metrics"].watchClient(factory)
         connector = EndpointConnector(self._sources(parsed), factory)
         self._ups.append(factory)
         connector.connect()
@@ -110,6 +116,8 @@ class Upnode:
             serverLimits=ServerLimits.fromOptions(options),
             clock=self.reactor,
         )
+        if options.get("metrics") is not None:
+            options["metrics"].watchServer(factory)
         self._factories.append(factory)
         d = serverEndpoint(self.reactor, parsed).listen(factory)
 

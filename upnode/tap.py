@@ -79,6 +79,13 @@ class Options(usage.Options):
             "Seconds a line may take to arrive whole (0: no limit).",
             _seconds,
         ],
+        [
+            "metrics",
+            None,
+            None,
+            "An endpoint description to serve Prometheus metrics on at /metrics, e.g. "
+            "tcp:9100:interface=127.0.0.1 (needs upnode[metrics]; default: no metrics).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -109,6 +116,11 @@ class Options(usage.Options):
             self["cons"] = namedAny(self["service"])
         except Exception as e:
             raise usage.UsageError(f"cannot load --service {self['service']!r}: {e}") from None
+        if self["metrics"] is not None:
+            try:
+                import prometheus_client  # noqa: F401
+            except ImportError:
+                raise usage.UsageError("--metrics needs prometheus_client: pip install 'upnode[metrics]'") from None
 
 
 class _ExitCleanly(Service):
@@ -179,4 +191,11 @@ def makeService(options: Options) -> MultiService:
     for description in options["ports"]:
         endpoint = serverFromDescription(reactor, description)
         StreamServerEndpointService(endpoint, factory).setServiceParent(top)
+    if options["metrics"] is not None:
+        from .metrics import Metrics, site
+
+        metrics = Metrics()
+        metrics.watchServer(factory)
+        endpoint = serverFromDescription(reactor, options["metrics"])
+        StreamServerEndpointService(endpoint, site(metrics)).setServiceParent(top)
     return top

@@ -1,0 +1,304 @@
+"""
+Prometheus metrics for upnode servers and clients, on prometheus_client
+(install C{upnode[metrics]}).  Off unless asked for: nothing here is
+imported by the library, and an unwatched server or client does no work for
+metrics at all.
+
+    from upnode.metrics import Metrics
+    metrics = Metrics()                      # its own CollectorRegistry
+    u = upnode.upnode(service)
+    u.listen(7000, {"metrics": metrics})     # or metrics.watchServer(factory)
+    up = upnode.connect(7000, {"metrics": metrics})   # or metrics.watchClient(up)
+    root.putChild(b"metrics", metrics.resource())     # twisted.web
+
+C{metrics.registry} is a plain C{prometheus_client.CollectorRegistry}: expose
+it any way prometheus_client allows.  Most figures are read from the
+server's guard and the client's own state when scraped; only bytes, calls
+and callbacks (server) and call latencies (client) are counted as they
+happen, and only for what is watched.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterator, List, Optional, Tuple
+
+from twisted.internet.defer import CancelledError
+
+from ._guard import BUDGET, CAPACITY, HANDSHAKE, HOSTILE, PING, REASONS, SLOW_LINE, UNREAD
+from .errors import Closed, ConnectionLostError, UpTimeout
+
+#: Call outcomes, the values of the C{outcome} label.
+OUTCOMES = ("ok", "timeout", "lost", "closed", "error")
+CLIENT_STATES = ("idle", "connecting", "handshaking", "up", "waiting", "closed")
+#: The C{reason} label of each drop reason.
+REASON_LABELS = {
+    HOSTILE: "hostile_input",
+    PING: "ping_timeout",
+    HANDSHAKE: "handshake_timeout",
+    UNREAD: "unread_output",
+    BUDGET: "budget_shedding",
+    CAPACITY: "connection_cap",
+    SLOW_LINE: "unfinished_line",
+}
+
+
+class _ServerStats:
+    """
+    What one watched server counts as it happens.
+    """
+
+    def __init__(self, factory: Any, name: str, pingHistogram: Any) -> None:
+        self.factory = factory
+        self.name = name
+        self.bytesIn = 0
+        self.bytesOut = 0
+        self.calls = 0
+        self.callbacks = 0
+        self._ping = pingHistogram.labels(server=name)
+
+    def connection(self, conn: Any) -> None:
+        """
+        Count what C{conn} reads, writes and dispatches (its own methods,
+        wrapped on this connection only).
+        """
+        stats = self
+        received = conn.dataReceived
+        dispatch = conn._dispatch
+        makeConnection = conn.makeConnection
+
+        def dataReceived(data: bytes) -> None:
+            stats.bytesIn += len(data)
+            received(data)
+
+        exposed: dict = {"of": None, "ids": frozenset()}
+
+        def _dispatch(message: Any) -> None:
+            # dnode calls exposed methods by callback id, as any callback:
+            # an id whose target is one of our exposed members is a call.
+            method = message.get("method") if type(message) is dict else None
+            if type(method) is int:
+                members = conn._exposed
+                if exposed["of"] is not members:
+                    exposed["of"] = members
+                    exposed["ids"] = frozenset(id(v) for v in members.values())
+                if id(conn._localCallbacks.get(method)) in exposed["ids"]:
+                    stats.calls += 1
+                else:
+                    stats.callbacks += 1
+            elif type(method) is str and method not in ("methods", "cull"):
+                stats.calls += 1
+            dispatch(message)
+
+        def makeConnectionCounted(transport: Any) -> None:
+            write = transport.write
+            writeSequence = transport.writeSequence
+
+            def countedWrite(data: bytes) -> None:
+                stats.bytesOut += len(data)
+                write(data)
+
+            def countedWriteSequence(data: Any) -> None:
+                data = list(data)
+                stats.bytesOut += sum(len(d) for d in data)
+                writeSequence(data)
+
+            transport.write = countedWrite
+            transport.writeSequence = countedWriteSequence
+            makeConnection(transport)
+
+        conn.dataReceived = dataReceived
+        conn._dispatch = _dispatch
+        conn.makeConnection = makeConnectionCounted
+        conn.on("ping", self._ping.observe)
+
+
+class _ClientStats:
+    def __init__(self, client: Any, name: str, latency: Any, outcomes: Any) -> None:
+        self.client = client
+        self.name = name
+        self._latency = latency.labels(client=name)
+        self._outcomes = {outcome: outcomes.labels(client=name, outcome=outcome) for outcome in OUTCOMES}
+
+    def watchCall(self, d: Any, clock: Any) -> None:
+        """
+        Time one C{up.call} Deferred, and count its outcome.
+        """
+        start = time.monotonic()
+
+        def done(result: Any) -> Any:
+            self._latency.observe(time.monotonic() - start)
+            if not hasattr(result, "check"):
+                outcome = "ok"
+            elif result.check(UpTimeout):
+                outcome = "timeout"
+            elif result.check(ConnectionLostError):
+                outcome = "lost"
+            elif result.check(Closed, CancelledError):
+                outcome = "closed"
+            else:
+                outcome = "error"
+            self._outcomes[outcome].inc()
+            return result
+
+        d.addBoth(done)
+
+
+class Metrics:
+    """
+    The metrics of the servers and clients it watches, in C{registry}.
+
+    @param registry: a C{prometheus_client.CollectorRegistry}; a new one
+        by default (not the global one, so that two stay apart).
+    @param buckets: the histograms' buckets, in seconds.
+    """
+
+    def __init__(self, registry: Any = None, buckets: Optional[Tuple[float, ...]] = None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry() if registry is None else registry
+        buckets = buckets or (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+        self._servers: List[_ServerStats] = []
+        self._clients: List[_ClientStats] = []
+        self._ping = Histogram(
+            "upnode_server_ping_seconds",
+            "Round trip of the server's pings to its clients.",
+            ["server"],
+            registry=self.registry,
+            buckets=buckets,
+        )
+        self._latency = Histogram(
+            "upnode_client_call_seconds",
+            "up.call latency, from the call to its outcome (link wait included).",
+            ["client"],
+            registry=self.registry,
+            buckets=buckets,
+        )
+        self._outcomes = Counter(
+            "upnode_client_calls",
+            "up.call outcomes: ok, timeout, lost (link dropped), closed, error.",
+            ["client", "outcome"],
+            registry=self.registry,
+        )
+        self.registry.register(_Collector(self))
+
+    def watchServer(self, factory: Any, name: str = "") -> Any:
+        """
+        Watch an L{UpnodeServerFactory}: its connections from now on.
+        """
+        stats = _ServerStats(factory, name or str(len(self._servers)), self._ping)
+        factory.metrics = stats
+        self._servers.append(stats)
+        return factory
+
+    def watchClient(self, client: Any, name: str = "") -> Any:
+        """
+        Watch an L{UpnodeClientFactory} (what C{connect()} returns).
+        """
+        stats = _ClientStats(client, name or str(len(self._clients)), self._latency, self._outcomes)
+        client.metrics = stats
+        self._clients.append(stats)
+        return client
+
+    def resource(self) -> Any:
+        """
+        A twisted.web resource that serves the registry (text exposition format).
+        """
+        from prometheus_client.twisted import MetricsResource
+
+        return MetricsResource(registry=self.registry)
+
+    def text(self) -> str:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry).decode()
+
+
+class _Collector:
+    """
+    The figures read when scraped.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> List[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        def family(kind: Callable[..., Any], name: str, doc: str, labels: List[str]) -> Any:
+            return kind(name, doc, labels=labels)
+
+        s = ["server"]
+        live = family(GaugeMetricFamily, "upnode_server_connections", "Live connections.", s)
+        accepted = family(CounterMetricFamily, "upnode_server_connections_accepted", "Connections accepted.", s)
+        dropped = family(
+            CounterMetricFamily, "upnode_server_connections_dropped", "Connections dropped, by reason.", s + ["reason"]
+        )
+        unread = family(GaugeMetricFamily, "upnode_server_unread_bytes", "Output peers have left unread.", s)
+        bytesIn = family(CounterMetricFamily, "upnode_server_received_bytes", "Bytes received.", s)
+        bytesOut = family(CounterMetricFamily, "upnode_server_sent_bytes", "Bytes written.", s)
+        calls = family(CounterMetricFamily, "upnode_server_calls_received", "Calls of exposed methods received.", s)
+        callbacks = family(CounterMetricFamily, "upnode_server_callbacks_invoked", "Callbacks invoked by peers.", s)
+        for stats in self.metrics._servers:
+            guard = stats.factory.guard
+            n = [stats.name]
+            live.add_metric(n, len(stats.factory.connections))
+            if guard is not None:
+                accepted.add_metric(n, guard.accepted)
+                for reason in REASONS:
+                    dropped.add_metric(n + [REASON_LABELS[reason]], guard.dropped.get(reason, 0))
+                unread.add_metric(n, guard.unreadTotal)
+            bytesIn.add_metric(n, stats.bytesIn)
+            bytesOut.add_metric(n, stats.bytesOut)
+            calls.add_metric(n, stats.calls)
+            callbacks.add_metric(n, stats.callbacks)
+        yield from (live, accepted, dropped, unread, bytesIn, bytesOut, calls, callbacks)
+
+        c = ["client"]
+        state = family(GaugeMetricFamily, "upnode_client_state", "1 for the client's current state.", c + ["state"])
+        attempts = family(CounterMetricFamily, "upnode_client_connect_attempts", "Connection attempts.", c)
+        reconnects = family(CounterMetricFamily, "upnode_client_reconnects", "Reconnection attempts (after the first).", c)
+        queued = family(GaugeMetricFamily, "upnode_client_transactions_queued", "Transactions waiting for a link.", c)
+        outbox = family(GaugeMetricFamily, "upnode_client_outbox_depth", "Durable calls not yet answered.", c)
+        for client in self.metrics._clients:
+            up = client.client
+            n = [client.name]
+            for name in CLIENT_STATES:
+                state.add_metric(n + [name], 1 if up.state == name else 0)
+            attempts.add_metric(n, up.attempts)
+            reconnects.add_metric(n, max(0, up.attempts - 1))
+            queued.add_metric(n, up.queued)
+            outbox.add_metric(n, 0 if up.outbox is None else up.outbox.depth)
+        yield from (state, attempts, reconnects, queued, outbox)
+
+
+def serve(metrics: Metrics, description: str, reactor: Any = None) -> Any:
+    """
+    Serve C{/metrics} on the endpoint C{description} (twisted.web); fires
+    with the listening port.
+    """
+    from twisted.internet.endpoints import serverFromString
+
+    if reactor is None:
+        from twisted.internet import reactor as defaultReactor
+
+        reactor = defaultReactor
+    return serverFromString(reactor, description).listen(site(metrics))
+
+
+def site(metrics: Metrics) -> Any:
+    """
+    A twisted.web Site with the registry at C{/metrics}.
+    """
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    root = Resource()
+    root.putChild(b"metrics", metrics.resource())
+    return Site(root)
+
+
+__all__ = ["Metrics", "OUTCOMES", "REASON_LABELS", "serve", "site"]
