@@ -17,8 +17,8 @@ import json
 import os
 import resource
 import select
-import signal
 import selectors
+import signal
 import socket
 import statistics
 import subprocess
@@ -173,7 +173,7 @@ class Peers:
 
     def result(self, **extra: Any) -> Dict[str, Any]:
         dropped = [t for t in self.droppedAt if t is not None]
-        held = [t - c for t, c in zip(self.droppedAt, self.connectedAt) if t is not None]
+        held = [t - c for t, c in zip(self.droppedAt, self.connectedAt, strict=True) if t is not None]
         return dict(
             peers=len(self.socks),
             connectFailures=self.failed,
@@ -279,7 +279,7 @@ def flood(port: int, count: int = 50, seconds: float = 30.0) -> Dict[str, Any]:
     start = time.monotonic()
     peers = Peers(start)
     peers.connect(port, count, start + 10, METHODS)
-    blob = b"".join(echoLine("flood %06d " % n + "y" * 80, n % 1000) for n in range(300))
+    blob = b"".join(echoLine(f"flood {n:06d} " + "y" * 80, n % 1000) for n in range(300))
     sent = _pump(peers, lambda i: blob, start + seconds)
     peers.poll()
     peers.close()
@@ -668,7 +668,7 @@ def canaryMain(port: int, interval: float, timeout: float, limit: float) -> None
             while not answered:
                 left = sent + timeout - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError("no answer within %s s" % timeout)
+                    raise TimeoutError(f"no answer within {timeout} s")
                 sock.settimeout(left)
                 data = sock.recv(65536)
                 if not data:

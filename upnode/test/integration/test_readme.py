@@ -96,10 +96,11 @@ class ReadmeExamples(TestCase):
                     spawnTwistd(self, "--port", f"tcp:{port}:interface=127.0.0.1", "--ping", "1")
                 else:
                     self.start(server.code, port)
-                await until(lambda: listening(port), timeout=30)
+                await until(lambda port=port: listening(port), timeout=30)
             run = self.start(example.code, port)
+            expect = example.expect or ""
             try:
-                await until(lambda: example.expect in run.output, timeout=30)
+                await until(lambda run=run, expect=expect: expect in run.output, timeout=30)
             except AssertionError:
                 self.fail(f"README example {example.name} {example.role} never printed {example.expect!r}:\n{run.output}")
             await sleep(0)
