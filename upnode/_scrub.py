@@ -144,6 +144,8 @@ def encodeRequest(
         # arguments in a template; anything else is one orjson call for the
         # whole message (a third of the cost of building it from pieces).
         try:
+            if not _orjsonSafe(arguments, maxDepth):
+                raise TypeError("nested tuples: scrubbed below")
             if type(method) is int:
                 encoded = _fastDumps(arguments, option=JSON_OPTIONS)
                 _refuseDeeper(encoded, 1, maxDepth)
@@ -157,6 +159,29 @@ def encodeRequest(
             pass  # not plain JSON for orjson: scrubbed below
     scrubbed, found, links = scrub(arguments, callbackId, maxDepth)
     return encodeLine({"method": method, "arguments": scrubbed, "callbacks": found, "links": links})
+
+
+def _orjsonSafe(values: Any, depth: int) -> bool:
+    """
+    Whether orjson may be given C{values}: no tuple below them, and no list
+    or dict deeper than C{depth}.  orjson counts the depth of lists and
+    dicts but not of tuples (3.9 to 3.13 at least): a tuple nested some
+    thousands deep, or a cycle through one, overflows its stack and kills
+    the process.  Such values go through L{scrub}, which bounds the depth.
+    (A subclass of a builtin is not walked into: orjson refuses it, and it
+    is scrubbed too.)
+    """
+    for value in values:
+        kind = type(value)
+        if kind is dict:
+            if not depth or not _orjsonSafe(value.values(), depth - 1):
+                return False
+        elif kind is list:
+            if not depth or not _orjsonSafe(value, depth - 1):
+                return False
+        elif kind is tuple:
+            return False
+    return True
 
 
 def _refuseDeeper(encoded: bytes, outside: int, maxDepth: int) -> None:
@@ -186,6 +211,8 @@ def _withTopLevelCallbacks(
             if callable(value) and not isinstance(value, _CONTAINERS):
                 top[index] = FUNCTION
                 positions.append(index)
+    if not _orjsonSafe(arguments, maxDepth):
+        return b""
     try:
         encoded = _fastDumps(top, option=JSON_OPTIONS)
     except TypeError:

@@ -1,0 +1,83 @@
+"""
+Defects found by the differential run against Node's dnode-protocol 0.2.2:
+each test here failed before its fix.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any, Callable, Dict, List
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from upnode._scrub import encodeRequest
+
+ROOT_DEPTH = 64
+
+
+def _counter() -> Callable[[Any], int]:
+    ids: Dict[int, int] = {}
+
+    def callbackId(f: Any) -> int:
+        return ids.setdefault(id(f), len(ids))
+
+    return callbackId
+
+
+def _encode(method: Any, arguments: Any, maxDepth: int = ROOT_DEPTH) -> Dict[str, Any]:
+    return json.loads(encodeRequest(method, arguments, _counter(), maxDepth))
+
+
+def _inChild(code: str) -> subprocess.CompletedProcess[str]:
+    """
+    Run C{code} in a fresh interpreter: a crash there must not take the
+    test run down with it.
+    """
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+class TupleRecursionTests(SynchronousTestCase):
+    """
+    orjson keeps no count of tuples: a value nesting through tuples must
+    never reach it.
+    """
+
+    CASES = {
+        "cycle through a tuple": "v = []; v.append((v,)); args = (v,)",
+        "cycle through a tuple, a callback beside": "v = []; v.append((v,)); args = (v, lambda: None)",
+        "cycle through a tuple in a dict": "v = {}; v['a'] = (v,); args = [v]",
+        "tuple 100,000 deep": "v = ()\nfor i in range(100000): v = (v,)\nargs = (v,)",
+        "tuple 100,000 deep, a callback beside": "v = ()\nfor i in range(100000): v = (v,)\nargs = (v, print)",
+        "tuple 100,000 deep as a reply": "v = ()\nfor i in range(100000): v = (v,)\nargs = (v,); method = 3",
+    }
+
+    def test_neverCrashes(self) -> None:
+        for name, setup in self.CASES.items():
+            code = (
+                "import json\n"
+                "from upnode._scrub import encodeRequest\n"
+                "method = 'echo'\n"
+                f"{setup}\n"
+                "try:\n"
+                "    line = encodeRequest(method, args, lambda f: 0, 64)\n"
+                "    print('sent', line[:200])\n"
+                "except ValueError as e:\n"
+                "    print('ValueError', e)\n"
+            )
+            done = _inChild(code)
+            self.assertEqual(done.returncode, 0, f"{name}: {done.returncode} {done.stderr[-500:]}")
+            if "deep" in name:
+                self.assertIn("ValueError", done.stdout, name)
+
+    def test_cycleThroughTupleIsALink(self) -> None:
+        v: List[Any] = []
+        v.append((v,))
+        message = _encode("echo", (v,))
+        self.assertEqual(message["arguments"], [[["[Circular]"]]])
+        self.assertEqual(message["links"], [{"from": ["0"], "to": ["0", "0", "0"]}])
+
+    def test_shallowTuplesStillSent(self) -> None:
+        message = _encode("echo", ((1, (2, 3)), [(4,)], {"a": (5,)}))
+        self.assertEqual(message["arguments"], [[1, [2, 3]], [[4]], {"a": [5]}])
