@@ -219,7 +219,13 @@ def _withTopLevelCallbacks(
         return b""
     _refuseDeeper(encoded, 1, maxDepth)
     # Ids and paths are digits: no escaping needed.
-    head = b"%d" % method if type(method) is int else _fastDumps(method)
+    if type(method) is int:
+        head = b"%d" % method
+    else:
+        try:
+            head = _fastDumps(method)
+        except TypeError:
+            return b""  # a lone surrogate in the name: written escaped below
     if len(positions) == 1:
         return _ONE_CALLBACK % (head, encoded, callbackId(arguments[first]), first)
     byId: Dict[int, int] = {}

@@ -81,3 +81,46 @@ class TupleRecursionTests(SynchronousTestCase):
     def test_shallowTuplesStillSent(self) -> None:
         message = _encode("echo", ((1, (2, 3)), [(4,)], {"a": (5,)}))
         self.assertEqual(message["arguments"], [[1, [2, 3]], [[4]], {"a": [5]}])
+
+
+class SurrogateMethodTests(SynchronousTestCase):
+    """
+    A method name with a lone surrogate is sent escaped, as JSON.stringify
+    writes it, wherever the callbacks are.
+    """
+
+    def test_topLevelCallback(self) -> None:
+        line = encodeRequest("m\ud800", [1, print], _counter(), ROOT_DEPTH)
+        message = json.loads(line)
+        self.assertEqual(message["method"], "m\ud800")
+        self.assertEqual(message["callbacks"], {"0": ["1"]})
+
+    def test_twoTopLevelCallbacks(self) -> None:
+        message = json.loads(encodeRequest("\udfff", [print, len], _counter(), ROOT_DEPTH))
+        self.assertEqual(message["method"], "\udfff")
+        self.assertEqual(message["callbacks"], {"0": ["0"], "1": ["1"]})
+
+
+class NumberTextTests(SynchronousTestCase):
+    """
+    Numbers are written as JavaScript writes them where the text would
+    otherwise mean something else to a JS peer.
+    """
+
+    def test_negativeZero(self) -> None:
+        for method in ("echo", 3):
+            for arguments in ([-0.0], [{"a": [-0.0]}], [-0.0, print], [{"x": -0.0, "f": print}]):
+                line = encodeRequest(method, arguments, _counter(), ROOT_DEPTH)
+                self.assertNotIn(b"-0", line, (method, arguments))
+        # Other numbers that merely start like it are untouched.
+        self.assertIn(b"-0.05", encodeRequest("echo", [-0.05], _counter(), ROOT_DEPTH))
+
+    def test_integerBeyondDouble(self) -> None:
+        huge = 10**400
+        for arguments in ([huge], [-huge, print], [{"a": huge, "f": print}]):
+            message = _encode("echo", arguments)
+            self.assertNotIn(str(huge)[:20], json.dumps(message))
+        self.assertEqual(_encode("echo", [huge, -huge])["arguments"], [None, None])
+        # The last integer a double holds (rounded) is still sent as digits.
+        self.assertEqual(_encode("echo", [2**1024 - 2**970 - 1])["arguments"], [2**1024 - 2**970 - 1])
+        self.assertEqual(_encode("echo", [2**1024 - 2**970])["arguments"], [None])
