@@ -27,7 +27,13 @@ Path = List[str]
 Scrubbed = Tuple[List[Any], Dict[str, Path], List[Dict[str, Path]]]
 
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,15}")
-_SCALARS = frozenset({str, int, bool, type(None)})
+_SCALARS = frozenset({str, bool, type(None)})
+# The integers a double holds: from 2**1024 - 2**970 on, JavaScript's
+# Number() rounds to Infinity, which its JSON writes as null.
+_DOUBLE_LIMIT = 2**1024 - 2**970
+# What orjson writes for -0.0 (or the start of -0.05 and the like, which
+# then take the general way too).
+_NEGATIVE_ZERO = b"-0.0"
 # Path elements "0" to "63" and their indices, to skip the general walk.
 _SMALL_INDEX = {str(i): i for i in range(64)}
 
@@ -41,7 +47,9 @@ def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDe
     becomes a link to its first place.  A container met again inside itself
     (a cycle) becomes C{"[Circular]"} and a link to its first place; one
     merely shared is copied, as Node's traverse does.  Non-finite floats
-    become C{None}, as in JavaScript; dict keys that are numbers, booleans
+    become C{None}, as in JavaScript, and so do integers a double cannot
+    hold (a JavaScript peer would read them as Infinity); -0.0 becomes 0.0
+    (JavaScript writes C{0}); dict keys that are numbers, booleans
     or None become strings, as Python's json writes them.
 
     @raise TypeError: a value has no JSON form.
@@ -56,9 +64,14 @@ def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDe
         kind = type(value)
         if kind in _SCALARS:
             return value
+        if kind is int:
+            return value if -_DOUBLE_LIMIT < value < _DOUBLE_LIMIT else None
         if kind is float:
-            # NaN and the infinities are null in JavaScript's JSON.
-            return value if value - value == 0 else None
+            # NaN and the infinities are null in JavaScript's JSON, and
+            # -0 is written 0.
+            if value:
+                return value if value - value == 0 else None
+            return 0.0
         if isinstance(value, (dict, list, tuple)):
             prior = ancestors.get(id(value))
             if prior is not None:
@@ -148,11 +161,15 @@ def encodeRequest(
                 raise TypeError("nested tuples: scrubbed below")
             if type(method) is int:
                 encoded = _fastDumps(arguments, option=JSON_OPTIONS)
+                if _NEGATIVE_ZERO in encoded:
+                    raise TypeError("-0.0: scrubbed below")
                 _refuseDeeper(encoded, 1, maxDepth)
                 return _REPLY % (method, encoded)
             line = _fastDumps(
                 {"method": method, "arguments": arguments, "callbacks": {}, "links": []}, option=LINE_OPTIONS
             )
+            if _NEGATIVE_ZERO in line:
+                raise TypeError("-0.0: scrubbed below")
             _refuseDeeper(line, 0, maxDepth)
             return line
         except TypeError:
@@ -216,6 +233,8 @@ def _withTopLevelCallbacks(
     try:
         encoded = _fastDumps(top, option=JSON_OPTIONS)
     except TypeError:
+        return b""
+    if _NEGATIVE_ZERO in encoded:
         return b""
     _refuseDeeper(encoded, 1, maxDepth)
     # Ids and paths are digits: no escaping needed.
