@@ -45,6 +45,10 @@ def _refuseConstant(name: str) -> Any:
 
 _loads = json.JSONDecoder(parse_constant=_refuseConstant).decode
 
+# Every digit as "0", every other byte as a space.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGITS = b"0" * 19
+
 
 def encodeLine(message: Any) -> bytes:
     """
@@ -74,9 +78,15 @@ def decodeLine(line: bytes, maxDepth: int) -> Any:
     if len(line) > 2 * maxDepth and nestsDeeper(line, maxDepth):
         raise ProtocolError(f"message nested deeper than {maxDepth}")
     try:
-        return _fastLoads(line)
+        value = _fastLoads(line)
     except ValueError:
         pass
+    else:
+        # orjson parses an integer beyond 64 bits as a double; the standard
+        # library keeps it.  Such a number is a run of 19 digits or more
+        # (below -2**63 takes 19); the run is looked for in C.
+        if _LONG_DIGITS not in line.translate(_DIGITS_AS_ZERO):
+            return value
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:

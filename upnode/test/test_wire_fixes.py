@@ -124,3 +124,27 @@ class NumberTextTests(SynchronousTestCase):
         # The last integer a double holds (rounded) is still sent as digits.
         self.assertEqual(_encode("echo", [2**1024 - 2**970 - 1])["arguments"], [2**1024 - 2**970 - 1])
         self.assertEqual(_encode("echo", [2**1024 - 2**970])["arguments"], [None])
+
+
+class BigIntegerTests(SynchronousTestCase):
+    """
+    Integers beyond 64 bits, and below them, come back as the same integers
+    (orjson would parse them as doubles).
+    """
+
+    def test_roundTrip(self) -> None:
+        from upnode._json import decodeLine
+
+        for value in (2**64 + 1, 2**64, -(2**63) - 1, 10**300, -(10**300), 2**64 - 1, -(2**63)):
+            line = encodeRequest("echo", [value, {"x": [value]}], _counter(), ROOT_DEPTH)
+            message = decodeLine(line.rstrip(b"\n"), ROOT_DEPTH)
+            self.assertEqual(message["arguments"], [value, {"x": [value]}], value)
+            self.assertIs(type(message["arguments"][0]), int, value)
+
+    def test_digitsInStringsAndFloats(self) -> None:
+        from upnode._json import decodeLine
+
+        text = b'{"method":"m","arguments":["12345678901234567890123",0.30000000000000004,1.5e300]}'
+        self.assertEqual(
+            decodeLine(text, ROOT_DEPTH)["arguments"], ["12345678901234567890123", 0.30000000000000004, 1.5e300]
+        )
