@@ -363,7 +363,7 @@ def _place(arguments: List[Any], path: Any, limits: Limits) -> Tuple[Any, Any]:
     last = len(path) - 1
     for position, element in enumerate(path):
         if type(container) is list:
-            if type(element) is int:
+            if type(element) is int and element >= 0:
                 index = element
             elif type(element) is str and _DECIMAL.fullmatch(element):
                 index = int(element)

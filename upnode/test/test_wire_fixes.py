@@ -148,3 +148,34 @@ class BigIntegerTests(SynchronousTestCase):
         self.assertEqual(
             decodeLine(text, ROOT_DEPTH)["arguments"], ["12345678901234567890123", 0.30000000000000004, 1.5e300]
         )
+
+
+def _unscrub(message: Dict[str, Any]) -> List[Any]:
+    from upnode._limits import Limits
+    from upnode._scrub import unscrub
+
+    return unscrub(message, lambda callbackId: ("cb", callbackId), Limits())
+
+
+class NegativeIndexTests(SynchronousTestCase):
+    """
+    A path index is a non-negative integer: -1 is not the last element.
+    """
+
+    def test_callbackPath(self) -> None:
+        from upnode.errors import RejectedMessage
+
+        for arguments in ([1, 2], []):
+            for path in ([-1], ["-1"], [0, -1]):
+                message = {"method": "m", "arguments": [list(arguments)] if len(path) > 1 else list(arguments)}
+                message["callbacks"] = {"0": path}
+                self.assertRaises(RejectedMessage, _unscrub, message)
+
+    def test_linkPath(self) -> None:
+        from upnode.errors import RejectedMessage
+
+        for link in ({"from": [-1], "to": ["0"]}, {"from": ["0"], "to": [-1]}, {"from": [], "to": [-1]}):
+            message = {"method": "m", "arguments": [1, 2], "links": [link]}
+            self.assertRaises(RejectedMessage, _unscrub, message)
+        self.assertRaises(RejectedMessage, _unscrub, {"method": "m", "arguments": [], "links": [{"from": [], "to": [-1]}]})
+
