@@ -5,7 +5,8 @@ dnode-protocol 0.2.2 does.
 
 Paths are written as Node writes them: every element a string, array indices
 included.  Incoming paths are checked element by element; nothing is created
-on the way, unlike Node's C{traverse.set}.
+on the way, unlike Node's C{traverse.set}: only the last element, in a
+container that exists.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ CIRCULAR = "[Circular]"
 Path = List[str]
 Scrubbed = Tuple[List[Any], Dict[str, Path], List[Dict[str, Path]]]
 
+_PROTOTYPE_NAMES = frozenset({"__proto__", "constructor", "prototype"})
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,15}")
 _SCALARS = frozenset({str, bool, type(None)})
 # The integers a double holds: from 2**1024 - 2**970 on, JavaScript's
@@ -287,14 +289,17 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
             # Most requests carry one callback: no list of places to build.
             ((key, path),) = callbacks.items()
             callbackId = _callbackIdOf(key)
-            container, slot = _place(arguments, path, limits)
-            container[slot] = makeCallback(callbackId)
+            container, slot = _place(arguments, path, limits, True)
+            try:
+                container[slot] = makeCallback(callbackId)
+            except IndexError:  # the element just past a list's end
+                container.append(makeCallback(callbackId))
         else:
             if len(callbacks) > limits.maxCallbacks:
                 raise RejectedMessage(f"{len(callbacks)} callbacks in one message (limit {limits.maxCallbacks})")
             # Validate every entry before creating any callback proxy.
             for callbackId, (container, slot) in _places(arguments, callbacks, limits):
-                container[slot] = makeCallback(callbackId)
+                _put(container, slot, makeCallback(callbackId))
     elif callbacks is not None and type(callbacks) is not dict:
         raise RejectedMessage("callbacks must be an object")
     if links:
@@ -310,10 +315,10 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
             if source == []:
                 value: Any = arguments
             else:
-                container, slot = _place(arguments, source, limits)
+                container, slot = _place(arguments, source, limits, False)
                 value = container[slot]
-            target, targetSlot = _place(arguments, link["to"], limits)
-            target[targetSlot] = value
+            target, targetSlot = _place(arguments, link["to"], limits, True)
+            _put(target, targetSlot, value)
     elif links is not None and type(links) is not list:
         raise RejectedMessage("links must be a list")
     return arguments
@@ -325,7 +330,18 @@ def _places(arguments: List[Any], callbacks: Dict[str, Any], limits: Limits) -> 
     function of its own: a comprehension over C{arguments} inside
     L{unscrub} would make that a closure variable, slower on every path.)
     """
-    return [(_callbackIdOf(key), _place(arguments, path, limits)) for key, path in callbacks.items()]
+    return [(_callbackIdOf(key), _place(arguments, path, limits, True)) for key, path in callbacks.items()]
+
+
+def _put(container: Any, slot: Any, value: Any) -> None:
+    """
+    Set C{container[slot]}; a list's slot may be the one just past its end
+    (L{_place} allows no other).
+    """
+    if type(container) is list and slot == len(container):
+        container.append(value)
+    else:
+        container[slot] = value
 
 
 def _callbackIdOf(key: str) -> int:
@@ -345,10 +361,15 @@ def _callbackIdOf(key: str) -> int:
     raise RejectedMessage(f"callback id {key!r:.40} is not a decimal integer")
 
 
-def _place(arguments: List[Any], path: Any, limits: Limits) -> Tuple[Any, Any]:
+def _place(arguments: List[Any], path: Any, limits: Limits, create: bool) -> Tuple[Any, Any]:
     """
     Resolve C{path} to the container holding its last element and the key or
-    index there; every element must already exist.
+    index there.  Every element must already exist, except that with
+    C{create} the last may be new, as Node's C{traverse.set} makes it: a key
+    not yet in a dict (but never C{__proto__}, C{constructor} or
+    C{prototype}, the names through which a JavaScript peer's prototypes are
+    reached), or the index just past the end of a list.  Nothing is created
+    here; the caller sets the element.
     """
     if type(path) is list and len(path) == 1 and type(path[0]) is str:
         # Most paths name a top-level argument, ["1"]: no walk needed.
@@ -369,13 +390,13 @@ def _place(arguments: List[Any], path: Any, limits: Limits) -> Tuple[Any, Any]:
                 index = int(element)
             else:
                 raise RejectedMessage(f"path element {element!r:.40} is not an index")
-            if index >= len(container):
+            if index >= len(container) and not (create and position == last and index == len(container)):
                 raise RejectedMessage(f"path index {index} out of range")
             slot: Any = index
         elif type(container) is dict:
             if type(element) is not str:
                 raise RejectedMessage(f"path element {element!r:.40} is not a key")
-            if element not in container:
+            if element not in container and not (create and position == last and element not in _PROTOTYPE_NAMES):
                 raise RejectedMessage(f"path key {element!r:.40} does not exist")
             slot = element
         else:

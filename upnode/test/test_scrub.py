@@ -250,7 +250,7 @@ class UnscrubRejectionTests(SynchronousTestCase):
             self.assertRejected({"arguments": ["[Function]"], "callbacks": {key: ["0"]}})
 
     def test_paths(self) -> None:
-        for path in [[], "0", ["1"], ["0", "a"], ["x"], [True], [None], ["0", "0", "0"]]:
+        for path in [[], "0", ["2"], ["0", "a"], ["x"], [True], [None], ["0", "0", "0"]]:
             self.assertRejected({"arguments": ["[Function]"], "callbacks": {"0": path}})
 
     def test_pathThroughNonContainer(self) -> None:

@@ -179,3 +179,64 @@ class NegativeIndexTests(SynchronousTestCase):
             self.assertRaises(RejectedMessage, _unscrub, message)
         self.assertRaises(RejectedMessage, _unscrub, {"method": "m", "arguments": [], "links": [{"from": [], "to": [-1]}]})
 
+
+class CreatedElementTests(SynchronousTestCase):
+    """
+    As Node's traverse.set does, a callback or link may create the last
+    element of its path, in a container that exists; nothing more.
+    """
+
+    def test_protocolMarkdownLinks(self) -> None:
+        # doc/protocol.markdown: a link from [0] to [0,"b",1].
+        message = {
+            "method": 12,
+            "arguments": [{"a": 5, "b": [{"c": 5}]}],
+            "callbacks": {},
+            "links": [{"from": ["0"], "to": ["0", "b", "1"]}],
+        }
+        arguments = _unscrub(message)
+        self.assertIs(arguments[0]["b"][1], arguments[0])
+
+    def test_callbackLeftUndefined(self) -> None:
+        self.assertEqual(_unscrub({"method": "m", "arguments": [], "callbacks": {"3": ["0"]}}), [("cb", 3)])
+        self.assertEqual(
+            _unscrub({"method": "m", "arguments": [{}], "callbacks": {"3": ["0", "f"]}}), [{"f": ("cb", 3)}]
+        )
+        self.assertEqual(
+            _unscrub({"method": "m", "arguments": [1, {}], "callbacks": {"3": ["2"], "4": ["1", "g"]}}),
+            [1, {"g": ("cb", 4)}, ("cb", 3)],
+        )
+        # Every place is checked before any is set: the second callback's
+        # place does not exist yet when the first is checked.
+        from upnode.errors import RejectedMessage
+
+        self.assertRaises(
+            RejectedMessage, _unscrub, {"method": "m", "arguments": [1], "callbacks": {"3": ["1"], "4": ["2"]}}
+        )
+
+    def test_skipSet(self) -> None:
+        # dnode-protocol's test/scrub.js, "skip set".
+        message = {
+            "method": 0,
+            "arguments": [{"x": 33}, "[Function]"],
+            "callbacks": {"0": ["1"]},
+            "links": [{"from": ["0", "x"], "to": ["2"]}],
+        }
+        self.assertEqual(_unscrub(message)[2], 33)
+
+    def test_stillBounded(self) -> None:
+        from upnode.errors import RejectedMessage
+
+        refused = [
+            {"arguments": [], "callbacks": {"0": ["1"]}},  # past the end
+            {"arguments": [], "callbacks": {"0": ["0", "x"]}},  # inside what does not exist
+            {"arguments": [{}], "callbacks": {"0": ["0", "a", "b"]}},
+            {"arguments": [1], "callbacks": {"0": ["0", "0"]}},  # inside a scalar
+            {"arguments": [{}], "callbacks": {"0": ["0", "__proto__"]}},
+            {"arguments": [{}], "callbacks": {"0": ["0", "constructor"]}},
+            {"arguments": [{}], "links": [{"from": ["0"], "to": ["0", "prototype"]}]},
+            {"arguments": [{}], "links": [{"from": ["0", "x"], "to": ["1"]}]},  # a source that does not exist
+            {"arguments": [[]], "links": [{"from": ["0"], "to": ["0", "1"]}]},
+        ]
+        for message in refused:
+            self.assertRaises(RejectedMessage, _unscrub, dict(message, method="m"))
