@@ -33,9 +33,6 @@ _SCALARS = frozenset({str, bool, type(None)})
 # The integers a double holds: from 2**1024 - 2**970 on, JavaScript's
 # Number() rounds to Infinity, which its JSON writes as null.
 _DOUBLE_LIMIT = 2**1024 - 2**970
-# What orjson writes for -0.0 (or the start of -0.05 and the like, which
-# then take the general way too).
-_NEGATIVE_ZERO = b"-0.0"
 # Path elements "0" to "63" and their indices, to skip the general walk.
 _SMALL_INDEX = {str(i): i for i in range(64)}
 
@@ -145,50 +142,63 @@ def encodeRequest(
     @raise TypeError: a value has no JSON form; no id has been given out.
     @raise ValueError: the message would nest deeper than C{maxDepth}.
     """
-    # Scalars are never callable; a callable container is sent as data.
+    # One pass over the arguments finds the first top-level callable, and
+    # what orjson may not be given (see _orjsonSafe): that is scrubbed.
+    first = -1
     index = 0
     for value in arguments:
-        if callable(value) and not isinstance(value, _CONTAINERS):
-            line = _withTopLevelCallbacks(method, arguments, index, callbackId, maxDepth)
-            if line:
-                return line
+        kind = type(value)
+        if kind is dict:
+            if not _orjsonSafe(value.values(), maxDepth):
+                break
+        elif kind is list:
+            if not _orjsonSafe(value, maxDepth):
+                break
+        elif kind is tuple or (kind is float and not value):
             break
+        # Scalars are never callable; a callable container is sent as data.
+        elif first < 0 and callable(value) and not isinstance(value, _CONTAINERS):
+            first = index
         index += 1
     else:
-        # No callable at the top level.  A reply (to a callback id) is its
-        # arguments in a template; anything else is one orjson call for the
-        # whole message (a third of the cost of building it from pieces).
-        try:
-            if not _orjsonSafe(arguments, maxDepth):
-                raise TypeError("nested tuples: scrubbed below")
-            if type(method) is int:
-                encoded = _fastDumps(arguments, option=JSON_OPTIONS)
-                if _NEGATIVE_ZERO in encoded:
-                    raise TypeError("-0.0: scrubbed below")
-                _refuseDeeper(encoded, 1, maxDepth)
-                return _REPLY % (method, encoded)
-            line = _fastDumps(
-                {"method": method, "arguments": arguments, "callbacks": {}, "links": []}, option=LINE_OPTIONS
-            )
-            if _NEGATIVE_ZERO in line:
-                raise TypeError("-0.0: scrubbed below")
-            _refuseDeeper(line, 0, maxDepth)
-            return line
-        except TypeError:
-            pass  # not plain JSON for orjson: scrubbed below
+        if first >= 0:
+            line = _withTopLevelCallbacks(method, arguments, first, callbackId, maxDepth)
+            if line:
+                return line
+        else:
+            # No callable at the top level.  A reply (to a callback id) is
+            # its arguments in a template; anything else is one orjson call
+            # for the whole message (a third of the cost of building it from
+            # pieces).
+            try:
+                if type(method) is int:
+                    encoded = _fastDumps(arguments, option=JSON_OPTIONS)
+                    _refuseDeeper(encoded, 1, maxDepth)
+                    return _REPLY % (method, encoded)
+                line = _fastDumps(
+                    {"method": method, "arguments": arguments, "callbacks": {}, "links": []}, option=LINE_OPTIONS
+                )
+                _refuseDeeper(line, 0, maxDepth)
+                return line
+            except TypeError:
+                pass  # not plain JSON for orjson: scrubbed below
     scrubbed, found, links = scrub(arguments, callbackId, maxDepth)
     return encodeLine({"method": method, "arguments": scrubbed, "callbacks": found, "links": links})
 
 
 def _orjsonSafe(values: Any, depth: int) -> bool:
     """
-    Whether orjson may be given C{values}: no tuple below them, and no list
-    or dict deeper than C{depth}.  orjson counts the depth of lists and
-    dicts but not of tuples (3.9 to 3.13 at least): a tuple nested some
-    thousands deep, or a cycle through one, overflows its stack and kills
-    the process.  Such values go through L{scrub}, which bounds the depth.
-    (A subclass of a builtin is not walked into: orjson refuses it, and it
-    is scrubbed too.)
+    Whether orjson may be given the lists and dicts among C{values}: no
+    tuple, and no zero float, inside them, and none nested deeper than
+    C{depth}.
+
+    orjson counts the depth of lists and dicts but does not check it at
+    tuples (3.9.0 to 3.13.0 at least): a tuple nested a few thousand deep,
+    or a cycle through one, overflows its stack and kills the process.  A
+    zero float may be -0.0, which orjson writes as such and JavaScript as
+    0 (0.0 is rare enough to be scrubbed with it).  What is refused goes
+    through L{scrub}, which bounds the depth.  (A subclass of a builtin is
+    not walked into: orjson refuses it, so it is scrubbed anyway.)
     """
     for value in values:
         kind = type(value)
@@ -198,7 +208,7 @@ def _orjsonSafe(values: Any, depth: int) -> bool:
         elif kind is list:
             if not depth or not _orjsonSafe(value, depth - 1):
                 return False
-        elif kind is tuple:
+        elif kind is tuple or (kind is float and not value):
             return False
     return True
 
@@ -230,13 +240,9 @@ def _withTopLevelCallbacks(
             if callable(value) and not isinstance(value, _CONTAINERS):
                 top[index] = FUNCTION
                 positions.append(index)
-    if not _orjsonSafe(arguments, maxDepth):
-        return b""
     try:
         encoded = _fastDumps(top, option=JSON_OPTIONS)
     except TypeError:
-        return b""
-    if _NEGATIVE_ZERO in encoded:
         return b""
     _refuseDeeper(encoded, 1, maxDepth)
     # Ids and paths are digits: no escaping needed.
