@@ -79,12 +79,19 @@ def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDe
             if depth > maxDepth:
                 raise ValueError(f"the message would nest deeper than {maxDepth}")
             ancestors[id(value)] = path
+            # The members of an exposed object stand for it: a member that
+            # holds the object is a cycle to them, as in Node.
+            source = value.source if type(value) is Members else None
+            if source is not None:
+                ancestors[id(source)] = path
             try:
                 if isinstance(value, dict):
                     return {_key(k): walk(v, path + [_key(k)], depth + 1) for k, v in value.items()}
                 return [walk(item, path + [str(i)], depth + 1) for i, item in enumerate(value)]
             finally:
                 del ancestors[id(value)]
+                if source is not None:
+                    ancestors.pop(id(source), None)
         if callable(value):
             key = str(callbackId(value))
             prior = callbacks.get(key)
@@ -104,6 +111,20 @@ def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDe
         raise TypeError("arguments must be a list or tuple")
     # The message object and its arguments list are the first two levels.
     return walk(arguments, [], 2), callbacks, links
+
+
+class Members(Dict[str, Any]):
+    """
+    The members shown of an exposed object (see L{exposedMembers}), which
+    stand for the object itself (C{source}) when L{scrub} meets it inside
+    them.
+    """
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: Any, members: Any) -> None:
+        dict.__init__(self, members)
+        self.source = source
 
 
 def _key(key: Any) -> str:

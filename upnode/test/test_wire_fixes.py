@@ -240,3 +240,39 @@ class CreatedElementTests(SynchronousTestCase):
         ]
         for message in refused:
             self.assertRaises(RejectedMessage, _unscrub, dict(message, method="m"))
+
+
+def _sentBy(cons: Any, before: Callable[[Any], None] = lambda proto: None) -> List[Any]:
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from upnode._protocol import DnodeProtocol
+
+    proto = DnodeProtocol(cons, clock=Clock())
+    before(proto)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    return [json.loads(x) for x in transport.value().splitlines()]
+
+
+class ExposedObjectTests(SynchronousTestCase):
+    def test_selfReference(self) -> None:
+        """
+        An exposed dict that holds itself is sent as Node sends it: the
+        member is C{"[Circular]"}, with a link from the object itself.
+        """
+        me: Dict[str, Any] = {"n": 1}
+        me["me"] = me
+        (methods,) = _sentBy(me)
+        self.assertEqual(methods["arguments"], [{"n": 1, "me": "[Circular]"}])
+        self.assertEqual(methods["links"], [{"from": ["0"], "to": ["0", "me"]}])
+
+    def test_selfReferenceDeeper(self) -> None:
+        me: Dict[str, Any] = {"f": print}
+        me["inner"] = {"up": me}
+        (methods,) = _sentBy(me)
+        self.assertEqual(methods["arguments"], [{"f": "[Function]", "inner": {"up": "[Circular]"}}])
+        self.assertEqual(methods["links"], [{"from": ["0"], "to": ["0", "inner", "up"]}])
+        self.assertEqual(methods["callbacks"], {"0": ["0", "f"]})
+
+
