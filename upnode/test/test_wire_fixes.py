@@ -275,4 +275,24 @@ class ExposedObjectTests(SynchronousTestCase):
         self.assertEqual(methods["links"], [{"from": ["0"], "to": ["0", "inner", "up"]}])
         self.assertEqual(methods["callbacks"], {"0": ["0", "f"]})
 
+    def test_underscoreKeysOfADict(self) -> None:
+        """
+        A dict's keys are all shown, C{_}-prefixed ones too (dnode's
+        C{_id.js}); an object's private names are not.
+        """
+        from upnode._expose import exposedMembers
+
+        self.assertEqual(exposedMembers({"_id": 1337, "x": 1, 5: "no"}), {"_id": 1337, "x": 1})
+
+        class Obj:
+            def __init__(self) -> None:
+                self._id = 5
+                self.x = 1
+
+            def _hidden(self) -> None:
+                pass
+
+        self.assertEqual(exposedMembers(Obj()), {"x": 1})
+        (methods,) = _sentBy({"_id": 1337})
+        self.assertEqual(methods["arguments"][0]["_id"], 1337)
 
