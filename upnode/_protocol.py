@@ -5,6 +5,7 @@ The dnode protocol: one JSON message a line, spoken exactly as Node's dnode
 
 from __future__ import annotations
 
+import secrets
 import socket
 import weakref
 from inspect import iscoroutine
@@ -48,6 +49,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     @ivar remote: the peer's exposed object, filled in when its C{methods}
         message arrives.
     @ivar local: the object we expose on this connection.
+    @ivar id: a random id for this connection, as dnode gives each one.
     """
 
     delimiter = b"\n"
@@ -76,6 +78,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         expose: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
     ) -> None:
         EventEmitter.__init__(self)
+        self.id = secrets.token_hex(16)
         self.cons = cons
         self.limits = limits or Limits()
         self.MAX_LENGTH = self.limits.maxLineLength

@@ -296,3 +296,13 @@ class ExposedObjectTests(SynchronousTestCase):
         (methods,) = _sentBy({"_id": 1337})
         self.assertEqual(methods["arguments"][0]["_id"], 1337)
 
+
+class ConnectionTests(SynchronousTestCase):
+    def test_everyConnectionHasAnId(self) -> None:
+        from upnode._protocol import DnodeProtocol
+
+        ids = {DnodeProtocol().id for _ in range(100)}
+        self.assertEqual(len(ids), 100)
+        for connId in ids:
+            self.assertIsInstance(connId, str)
+            self.assertTrue(connId)
