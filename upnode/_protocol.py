@@ -42,7 +42,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     It is also the C{conn} of Node's API: an event emitter on which the
     upnode connect callback emits C{"up"}.
 
-    Events: C{local} (exposed object), C{remote} (remote, conn), C{fail}
+    Events: C{local} (exposed object, conn: before C{methods} is sent, so
+    a handler may still add members), C{remote} (remote, conn), C{fail}
     (L{RejectedMessage} or L{ProtocolError}: the peer's fault), C{error}
     (L{Failure}: our side's code raised), C{end}.
 
@@ -151,18 +152,18 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._started = True
         try:
             local = construct(self.cons, self.remote, self)
+            self.local = local
+            # Before the members are read, as in Node: a handler may add some.
+            self.emit("local", local, self)
             members = exposedMembers(local)
             if self._expose is not None:
                 members = self._expose(members)
-            self.local = local
             self._exposed = members
             self.request("methods", [members])
         except Exception:
             self._log.failure("The exposed object could not be built")
             self.emit("error", Failure())
             self.end()
-            return
-        self.emit("local", local)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.connected = 0

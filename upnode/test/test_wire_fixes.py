@@ -306,3 +306,22 @@ class ConnectionTests(SynchronousTestCase):
         for connId in ids:
             self.assertIsInstance(connId, str)
             self.assertTrue(connId)
+
+    def test_localBeforeMethods(self) -> None:
+        """
+        C{local} fires before C{methods} is sent, with the object and the
+        connection, so a handler may add members (dnode's middleware.js).
+        """
+        heard: List[Any] = []
+
+        def onLocal(local: Any, conn: Any) -> None:
+            heard.append(conn)
+            local["moo"] = True
+
+        def cons(remote: Any, conn: Any) -> Dict[str, Any]:
+            return {"baz": 42}
+
+        holder: List[Any] = []
+        (methods,) = _sentBy(cons, lambda proto: (holder.append(proto), proto.on("local", onLocal)))
+        self.assertEqual(methods["arguments"], [{"baz": 42, "moo": True}])
+        self.assertEqual(heard, holder)
