@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
 
 from ._args import clientEndpoint, parseArguments, serverEndpoint
+from ._events import EventEmitter
 from ._expose import Cons
 from ._limits import Limits
 from ._protocol import DnodeProtocol
@@ -26,10 +27,13 @@ _OPTIONS = ("port", "host", "path", "endpoint") + LIMIT_OPTIONS
 __all__ = ["DnodeProtocol", "DnodeFactory", "listen", "connect"]
 
 
-class DnodeFactory(Factory):
+class DnodeFactory(Factory, EventEmitter):
     """
     Builds a L{DnodeProtocol} exposing C{cons} for each connection, on
     either side, and keeps the set of live ones.
+
+    As a dnode server does, it emits each connection's C{local} (exposed
+    object, conn) and C{remote} (remote, conn) events.
     """
 
     protocol = DnodeProtocol
@@ -41,6 +45,7 @@ class DnodeFactory(Factory):
         clock: Optional[IReactorTime] = None,
         expose: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
     ) -> None:
+        EventEmitter.__init__(self)
         self.cons = cons
         self.limits = limits or Limits()
         self.clock = clock
@@ -50,6 +55,8 @@ class DnodeFactory(Factory):
     def buildProtocol(self, addr: Any) -> DnodeProtocol:
         conn = self.protocol(self.cons, self.limits, self.clock, self.expose)
         conn.factory = self
+        conn.on("local", lambda local, conn: self.emit("local", local, conn))
+        conn.on("remote", lambda remote, conn: self.emit("remote", remote, conn))
         self.connections.add(conn)
         conn.notifyOnLoss(lambda reason: self.connections.discard(conn))
         return conn

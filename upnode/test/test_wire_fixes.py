@@ -325,3 +325,18 @@ class ConnectionTests(SynchronousTestCase):
         (methods,) = _sentBy(cons, lambda proto: (holder.append(proto), proto.on("local", onLocal)))
         self.assertEqual(methods["arguments"], [{"baz": 42, "moo": True}])
         self.assertEqual(heard, holder)
+
+    def test_factoryHearsLocal(self) -> None:
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        from upnode.dnode import DnodeFactory
+
+        factory = DnodeFactory(lambda remote, conn: {"baz": 42})
+        heard: List[Any] = []
+        factory.on("local", lambda local, conn: (heard.append(conn), local.__setitem__("zing", 1)))
+        conn = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        transport = StringTransport()
+        conn.makeConnection(transport)
+        self.assertEqual(heard, [conn])
+        self.assertEqual(json.loads(transport.value().splitlines()[0])["arguments"], [{"baz": 42, "zing": 1}])
