@@ -146,7 +146,8 @@ class BigIntegerTests(SynchronousTestCase):
 
         text = b'{"method":"m","arguments":["12345678901234567890123",0.30000000000000004,1.5e300]}'
         self.assertEqual(
-            decodeLine(text, ROOT_DEPTH)["arguments"], ["12345678901234567890123", 0.30000000000000004, 1.5e300]
+            decodeLine(text, ROOT_DEPTH)["arguments"],
+            ["12345678901234567890123", 0.30000000000000004, 1.5e300],
         )
 
 
@@ -167,7 +168,10 @@ class NegativeIndexTests(SynchronousTestCase):
 
         for arguments in ([1, 2], []):
             for path in ([-1], ["-1"], [0, -1]):
-                message = {"method": "m", "arguments": [list(arguments)] if len(path) > 1 else list(arguments)}
+                message = {
+                    "method": "m",
+                    "arguments": [list(arguments)] if len(path) > 1 else list(arguments),
+                }
                 message["callbacks"] = {"0": path}
                 self.assertRaises(RejectedMessage, _unscrub, message)
 
@@ -177,7 +181,9 @@ class NegativeIndexTests(SynchronousTestCase):
         for link in ({"from": [-1], "to": ["0"]}, {"from": ["0"], "to": [-1]}, {"from": [], "to": [-1]}):
             message = {"method": "m", "arguments": [1, 2], "links": [link]}
             self.assertRaises(RejectedMessage, _unscrub, message)
-        self.assertRaises(RejectedMessage, _unscrub, {"method": "m", "arguments": [], "links": [{"from": [], "to": [-1]}]})
+        self.assertRaises(
+            RejectedMessage, _unscrub, {"method": "m", "arguments": [], "links": [{"from": [], "to": [-1]}]}
+        )
 
 
 class CreatedElementTests(SynchronousTestCase):
@@ -211,7 +217,9 @@ class CreatedElementTests(SynchronousTestCase):
         from upnode.errors import RejectedMessage
 
         self.assertRaises(
-            RejectedMessage, _unscrub, {"method": "m", "arguments": [1], "callbacks": {"3": ["1"], "4": ["2"]}}
+            RejectedMessage,
+            _unscrub,
+            {"method": "m", "arguments": [1], "callbacks": {"3": ["1"], "4": ["2"]}},
         )
 
     def test_skipSet(self) -> None:

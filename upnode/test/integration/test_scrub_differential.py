@@ -71,7 +71,25 @@ _ALPHABET = (
     + ["😀", "\U0001f600", "𝄞", "\U0010ffff"]
     + ["\ud800", "\udbff", "\udc00", "\udfff"]
 )
-_KEYS = ["a", "b", "id", "_id", "1", "0", "10", "2", "-1", "01", "$", "", "é", "😀", "\ud83d", "constructor", "length"]
+_KEYS = [
+    "a",
+    "b",
+    "id",
+    "_id",
+    "1",
+    "0",
+    "10",
+    "2",
+    "-1",
+    "01",
+    "$",
+    "",
+    "é",
+    "😀",
+    "\ud83d",
+    "constructor",
+    "length",
+]
 
 
 class Generator:
@@ -114,7 +132,9 @@ class Generator:
             value = self.rng.randint(2 ** (exponent - 1), 2**exponent)
             return value if self.rng.random() < 0.5 else -value
         if r < 0.65:
-            return self.rng.choice([0.0, 1.0, -1.0, 0.5, 1e21, 1e-7, 5e-324, 1.7976931348623157e308, 0.1 + 0.2])
+            return self.rng.choice(
+                [0.0, 1.0, -1.0, 0.5, 1e21, 1e-7, 5e-324, 1.7976931348623157e308, 0.1 + 0.2]
+            )
         return self.rng.uniform(-1e6, 1e6) * 10 ** self.rng.randint(-30, 30)
 
     def scalar(self) -> Any:
@@ -136,7 +156,9 @@ class Generator:
             if candidates:
                 return {"$": "ref", "id": self.rng.choice(candidates)[0]}
         if depth < 5 and r < 0.5:
-            return self.container(self.rng.choice(["list", "dict", "tuple"]), depth + 1, self.rng.randint(0, 4))
+            return self.container(
+                self.rng.choice(["list", "dict", "tuple"]), depth + 1, self.rng.randint(0, 4)
+            )
         return self.scalar()
 
     def container(self, kind: str, depth: int, size: int) -> Dict[str, Any]:
@@ -206,6 +228,14 @@ def _function(n: int) -> Callable[..., None]:
     return f
 
 
+def _proxies() -> Callable[[int], Any]:
+    """
+    A function for each callback id, the same one for the same id.
+    """
+    made: Dict[int, Any] = {}
+    return lambda cid: made.setdefault(cid, _function(cid))
+
+
 def _ids() -> Callable[[Any], int]:
     table: Dict[int, int] = {}
     keep: List[Any] = []
@@ -260,7 +290,11 @@ def classify(ours: bytes, theirs: str) -> Tuple[Optional[str], List[str]]:
     why = _compare(a["arguments"], b["arguments"], "", found)
     if why:
         return why, found
-    if not found or found == ["leading space"] and ours[1:].rstrip(b"\n") != theirs.encode("utf-8", "surrogatepass"):
+    if (
+        not found
+        or found == ["leading space"]
+        and ours[1:].rstrip(b"\n") != theirs.encode("utf-8", "surrogatepass")
+    ):
         found.append("string escaping")
     return None, found
 
@@ -279,7 +313,7 @@ def _compare(a: Any, b: Any, path: str, found: List[str]) -> Optional[str]:
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             return f"{path}: {len(a)} items against {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             why = _compare(x, y, f"{path}/{i}", found)
             if why:
                 return why
@@ -312,7 +346,9 @@ class DifferentialTests(TestCase):
         cases = [generator.case() for _ in range(CASES)]
 
         # Node's lines.
-        theirs = self._node(modules, [{"op": "scrub", "case": i, "method": m, "spec": s} for i, (m, s) in enumerate(cases)])
+        theirs = self._node(
+            modules, [{"op": "scrub", "case": i, "method": m, "spec": s} for i, (m, s) in enumerate(cases)]
+        )
         problems: List[str] = []
         benign: Counter[str] = Counter()
         checks = []
@@ -330,25 +366,35 @@ class DifferentialTests(TestCase):
             why, found = classify(ours, answer["line"])
             benign.update(set(found))
             if why:
-                problems.append(f"case {i}: {why}\n  spec {json.dumps(spec)[:400]}\n  ours {ours[:400]!r}\n  Node {answer['line'][:400]}")
+                problems.append(
+                    f"case {i}: {why}\n  spec {json.dumps(spec)[:400]}\n  ours {ours[:400]!r}\n  Node {answer['line'][:400]}"
+                )
             # The reverse: Node's line through our decoder and encoder.
             try:
                 message = decodeLine(answer["line"].encode("utf-8"), limits.maxDepth)
-                proxies: Dict[int, Any] = {}
-                arguments = unscrub(message, lambda cid: proxies.setdefault(cid, _function(cid)), limits)
+                arguments = unscrub(message, _proxies(), limits)
                 again = encodeRequest(message["method"], arguments, _ids(), limits.maxDepth)
             except Exception as e:
                 problems.append(f"case {i}: we failed on Node's line {answer['line'][:300]}: {e!r}")
                 continue
-            checks.append({"op": "check", "case": i, "method": method, "spec": spec, "line": again.decode("utf-8")})
+            checks.append(
+                {"op": "check", "case": i, "method": method, "spec": spec, "line": again.decode("utf-8")}
+            )
         for answer in self._node(modules, checks).values():
             if not answer.get("ok"):
-                problems.append(f"case {answer['case']}: Node decodes our re-encoding differently: {answer.get('why') or answer.get('error')}")
+                problems.append(
+                    f"case {answer['case']}: Node decodes our re-encoding differently: {answer.get('why') or answer.get('error')}"
+                )
         elapsed = time.monotonic() - started
         report = ", ".join(f"{name}: {benign[name]}" for name in BENIGN)
-        print(f"\ndifferential: {len(cases)} cases, {len(checks)} reverse checks, seed {seed}, {elapsed:.1f} s; benign: {report}")
+        print(
+            f"\ndifferential: {len(cases)} cases, {len(checks)} reverse checks, seed {seed}, {elapsed:.1f} s; benign: {report}"
+        )
         if problems:
-            self.fail(f"seed {seed} (UPNODE_DIFF_SEED={seed} replays it): {len(problems)} cases differ:\n" + "\n".join(problems[:15]))
+            self.fail(
+                f"seed {seed} (UPNODE_DIFF_SEED={seed} replays it): {len(problems)} cases differ:\n"
+                + "\n".join(problems[:15])
+            )
 
     def _node(self, modules: Any, requests: List[Dict[str, Any]]) -> Dict[int, Dict[str, Any]]:
         text = "".join(json.dumps(r) + "\n" for r in requests)
