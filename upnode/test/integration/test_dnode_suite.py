@@ -247,3 +247,51 @@ def _addTests() -> None:
 
 
 _addTests()
+
+
+_MIDDLEWARE_CLIENT = """
+var dnode = require('dnode');
+var d = dnode.connect(Number(process.argv[1]), '127.0.0.1');
+d.on('remote', function (remote, conn) {
+    process.stdout.write(JSON.stringify({ baz: remote.baz, moo: remote.moo, id: !!conn.id }) + '\\n');
+    conn.end();
+});
+"""
+
+
+class OurServer(TestCase):
+    """
+    middleware.js with its server played by ours, its client by Node's.
+    """
+
+    timeout = 30
+
+    async def test_middleware(self) -> None:
+        from upnode.dnode import DnodeFactory
+
+        seen: List[Any] = []
+
+        def cons(client: Any, conn: Any) -> Dict[str, Any]:
+            seen.append(("cons", getattr(conn, "zing", False), "moo" in client, bool(conn.id)))
+            local = {"baz": 42}
+            conn.on("remote", lambda remote, conn: seen.append(("remote", conn.zing, local.get("moo"))))
+            return local
+
+        factory = DnodeFactory(cons)
+        factory.on("local", lambda local, conn: setattr(conn, "zing", True))
+        factory.on("local", lambda local, conn: local.__setitem__("moo", True))
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+        self.addCleanup(port.stopListening)
+        modules = requireNode()
+        runner = Runner(Bridge(self))
+        out: List[bytes] = []
+        runner.outReceived = out.append  # type: ignore[method-assign]
+        reactor.spawnProcess(
+            runner,
+            shutil.which("node") or "node",
+            ["node", "-e", _MIDDLEWARE_CLIENT, str(port.getHost().port)],
+            env=dict(os.environ, NODE_PATH=str(modules)),
+        )
+        await runner.ended
+        self.assertEqual(json.loads(b"".join(out)), {"baz": 42, "moo": True, "id": True}, runner.stderr)
+        self.assertEqual(seen, [("cons", False, False, True), ("remote", True, True)])
