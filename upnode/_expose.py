@@ -7,6 +7,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Dict
 
+from ._scrub import Members
+
 Cons = Any
 _DATA = (str, int, float, bool, type(None), list, dict, tuple)
 
@@ -24,13 +26,16 @@ def construct(cons: Cons, remote: Any, conn: Any) -> Any:
 
 def exposedMembers(obj: Any) -> Dict[str, Any]:
     """
-    The public members of C{obj}: a dict's string keys, or an object's public
-    methods and public instance attributes.  Names starting with C{_} are
-    never shown, so a peer can never reach them; properties are not run.
+    The members of C{obj} shown to the peer: every string key of a dict
+    (its keys are the user's explicit choice, as in Node, where C{_id} is
+    shown too), or an object's public methods and public instance
+    attributes; an object's names starting with C{_} are never shown, so a
+    peer can never reach them, and properties are not run.  They stand for
+    C{obj} where it is met inside them (a self-reference is a cycle).
     """
     if isinstance(obj, dict):
-        return {k: v for k, v in obj.items() if type(k) is str and not k.startswith("_")}
-    members: Dict[str, Any] = {}
+        return Members(obj, {k: v for k, v in obj.items() if type(k) is str})
+    members: Dict[str, Any] = Members(obj, ())
     methods = set()
     for klass in type(obj).__mro__[:-1]:  # object itself exposes nothing
         for name, value in vars(klass).items():

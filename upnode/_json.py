@@ -51,6 +51,12 @@ def encodeLine(message: Any) -> bytes:
     Serialise an already-scrubbed message to one UTF-8 line with its
     delimiter.  A string holding a lone surrogate has no UTF-8 form; it goes
     out escaped, as Node's C{JSON.stringify} writes it.
+
+    What orjson refuses (those strings, integers beyond 64 bits) is written
+    by the standard library, with a space in front: JSON allows it, and it
+    tells L{decodeLine} on the other end to parse the line with the standard
+    library too, so that such integers arrive as themselves.  (orjson would
+    read them as doubles, and only a scan of every line could tell.)
     """
     try:
         return fastDumps(message, option=LINE_OPTIONS)
@@ -58,9 +64,9 @@ def encodeLine(message: Any) -> bytes:
         pass
     text = _dumps(message)
     try:
-        return text.encode("utf-8") + b"\n"
+        return b" " + text.encode("utf-8") + b"\n"
     except UnicodeEncodeError:
-        return _dumpsAscii(message).encode("ascii") + b"\n"
+        return b" " + _dumpsAscii(message).encode("ascii") + b"\n"
 
 
 def decodeLine(line: bytes, maxDepth: int) -> Any:
@@ -73,10 +79,14 @@ def decodeLine(line: bytes, maxDepth: int) -> Any:
     # (nestsDeeper's first bound, here too: a call saved on every line.)
     if len(line) > 2 * maxDepth and nestsDeeper(line, maxDepth):
         raise ProtocolError(f"message nested deeper than {maxDepth}")
-    try:
-        return _fastLoads(line)
-    except ValueError:
-        pass
+    # A line that starts with a space is one L{encodeLine} could not give
+    # to orjson: it may hold integers beyond 64 bits, which orjson would
+    # parse as doubles; the standard library keeps them.
+    if line[:1] != b" ":
+        try:
+            return _fastLoads(line)
+        except ValueError:
+            pass
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -5,6 +5,7 @@ The dnode protocol: one JSON message a line, spoken exactly as Node's dnode
 
 from __future__ import annotations
 
+import secrets
 import weakref
 from collections import deque
 from inspect import iscoroutine
@@ -53,13 +54,15 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     It is also the C{conn} of Node's API: an event emitter on which the
     upnode connect callback emits C{"up"}.
 
-    Events: C{local} (exposed object), C{remote} (remote, conn), C{fail}
+    Events: C{local} (exposed object, conn: before C{methods} is sent, so
+    a handler may still add members), C{remote} (remote, conn), C{fail}
     (L{RejectedMessage} or L{ProtocolError}: the peer's fault), C{error}
     (C{Failure}: our side's code raised), C{end}.
 
     @ivar remote: the peer's exposed object, filled in when its C{methods}
         message arrives.
     @ivar local: the object we expose on this connection.
+    @ivar id: a random id for this connection, as dnode gives each one.
     """
 
     delimiter = b"\n"
@@ -98,6 +101,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         expose: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
     ) -> None:
         EventEmitter.__init__(self)
+        self.id = secrets.token_hex(16)
         self.cons = cons
         self.limits = limits or Limits()
         self.MAX_LENGTH = self.limits.maxLineLength
@@ -191,18 +195,18 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._started = True
         try:
             local = construct(self.cons, self.remote, self)
+            self.local = local
+            # Before the members are read, as in Node: a handler may add some.
+            self.emit("local", local, self)
             members = exposedMembers(local)
             if self._expose is not None:
                 members = self._expose(members)
-            self.local = local
             self._exposed = members
             self.request("methods", [members])
         except Exception:
             self._log.failure("The exposed object could not be built")
             self.emit("error", Failure())
             self.end()
-            return
-        self.emit("local", local)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.connected = 0

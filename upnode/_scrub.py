@@ -5,7 +5,8 @@ dnode-protocol 0.2.2 does.
 
 Paths are written as Node writes them: every element a string, array indices
 included.  Incoming paths are checked element by element; nothing is created
-on the way, unlike Node's C{traverse.set}.
+on the way, unlike Node's C{traverse.set}: only the last element, in a
+container that exists.
 """
 
 from __future__ import annotations
@@ -26,8 +27,12 @@ CIRCULAR = "[Circular]"
 Path = List[str]
 Scrubbed = Tuple[List[Any], Dict[str, Path], List[Dict[str, Path]]]
 
+_PROTOTYPE_NAMES = frozenset({"__proto__", "constructor", "prototype"})
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,15}")
-_SCALARS = frozenset({str, int, bool, type(None)})
+_SCALARS = frozenset({str, bool, type(None)})
+# The integers a double holds: from 2**1024 - 2**970 on, JavaScript's
+# Number() rounds to Infinity, which its JSON writes as null.
+_DOUBLE_LIMIT = 2**1024 - 2**970
 # Path elements "0" to "63" and their indices, to skip the general walk.
 _SMALL_INDEX = {str(i): i for i in range(64)}
 
@@ -41,7 +46,9 @@ def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDe
     becomes a link to its first place.  A container met again inside itself
     (a cycle) becomes C{"[Circular]"} and a link to its first place; one
     merely shared is copied, as Node's traverse does.  Non-finite floats
-    become C{None}, as in JavaScript; dict keys that are numbers, booleans
+    become C{None}, as in JavaScript, and so do integers a double cannot
+    hold (a JavaScript peer would read them as Infinity); -0.0 becomes 0.0
+    (JavaScript writes C{0}); dict keys that are numbers, booleans
     or None become strings, as Python's json writes them.
 
     @raise TypeError: a value has no JSON form.
@@ -56,9 +63,14 @@ def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDe
         kind = type(value)
         if kind in _SCALARS:
             return value
+        if kind is int:
+            return value if -_DOUBLE_LIMIT < value < _DOUBLE_LIMIT else None
         if kind is float:
-            # NaN and the infinities are null in JavaScript's JSON.
-            return value if value - value == 0 else None
+            # NaN and the infinities are null in JavaScript's JSON, and
+            # -0 is written 0.
+            if value:
+                return value if value - value == 0 else None
+            return 0.0
         if isinstance(value, (dict, list, tuple)):
             prior = ancestors.get(id(value))
             if prior is not None:
@@ -67,12 +79,19 @@ def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDe
             if depth > maxDepth:
                 raise ValueError(f"the message would nest deeper than {maxDepth}")
             ancestors[id(value)] = path
+            # The members of an exposed object stand for it: a member that
+            # holds the object is a cycle to them, as in Node.
+            source = value.source if type(value) is Members else None
+            if source is not None:
+                ancestors[id(source)] = path
             try:
                 if isinstance(value, dict):
                     return {_key(k): walk(v, path + [_key(k)], depth + 1) for k, v in value.items()}
                 return [walk(item, path + [str(i)], depth + 1) for i, item in enumerate(value)]
             finally:
                 del ancestors[id(value)]
+                if source is not None:
+                    ancestors.pop(id(source), None)
         if callable(value):
             key = str(callbackId(value))
             prior = callbacks.get(key)
@@ -92,6 +111,20 @@ def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDe
         raise TypeError("arguments must be a list or tuple")
     # The message object and its arguments list are the first two levels.
     return walk(arguments, [], 2), callbacks, links
+
+
+class Members(Dict[str, Any]):
+    """
+    The members shown of an exposed object (see L{exposedMembers}), which
+    stand for the object itself (C{source}) when L{scrub} meets it inside
+    them.
+    """
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: Any, members: Any) -> None:
+        dict.__init__(self, members)
+        self.source = source
 
 
 def _key(key: Any) -> str:
@@ -130,33 +163,85 @@ def encodeRequest(
     @raise TypeError: a value has no JSON form; no id has been given out.
     @raise ValueError: the message would nest deeper than C{maxDepth}.
     """
-    # Scalars are never callable; a callable container is sent as data.
+    # One pass over the arguments finds the first top-level callable, and
+    # what orjson may not be given (see _orjsonSafe): that is scrubbed.
+    first = -1
     index = 0
     for value in arguments:
-        if callable(value) and not isinstance(value, _CONTAINERS):
-            line = _withTopLevelCallbacks(method, arguments, index, callbackId, maxDepth)
-            if line:
-                return line
+        kind = type(value)
+        if kind is dict or kind is list:
+            # The first level inline (a call saved on most messages).
+            for item in value.values() if kind is dict else value:
+                kind = type(item)
+                if kind is dict:
+                    if not _orjsonSafe(item.values(), maxDepth):
+                        break
+                elif kind is list:
+                    if not _orjsonSafe(item, maxDepth):
+                        break
+                elif kind is tuple or (kind is float and not item):
+                    break
+            else:
+                index += 1
+                continue
             break
+        if kind is tuple or (kind is float and not value):
+            break
+        # Scalars are never callable; a callable container is sent as data.
+        if first < 0 and callable(value) and not isinstance(value, _CONTAINERS):
+            first = index
         index += 1
     else:
-        # No callable at the top level.  A reply (to a callback id) is its
-        # arguments in a template; anything else is one orjson call for the
-        # whole message (a third of the cost of building it from pieces).
-        try:
-            if type(method) is int:
-                encoded = _fastDumps(arguments, option=JSON_OPTIONS)
-                _refuseDeeper(encoded, 1, maxDepth)
-                return _REPLY % (method, encoded)
-            line = _fastDumps(
-                {"method": method, "arguments": arguments, "callbacks": {}, "links": []}, option=LINE_OPTIONS
-            )
-            _refuseDeeper(line, 0, maxDepth)
-            return line
-        except TypeError:
-            pass  # not plain JSON for orjson: scrubbed below
+        if first >= 0:
+            line = _withTopLevelCallbacks(method, arguments, first, callbackId, maxDepth)
+            if line:
+                return line
+        else:
+            # No callable at the top level.  A reply (to a callback id) is
+            # its arguments in a template; anything else is one orjson call
+            # for the whole message (a third of the cost of building it from
+            # pieces).
+            try:
+                if type(method) is int:
+                    encoded = _fastDumps(arguments, option=JSON_OPTIONS)
+                    _refuseDeeper(encoded, 1, maxDepth)
+                    return _REPLY % (method, encoded)
+                line = _fastDumps(
+                    {"method": method, "arguments": arguments, "callbacks": {}, "links": []}, option=LINE_OPTIONS
+                )
+                _refuseDeeper(line, 0, maxDepth)
+                return line
+            except TypeError:
+                pass  # not plain JSON for orjson: scrubbed below
     scrubbed, found, links = scrub(arguments, callbackId, maxDepth)
     return encodeLine({"method": method, "arguments": scrubbed, "callbacks": found, "links": links})
+
+
+def _orjsonSafe(values: Any, depth: int) -> bool:
+    """
+    Whether orjson may be given the lists and dicts among C{values}: no
+    tuple, and no zero float, inside them, and none nested deeper than
+    C{depth}.
+
+    orjson counts the depth of lists and dicts but does not check it at
+    tuples (3.9.0 to 3.13.0 at least): a tuple nested a few thousand deep,
+    or a cycle through one, overflows its stack and kills the process.  A
+    zero float may be -0.0, which orjson writes as such and JavaScript as
+    0 (0.0 is rare enough to be scrubbed with it).  What is refused goes
+    through L{scrub}, which bounds the depth.  (A subclass of a builtin is
+    not walked into: orjson refuses it, so it is scrubbed anyway.)
+    """
+    for value in values:
+        kind = type(value)
+        if kind is dict:
+            if not depth or not _orjsonSafe(value.values(), depth - 1):
+                return False
+        elif kind is list:
+            if not depth or not _orjsonSafe(value, depth - 1):
+                return False
+        elif kind is tuple or (kind is float and not value):
+            return False
+    return True
 
 
 def _refuseDeeper(encoded: bytes, outside: int, maxDepth: int) -> None:
@@ -192,7 +277,13 @@ def _withTopLevelCallbacks(
         return b""
     _refuseDeeper(encoded, 1, maxDepth)
     # Ids and paths are digits: no escaping needed.
-    head = b"%d" % method if type(method) is int else _fastDumps(method)
+    if type(method) is int:
+        head = b"%d" % method
+    else:
+        try:
+            head = _fastDumps(method)
+        except TypeError:
+            return b""  # a lone surrogate in the name: written escaped below
     if len(positions) == 1:
         return _ONE_CALLBACK % (head, encoded, callbackId(arguments[first]), first)
     byId: Dict[int, int] = {}
@@ -235,14 +326,17 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
             # Most requests carry one callback: no list of places to build.
             ((key, path),) = callbacks.items()
             callbackId = _callbackIdOf(key)
-            container, slot = _place(arguments, path, limits)
-            container[slot] = makeCallback(callbackId)
+            container, slot = _place(arguments, path, limits, True)
+            try:
+                container[slot] = makeCallback(callbackId)
+            except IndexError:  # the element just past a list's end
+                container.append(makeCallback(callbackId))
         else:
             if len(callbacks) > limits.maxCallbacks:
                 raise RejectedMessage(f"{len(callbacks)} callbacks in one message (limit {limits.maxCallbacks})")
             # Validate every entry before creating any callback proxy.
             for callbackId, (container, slot) in _places(arguments, callbacks, limits):
-                container[slot] = makeCallback(callbackId)
+                _put(container, slot, makeCallback(callbackId))
     elif callbacks is not None and type(callbacks) is not dict:
         raise RejectedMessage("callbacks must be an object")
     if links:
@@ -258,10 +352,10 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
             if source == []:
                 value: Any = arguments
             else:
-                container, slot = _place(arguments, source, limits)
+                container, slot = _place(arguments, source, limits, False)
                 value = container[slot]
-            target, targetSlot = _place(arguments, link["to"], limits)
-            target[targetSlot] = value
+            target, targetSlot = _place(arguments, link["to"], limits, True)
+            _put(target, targetSlot, value)
     elif links is not None and type(links) is not list:
         raise RejectedMessage("links must be a list")
     return arguments
@@ -273,7 +367,18 @@ def _places(arguments: List[Any], callbacks: Dict[str, Any], limits: Limits) -> 
     function of its own: a comprehension over C{arguments} inside
     L{unscrub} would make that a closure variable, slower on every path.)
     """
-    return [(_callbackIdOf(key), _place(arguments, path, limits)) for key, path in callbacks.items()]
+    return [(_callbackIdOf(key), _place(arguments, path, limits, True)) for key, path in callbacks.items()]
+
+
+def _put(container: Any, slot: Any, value: Any) -> None:
+    """
+    Set C{container[slot]}; a list's slot may be the one just past its end
+    (L{_place} allows no other).
+    """
+    if type(container) is list and slot == len(container):
+        container.append(value)
+    else:
+        container[slot] = value
 
 
 def _callbackIdOf(key: str) -> int:
@@ -293,10 +398,15 @@ def _callbackIdOf(key: str) -> int:
     raise RejectedMessage(f"callback id {key!r:.40} is not a decimal integer")
 
 
-def _place(arguments: List[Any], path: Any, limits: Limits) -> Tuple[Any, Any]:
+def _place(arguments: List[Any], path: Any, limits: Limits, create: bool) -> Tuple[Any, Any]:
     """
     Resolve C{path} to the container holding its last element and the key or
-    index there; every element must already exist.
+    index there.  Every element must already exist, except that with
+    C{create} the last may be new, as Node's C{traverse.set} makes it: a key
+    not yet in a dict (but never C{__proto__}, C{constructor} or
+    C{prototype}, the names through which a JavaScript peer's prototypes are
+    reached), or the index just past the end of a list.  Nothing is created
+    here; the caller sets the element.
     """
     if type(path) is list and len(path) == 1 and type(path[0]) is str:
         # Most paths name a top-level argument, ["1"]: no walk needed.
@@ -311,19 +421,19 @@ def _place(arguments: List[Any], path: Any, limits: Limits) -> Tuple[Any, Any]:
     last = len(path) - 1
     for position, element in enumerate(path):
         if type(container) is list:
-            if type(element) is int:
+            if type(element) is int and element >= 0:
                 index = element
             elif type(element) is str and _DECIMAL.fullmatch(element):
                 index = int(element)
             else:
                 raise RejectedMessage(f"path element {element!r:.40} is not an index")
-            if index >= len(container):
+            if index >= len(container) and not (create and position == last and index == len(container)):
                 raise RejectedMessage(f"path index {index} out of range")
             slot: Any = index
         elif type(container) is dict:
             if type(element) is not str:
                 raise RejectedMessage(f"path element {element!r:.40} is not a key")
-            if element not in container:
+            if element not in container and not (create and position == last and element not in _PROTOTYPE_NAMES):
                 raise RejectedMessage(f"path key {element!r:.40} does not exist")
             slot = element
         else:

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._args import clientEndpoint, parseArguments, serverEndpoint
+from ._events import EventEmitter
 from ._expose import Cons
 from ._guard import ServerGuard, ServerLimits
 from ._limits import Limits
@@ -43,10 +44,13 @@ __all__ = ["DnodeProtocol", "DnodeFactory", "listen", "connect"]
 _log = Logger()
 
 
-class DnodeFactory(Factory):
+class DnodeFactory(Factory, EventEmitter):
     """
     Builds a L{DnodeProtocol} exposing C{cons} for each connection, on
     either side, and keeps the set of live ones.
+
+    As a dnode server does, it emits each connection's C{local} (exposed
+    object, conn) and C{remote} (remote, conn) events.
 
     @param guard: for a server, the L{ServerGuard} that admits, times and
         sheds its connections (see L{ServerLimits}).
@@ -64,6 +68,7 @@ class DnodeFactory(Factory):
         expose: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
         guard: Optional[ServerGuard] = None,
     ) -> None:
+        EventEmitter.__init__(self)
         self.cons = cons
         self.limits = limits or Limits()
         self.clock = clock
@@ -80,6 +85,8 @@ class DnodeFactory(Factory):
             if not self.guard.admit(conn):
                 conn.refused = True  # dropped as it connects
                 return conn
+        conn.on("local", lambda local, conn: self.emit("local", local, conn))
+        conn.on("remote", lambda remote, conn: self.emit("remote", remote, conn))
         self.connections.add(conn)
         conn.notifyOnLoss(lambda reason: self.connections.discard(conn))
         return conn

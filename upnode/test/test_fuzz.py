@@ -19,7 +19,9 @@ from .test_protocol import Harness
 
 names = st.sampled_from(["echo", "record", "boom", "answer", "_private", "__init__", "__class__", "methods", "cull", "nope"])
 ids = st.integers(min_value=-3, max_value=12) | st.booleans() | st.none() | st.floats(allow_nan=False)
-pathElements = st.integers(min_value=-1, max_value=4) | st.sampled_from(["0", "1", "a", "", "01", "-1", "x"])
+pathElements = st.integers(min_value=-2, max_value=4) | st.sampled_from(
+    ["0", "1", "2", "a", "", "01", "-1", "-0", "x", "__proto__", "constructor", "prototype"]
+)
 paths = st.lists(pathElements, max_size=4) | st.text(max_size=3) | st.none()
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
@@ -64,3 +66,23 @@ class FuzzTests(SynchronousTestCase):
     @given(values)
     def test_anyJsonLine(self, value: Any) -> None:
         self.check(json.dumps(value).encode() + b"\n")
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(messages)
+    def test_lineWithLeadingSpace(self, message: Any) -> None:
+        # The standard library's parser takes these lines.
+        self.check(b" " + json.dumps(message).encode() + b"\n")
+
+    def test_pathsOnNoArguments(self) -> None:
+        """
+        Negative, missing and created places on an empty arguments list,
+        for callbacks and links: each is handled or rejected, none raises.
+        """
+        for path in ([-1], ["-1"], [0], ["0"], [1], ["0", "x"], [-1, 0], ["__proto__"]):
+            for extra in (
+                {"callbacks": {"0": path}},
+                {"links": [{"from": path, "to": ["0"]}]},
+                {"links": [{"from": [], "to": path}]},
+            ):
+                for arguments in ([], [{}], [[]]):
+                    self.check(json.dumps(dict({"method": "record", "arguments": arguments}, **extra)).encode() + b"\n")
