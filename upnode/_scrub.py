@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import uuid
 from enum import Enum
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Set, Tuple
 
 from ._json import JSON_OPTIONS, LINE_OPTIONS, encodeLine, nestsDeeper
 from ._json import fastDumps as _fastDumps
@@ -45,7 +45,11 @@ def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDe
     C{callbackId} gives it; the same callable met again in one message
     becomes a link to its first place.  A container met again inside itself
     (a cycle) becomes C{"[Circular]"} and a link to its first place; one
-    merely shared is copied, as Node's traverse does.  Non-finite floats
+    met again elsewhere (shared) becomes C{null} and a link to its first
+    place too, where Node's traverse copies it: a copy of a shared
+    structure can be exponentially larger than the structure (a peer that
+    sends a list holding the same list twice, twenty levels deep, and has
+    it echoed).  Non-finite floats
     become C{None}, as in JavaScript, and so do integers a double cannot
     hold (a JavaScript peer would read them as Infinity); -0.0 becomes 0.0
     (JavaScript writes C{0}); dict keys that are numbers, booleans
@@ -58,6 +62,9 @@ def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDe
     callbacks: Dict[str, Path] = {}
     links: List[Dict[str, Path]] = []
     ancestors: Dict[int, Path] = {}
+    # Every container's first place (and the container, so that its id is
+    # not reused while we walk).
+    placed: Dict[int, Tuple[Path, Any]] = {}
 
     def walk(value: Any, path: Path, depth: int) -> Any:
         kind = type(value)
@@ -76,8 +83,13 @@ def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDe
             if prior is not None:
                 links.append({"from": prior, "to": path})
                 return CIRCULAR
+            first = placed.get(id(value))
+            if first is not None:
+                links.append({"from": first[0], "to": path})
+                return None
             if depth > maxDepth:
                 raise ValueError(f"the message would nest deeper than {maxDepth}")
+            placed[id(value)] = (path, value)
             ancestors[id(value)] = path
             # The members of an exposed object stand for it: a member that
             # holds the object is a cycle to them, as in Node.
@@ -167,17 +179,21 @@ def encodeRequest(
     # what orjson may not be given (see _orjsonSafe): that is scrubbed.
     first = -1
     index = 0
+    seen: Set[int] = set()  # containers met: one met again is shared
     for value in arguments:
         kind = type(value)
         if kind is dict or kind is list:
+            if id(value) in seen:
+                break
+            seen.add(id(value))
             # The first level inline (a call saved on most messages).
             for item in value.values() if kind is dict else value:
                 kind = type(item)
                 if kind is dict:
-                    if not _orjsonSafe(item.values(), maxDepth):
+                    if not _orjsonSafe(item, item.values(), maxDepth, seen):
                         break
                 elif kind is list:
-                    if not _orjsonSafe(item, maxDepth):
+                    if not _orjsonSafe(item, item, maxDepth, seen):
                         break
                 elif kind is tuple or (kind is float and not item):
                     break
@@ -217,27 +233,33 @@ def encodeRequest(
     return encodeLine({"method": method, "arguments": scrubbed, "callbacks": found, "links": links})
 
 
-def _orjsonSafe(values: Any, depth: int) -> bool:
+def _orjsonSafe(container: Any, values: Any, depth: int, seen: Set[int]) -> bool:
     """
-    Whether orjson may be given the lists and dicts among C{values}: no
-    tuple, and no zero float, inside them, and none nested deeper than
-    C{depth}.
+    Whether orjson may be given C{container}, whose members are C{values}:
+    met for the first time in the message (see C{seen}, the ids of those
+    met), and no tuple, no zero float, no container met before, inside it,
+    nor any nested deeper than C{depth}.
 
     orjson counts the depth of lists and dicts but does not check it at
     tuples (3.9.0 to 3.13.0 at least): a tuple nested a few thousand deep,
     or a cycle through one, overflows its stack and kills the process.  A
     zero float may be -0.0, which orjson writes as such and JavaScript as
-    0 (0.0 is rare enough to be scrubbed with it).  What is refused goes
-    through L{scrub}, which bounds the depth.  (A subclass of a builtin is
-    not walked into: orjson refuses it, so it is scrubbed anyway.)
+    0 (0.0 is rare enough to be scrubbed with it).  orjson copies a
+    container at each place it is met; L{scrub} links them.  What is
+    refused goes through L{scrub}, which bounds the depth.  (A subclass of
+    a builtin is not walked into: orjson refuses it, so it is scrubbed
+    anyway.)
     """
+    if id(container) in seen:
+        return False
+    seen.add(id(container))
     for value in values:
         kind = type(value)
         if kind is dict:
-            if not depth or not _orjsonSafe(value.values(), depth - 1):
+            if not depth or not _orjsonSafe(value, value.values(), depth - 1, seen):
                 return False
         elif kind is list:
-            if not depth or not _orjsonSafe(value, depth - 1):
+            if not depth or not _orjsonSafe(value, value, depth - 1, seen):
                 return False
         elif kind is tuple or (kind is float and not value):
             return False

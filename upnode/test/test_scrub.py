@@ -47,6 +47,28 @@ def roundTrip(arguments: List[Any], limits: Limits = Limits()) -> List[Any]:
     return unscrub(message, lambda i: ("cb", i), limits)
 
 
+class SharedReferenceTests(SynchronousTestCase):
+    def test_doublingDagStaysSmall(self) -> None:
+        """
+        A list holding the same list twice, 40 levels deep (2**40 leaves
+        as a tree), is encoded in lines linear in the levels, plain data or
+        with callbacks, and decodes back to the same shared structure.
+        """
+        value: Any = ["leaf"]
+        for _ in range(40):
+            value = [value, value]
+        for arguments in ([value], [value, lambda: None]):
+            line = encodeRequest(1 if len(arguments) == 1 else "m", arguments, Ids(), 64)
+            self.assertLess(len(line), 10_000)
+            message = json.loads(line)
+            back = unscrub(message, lambda i: i, Limits(maxLinks=100))
+            node = back[0]
+            for _ in range(40):
+                self.assertIs(node[0], node[1])
+                node = node[0]
+            self.assertEqual(node, ["leaf"])
+
+
 class ScrubTests(SynchronousTestCase):
     def test_nodeShape(self) -> None:
         """
@@ -89,13 +111,16 @@ class ScrubTests(SynchronousTestCase):
 
     def test_sharedReference(self) -> None:
         """
-        A list referenced twice (not a cycle) is sent twice, as Node's
-        traverse does; a link for a shared reference that a peer sends
-        arrives as one object.
+        A list referenced twice (not a cycle) is sent once, with a link to
+        its other place (Node's traverse copies it: a copy can be
+        exponentially larger than a shared structure); a link for a shared
+        reference that a peer sends arrives as one object.
         """
         shared = [1, 2]
         args, _, links = scrub([shared, {"x": shared}], Ids(), 64)
-        self.assertEqual((args, links), ([[1, 2], {"x": [1, 2]}], []))
+        self.assertEqual((args, links), ([[1, 2], {"x": None}], [{"from": ["0"], "to": ["1", "x"]}]))
+        line = encodeRequest("m", [shared, {"x": shared}], Ids(), 64)
+        self.assertEqual(json.loads(line)["links"], [{"from": ["0"], "to": ["1", "x"]}])
         message = {"arguments": [[1, 2], {"x": "[Circular]"}], "links": [{"from": ["0"], "to": ["1", "x"]}]}
         back = unscrub(message, lambda i: i, Limits())
         self.assertIs(back[0], back[1]["x"])

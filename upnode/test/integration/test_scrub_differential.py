@@ -24,7 +24,8 @@ parsing.  Only the differences in L{BENIGN} are allowed:
  - C{function id and link}: the same function met twice in one message is
    one id and a link for us, two ids for Node;
  - C{shared reference as link}: a container met twice (not a cycle) sent
-   as a link where Node copies it (allowed, though we copy too).
+   as a link where Node copies it, so that a shared structure is never
+   expanded (both lines decode to values that unfold to the same trees).
 
 The reverse runs too: Node's line is decoded by us and encoded again, and
 Node decodes both its own line and ours, which must give the same value
@@ -272,6 +273,11 @@ def classify(ours: bytes, theirs: str) -> Tuple[Optional[str], List[str]]:
             ourLinks.append(link)
     theirCallbacks = {tuple(p): k for k, p in b["callbacks"].items()}
     if set(ourCallbacks) != set(theirCallbacks):
+        # A function inside a shared container: Node copies the container
+        # and gives the function a place in each copy.
+        if _sameGraph(*_decodeBoth(a, b), [], []):
+            found.append("shared reference as link")
+            return None, found
         return f"callback places {sorted(ourCallbacks)} against {sorted(theirCallbacks)}", found
     if {p: k for p, k in ourCallbacks.items() if k != "again"} != {
         p: k for p, k in theirCallbacks.items() if p in ourCallbacks and ourCallbacks[p] != "again"
@@ -280,11 +286,13 @@ def classify(ours: bytes, theirs: str) -> Tuple[Optional[str], List[str]]:
     ourPairs = [(tuple(x["from"]), tuple(x["to"])) for x in ourLinks]
     theirPairs = [(tuple(x["from"]), tuple(x["to"])) for x in b["links"]]
     if sorted(ourPairs) != sorted(theirPairs):
-        extra = set(ourPairs) - set(theirPairs)
-        if not (set(theirPairs) - set(ourPairs)) and extra:
+        # We link a shared container where Node copies it (and copies the
+        # links inside it): the same graph, if both decode to values that
+        # unfold to the same trees, with the same cycles.
+        if _sameGraph(*_decodeBoth(a, b), [], []):
             found.append("shared reference as link")
-        else:
-            return f"links {ourPairs} against {theirPairs}", found
+            return None, found
+        return f"links {ourPairs} against {theirPairs}", found
     elif ourPairs != theirPairs:
         found.append("key order")
     why = _compare(a["arguments"], b["arguments"], "", found)
@@ -297,6 +305,44 @@ def classify(ours: bytes, theirs: str) -> Tuple[Optional[str], List[str]]:
     ):
         found.append("string escaping")
     return None, found
+
+
+_FUNCTION = object()
+
+
+def _anyFunction(callbackId: int) -> Any:
+    return _FUNCTION  # ids may differ; where the functions are is compared
+
+
+def _decodeBoth(a: Dict[str, Any], b: Dict[str, Any]) -> Tuple[Any, Any]:
+    limits = Limits(maxLinks=10_000, maxCallbacks=10_000)
+    return unscrub(a, _anyFunction, limits), unscrub(b, _anyFunction, limits)
+
+
+def _sameGraph(a: Any, b: Any, aboveA: List[Any], aboveB: List[Any]) -> bool:
+    """
+    Whether two decoded values unfold to the same tree: shared containers
+    are compared at each place, cycles by which ancestor they return to.
+    """
+    if isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
+        if type(a) is not type(b):
+            return False
+        upA = next((i for i, x in enumerate(reversed(aboveA)) if x is a), None)
+        upB = next((i for i, x in enumerate(reversed(aboveB)) if x is b), None)
+        if upA is not None or upB is not None:
+            return upA == upB
+        aboveA.append(a)
+        aboveB.append(b)
+        try:
+            if isinstance(a, dict):
+                return set(a) == set(b) and all(_sameGraph(a[k], b[k], aboveA, aboveB) for k in a)
+            return len(a) == len(b) and all(
+                _sameGraph(x, y, aboveA, aboveB) for x, y in zip(a, b, strict=True)
+            )
+        finally:
+            aboveA.pop()
+            aboveB.pop()
+    return _compare(a, b, "", []) is None
 
 
 def _compare(a: Any, b: Any, path: str, found: List[str]) -> Optional[str]:
