@@ -507,7 +507,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         members = arguments[0] if arguments else None
         replaceMembers(
             self.remote,
-            {k: v for k, v in members.items() if type(k) is str} if type(members) is dict else {}
+            {k: v for k, v in members.items() if type(k) is str} if isinstance(members, dict) else {}
         )
         self.remoteReady = True
         self.emit("remote", self.remote, self)

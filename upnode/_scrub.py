@@ -353,12 +353,17 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
                 container[slot] = makeCallback(callbackId)
             except IndexError:  # the element just past a list's end
                 container.append(makeCallback(callbackId))
+            if container is not arguments:
+                _objectsAlong(arguments, path)
         else:
             if len(callbacks) > limits.maxCallbacks:
                 raise RejectedMessage(f"{len(callbacks)} callbacks in one message (limit {limits.maxCallbacks})")
             # Validate every entry before creating any callback proxy.
             for callbackId, (container, slot) in _places(arguments, callbacks, limits):
                 _put(container, slot, makeCallback(callbackId))
+            for path in callbacks.values():
+                if len(path) > 1:
+                    _objectsAlong(arguments, path)
     elif callbacks is not None and type(callbacks) is not dict:
         raise RejectedMessage("callbacks must be an object")
     if links:
@@ -381,6 +386,37 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
     elif links is not None and type(links) is not list:
         raise RejectedMessage("links must be a list")
     return arguments
+
+
+class RemoteObject(Dict[str, Any]):
+    """
+    A dict the peer sent that holds callbacks (at any depth): its keys are
+    also attributes, as on the remote (C{session.beep(cb)}, as in Node),
+    and it is still a dict.  Plain data stays plain dicts: no conversion on
+    the path every reply takes.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"the peer's object has no key {name!r}") from None
+
+
+def _objectsAlong(arguments: List[Any], path: List[Any]) -> None:
+    """
+    Make each dict on C{path} (to a callback just placed; the path has been
+    checked) a L{RemoteObject}, in its container.
+    """
+    container: Any = arguments
+    for element in path[:-1]:
+        slot = int(element) if type(container) is list else element
+        value = container[slot]
+        if type(value) is dict:
+            value = container[slot] = RemoteObject(value)
+        container = value
 
 
 def _places(arguments: List[Any], callbacks: Dict[str, Any], limits: Limits) -> List[Tuple[int, Tuple[Any, Any]]]:
@@ -452,7 +488,7 @@ def _place(arguments: List[Any], path: Any, limits: Limits, create: bool) -> Tup
             if index >= len(container) and not (create and position == last and index == len(container)):
                 raise RejectedMessage(f"path index {index} out of range")
             slot: Any = index
-        elif type(container) is dict:
+        elif type(container) is dict or type(container) is RemoteObject:
             if type(element) is not str:
                 raise RejectedMessage(f"path element {element!r:.40} is not a key")
             if element not in container and not (create and position == last and element not in _PROTOTYPE_NAMES):

@@ -324,3 +324,25 @@ class UnscrubRejectionTests(SynchronousTestCase):
         message = {"arguments": ["f", "g"], "callbacks": {"0": ["0"], "1": ["7"]}}
         self.assertRaises(RejectedMessage, unscrub, message, made.append, Limits())
         self.assertEqual(made, [])
+
+
+class RemoteObjectTests(SynchronousTestCase):
+    def test_objectsHoldingCallbacksAllowAttributes(self) -> None:
+        """
+        A dict that holds a callback, at any depth, allows obj.name for its
+        keys and is still a dict; plain data stays plain.
+        """
+        message = {
+            "arguments": [None, {"beep": "[Function]", "sub": {"deep": "[Function]"}, "n": 1}, {"plain": 2}],
+            "callbacks": {"0": ["1", "beep"], "1": ["1", "sub", "deep"]},
+        }
+        session = unscrub(message, lambda i: ("cb", i), Limits())[1]
+        self.assertEqual(session.beep, ("cb", 0))
+        self.assertEqual(session.sub.deep, ("cb", 1))
+        self.assertEqual(session["n"], 1)
+        self.assertIsInstance(session, dict)
+        self.assertRaises(AttributeError, getattr, session, "nope")
+        one = unscrub({"arguments": [{"beep": "[Function]"}], "callbacks": {"0": ["0", "beep"]}}, lambda i: i, Limits())
+        self.assertEqual(one[0].beep, 0)
+        plain = unscrub({"arguments": [{"plain": 2}], "callbacks": {}, "links": []}, lambda i: i, Limits())
+        self.assertIs(type(plain[0]), dict)

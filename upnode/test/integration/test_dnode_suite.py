@@ -60,7 +60,7 @@ class Middle(DnodeProtocol):
             DnodeProtocol._start(self)
 
     def _receiveMethods(self, arguments: List[Any]) -> None:
-        self.members = arguments[0] if arguments and type(arguments[0]) is dict else {}
+        self.members = arguments[0] if arguments and isinstance(arguments[0], dict) else {}
         DnodeProtocol._receiveMethods(self, arguments)
         self.bridge.ready(self)
 

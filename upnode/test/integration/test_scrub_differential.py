@@ -325,7 +325,8 @@ def _sameGraph(a: Any, b: Any, aboveA: List[Any], aboveB: List[Any]) -> bool:
     are compared at each place, cycles by which ancestor they return to.
     """
     if isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
-        if type(a) is not type(b):
+        # (A dict that holds callbacks decodes to a dict subclass.)
+        if isinstance(a, dict) != isinstance(b, dict) or isinstance(a, list) != isinstance(b, list):
             return False
         upA = next((i for i, x in enumerate(reversed(aboveA)) if x is a), None)
         upB = next((i for i, x in enumerate(reversed(aboveB)) if x is b), None)
