@@ -1,6 +1,13 @@
 """
 The dnode protocol: one JSON message a line, spoken exactly as Node's dnode
 1.2.2 speaks it, and never trusting the peer.
+
+L{DnodeProtocol} reads as framing (bytes to lines and back, and
+back-pressure), then the session (the connection's life, dispatch, the
+callback tables), then encoding (L{DnodeProtocol.request}).  The socket
+settings, and the one fast path that needs more than public Twisted API,
+are in L{upnode._tuning}; what goes on the wire is built in
+L{upnode._scrub} and L{upnode._json}.
 """
 
 from __future__ import annotations
@@ -158,7 +165,188 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._windowStart = 0.0
         self._windowCount = 0
 
-    # -- Connection lifecycle -------------------------------------------------
+    # -- Framing: bytes in, lines out --------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Split lines in linear time whatever the chunking: an unfinished
+        line is kept in one buffer that grows in place (a list of small
+        pieces would cost several times the bytes it holds).
+        """
+        if self._closing:
+            return
+        self._receiving = True
+        try:
+            if b"\n" not in data:
+                partial = self._partial
+                if type(partial) is bytes:
+                    self._partial = partial = bytearray(partial)
+                partial += data
+                if len(partial) > self.MAX_LENGTH:
+                    self.lineLengthExceeded(b"")
+                return
+            lines = data.split(b"\n")
+            partial = self._partial
+            # No line can be too long when this chunk and the piece before it
+            # are not together: the usual case, checked once for all lines.
+            checkLengths = len(partial) + len(data) > self.MAX_LENGTH
+            if partial:
+                lines[0] = bytes(partial) + lines[0] if type(partial) is bytearray else partial + lines[0]
+            self._partial = tail = lines.pop()
+            self.linesReceived += len(lines)
+            if self._overRate(len(lines)):
+                return
+            lineReceived = self.lineReceived
+            for line in lines:
+                if self._closing:
+                    return
+                if checkLengths and len(line) > self.MAX_LENGTH:
+                    self.lineLengthExceeded(line)
+                    return
+                lineReceived(line)
+            if len(tail) > self.MAX_LENGTH and not self._closing:
+                self.lineLengthExceeded(tail)
+        finally:
+            self._receiving = False
+            if self._pendingCulls and not self._closing:
+                # Proxies that died while this chunk was handled (those of
+                # answered calls) are culled in the same write as the
+                # answers: no timer, no packet of their own.
+                self._outgoing.append(self._cullLine())
+            self._flushOutgoing()
+
+    def hasPartialLine(self) -> bool:
+        """
+        Whether part of a line has arrived and its delimiter not yet.
+        """
+        return bool(self._partial)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._violation(ProtocolError(f"line longer than {self.MAX_LENGTH} bytes"))
+
+    def _overRate(self, lines: int) -> bool:
+        """
+        Count C{lines} more messages against C{maxRate}, once a chunk rather
+        than once a line; close and return True when a peer sends more than
+        that within a second.
+        """
+        self._windowCount += lines
+        maxRate = self.limits.maxRate
+        if self._windowCount > maxRate:
+            now = self._getClock().seconds()
+            if now - self._windowStart >= 1.0:
+                self._windowStart, self._windowCount = now, lines
+            if self._windowCount > maxRate:
+                self._violation(ProtocolError(f"more than {maxRate} messages a second"))
+                return True
+        return False
+
+    # -- Framing: lines out, bytes to the transport ------------------------------
+
+    def _flushOutgoing(self) -> None:
+        if self._outgoing:
+            lines, self._outgoing, self._outgoingBytes = self._outgoing, [], 0
+            if self.transport is not None:
+                self._write(b"".join(lines))
+
+    def _write(self, data: bytes) -> None:
+        """
+        Hand C{data} to the transport, or hold it while the transport has
+        us paused; a large write goes a slice at a time either way.
+        """
+        if self.paused or self._held or len(data) > WRITE_SLICE:
+            self._hold(data)
+            self._release()
+            self._checkHeld()
+        else:
+            self.transport.write(data)  # type: ignore[union-attr]
+
+    def _hold(self, data: bytes) -> None:
+        held = self._held
+        if len(data) <= WRITE_SLICE:
+            held.append(data)
+        else:
+            view = memoryview(data)
+            for start in range(0, len(data), WRITE_SLICE):
+                held.append(bytes(view[start : start + WRITE_SLICE]))
+        self._heldBytes += len(data)
+
+    def _release(self) -> None:
+        held = self._held
+        while held and not self.paused and self.transport is not None:
+            data = held.popleft()
+            self._heldBytes -= len(data)
+            self.transport.write(data)
+        if self._readingPaused and self._heldBytes <= READ_PAUSE and self.transport is not None:
+            self._readingPaused = False
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+        if self.guard is not None:
+            self.guard.noteUnread(self, self._heldBytes)
+        if not held and self._endWhenSent:
+            self._endWhenSent = False
+            self._close()
+
+    def _checkHeld(self) -> None:
+        if self._heldBytes > self.limits.maxBuffered and not self._closing:
+            self._violation(
+                ProtocolError(f"the peer left more than {self.limits.maxBuffered} bytes unread"), UNREAD
+            )
+            self.abort()
+        elif self._heldBytes > READ_PAUSE and not self._readingPaused and self.transport is not None:
+            # (A transport is a push producer of what it reads: IPushProducer.)
+            self._readingPaused = True
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+
+    def _dropHeld(self) -> None:
+        self._held.clear()
+        self._heldBytes = 0
+        self._endWhenSent = False
+        if self.guard is not None:
+            self.guard.noteUnread(self, 0)
+
+    # -- Framing: back-pressure, a peer that does not read -----------------------
+    #
+    # Only what Twisted's producer interface tells us is used: the transport
+    # pauses us when its buffer fills and resumes us once it has drained.
+    # While paused, what we write waits here, in slices, and each resume
+    # hands the transport one slice more; so a resume is the peer's
+    # progress, and what we hold is what it has left unread (give or take
+    # the slice the transport has).
+
+    def pauseProducing(self) -> None:
+        """
+        The transport's buffer is full.  We keep reading (a peer blocked on
+        writing to us while we wait on it would deadlock) until we hold
+        READ_PAUSE bytes for it, and hold what we write from now on: past C{maxBuffered} bytes held, or with no
+        progress for C{stallTimeout} seconds, the peer is dropped.
+        Meanwhile C{paused} is true, for writers that can wait (the client's
+        queue flush waits for the C{drain} event).
+        """
+        self.paused = True
+        if self._stallTimer is None and self.stallTimeout and self.transport is not None:
+            self._stallTimer = self._getClock().callLater(self.stallTimeout, self._stalled)
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        cancel(self._stallTimer)
+        self._stallTimer = None
+        self._release()
+        if not self.paused and not self._held:
+            self.emit("drain")
+
+    def stopProducing(self) -> None:
+        pass
+
+    def _stalled(self) -> None:
+        self._stallTimer = None
+        if not self.paused or self.transport is None:
+            return
+        self._violation(
+            ProtocolError(f"the peer took none of our output for {self.stallTimeout} seconds"), UNREAD
+        )
+        self.abort()
+
+    # -- Session: the connection's life ------------------------------------------
 
     def connectionMade(self) -> None:
         if self.refused:
@@ -274,178 +462,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
-    # -- Back-pressure: a peer that does not read ------------------------------
-    #
-    # Only what Twisted's producer interface tells us is used: the transport
-    # pauses us when its buffer fills and resumes us once it has drained.
-    # While paused, what we write waits here, in slices, and each resume
-    # hands the transport one slice more; so a resume is the peer's
-    # progress, and what we hold is what it has left unread (give or take
-    # the slice the transport has).
-
-    def pauseProducing(self) -> None:
-        """
-        The transport's buffer is full.  We keep reading (a peer blocked on
-        writing to us while we wait on it would deadlock), but hold what we
-        write from now on: past C{maxBuffered} bytes held, or with no
-        progress for C{stallTimeout} seconds, the peer is dropped.
-        Meanwhile C{paused} is true, for writers that can wait (the client's
-        queue flush waits for the C{drain} event).
-        """
-        self.paused = True
-        if self._stallTimer is None and self.stallTimeout and self.transport is not None:
-            self._stallTimer = self._getClock().callLater(self.stallTimeout, self._stalled)
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        cancel(self._stallTimer)
-        self._stallTimer = None
-        self._release()
-        if not self.paused and not self._held:
-            self.emit("drain")
-
-    def stopProducing(self) -> None:
-        pass
-
-    def _write(self, data: bytes) -> None:
-        """
-        Hand C{data} to the transport, or hold it while the transport has
-        us paused; a large write goes a slice at a time either way.
-        """
-        if self.paused or self._held or len(data) > WRITE_SLICE:
-            self._hold(data)
-            self._release()
-            self._checkHeld()
-        else:
-            self.transport.write(data)  # type: ignore[union-attr]
-
-    def _hold(self, data: bytes) -> None:
-        held = self._held
-        if len(data) <= WRITE_SLICE:
-            held.append(data)
-        else:
-            view = memoryview(data)
-            for start in range(0, len(data), WRITE_SLICE):
-                held.append(bytes(view[start : start + WRITE_SLICE]))
-        self._heldBytes += len(data)
-
-    def _release(self) -> None:
-        held = self._held
-        while held and not self.paused and self.transport is not None:
-            data = held.popleft()
-            self._heldBytes -= len(data)
-            self.transport.write(data)
-        if self._readingPaused and self._heldBytes <= READ_PAUSE and self.transport is not None:
-            self._readingPaused = False
-            self.transport.resumeProducing()  # type: ignore[attr-defined]
-        if self.guard is not None:
-            self.guard.noteUnread(self, self._heldBytes)
-        if not held and self._endWhenSent:
-            self._endWhenSent = False
-            self._close()
-
-    def _checkHeld(self) -> None:
-        if self._heldBytes > self.limits.maxBuffered and not self._closing:
-            self._violation(
-                ProtocolError(f"the peer left more than {self.limits.maxBuffered} bytes unread"), UNREAD
-            )
-            self.abort()
-        elif self._heldBytes > READ_PAUSE and not self._readingPaused and self.transport is not None:
-            # (A transport is a push producer of what it reads: IPushProducer.)
-            self._readingPaused = True
-            self.transport.pauseProducing()  # type: ignore[attr-defined]
-
-    def _dropHeld(self) -> None:
-        self._held.clear()
-        self._heldBytes = 0
-        self._endWhenSent = False
-        if self.guard is not None:
-            self.guard.noteUnread(self, 0)
-
-    def _stalled(self) -> None:
-        self._stallTimer = None
-        if not self.paused or self.transport is None:
-            return
-        self._violation(
-            ProtocolError(f"the peer took none of our output for {self.stallTimeout} seconds"), UNREAD
-        )
-        self.abort()
-
-    # -- Receiving --------------------------------------------------------------
-
-    def dataReceived(self, data: bytes) -> None:
-        """
-        Split lines in linear time whatever the chunking: an unfinished
-        line is kept in one buffer that grows in place (a list of small
-        pieces would cost several times the bytes it holds).
-        """
-        if self._closing:
-            return
-        self._receiving = True
-        try:
-            if b"\n" not in data:
-                partial = self._partial
-                if type(partial) is bytes:
-                    self._partial = partial = bytearray(partial)
-                partial += data
-                if len(partial) > self.MAX_LENGTH:
-                    self.lineLengthExceeded(b"")
-                return
-            lines = data.split(b"\n")
-            partial = self._partial
-            # No line can be too long when this chunk and the piece before it
-            # are not together: the usual case, checked once for all lines.
-            checkLengths = len(partial) + len(data) > self.MAX_LENGTH
-            if partial:
-                lines[0] = bytes(partial) + lines[0] if type(partial) is bytearray else partial + lines[0]
-            self._partial = tail = lines.pop()
-            self.linesReceived += len(lines)
-            if self._overRate(len(lines)):
-                return
-            lineReceived = self.lineReceived
-            for line in lines:
-                if self._closing:
-                    return
-                if checkLengths and len(line) > self.MAX_LENGTH:
-                    self.lineLengthExceeded(line)
-                    return
-                lineReceived(line)
-            if len(tail) > self.MAX_LENGTH and not self._closing:
-                self.lineLengthExceeded(tail)
-        finally:
-            self._receiving = False
-            if self._pendingCulls and not self._closing:
-                # Proxies that died while this chunk was handled (those of
-                # answered calls) are culled in the same write as the
-                # answers: no timer, no packet of their own.
-                self._outgoing.append(self._cullLine())
-            self._flushOutgoing()
-
-    def hasPartialLine(self) -> bool:
-        """
-        Whether part of a line has arrived and its delimiter not yet.
-        """
-        return bool(self._partial)
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        self._violation(ProtocolError(f"line longer than {self.MAX_LENGTH} bytes"))
-
-    def _overRate(self, lines: int) -> bool:
-        """
-        Count C{lines} more messages against C{maxRate}, once a chunk rather
-        than once a line; close and return True when a peer sends more than
-        that within a second.
-        """
-        self._windowCount += lines
-        maxRate = self.limits.maxRate
-        if self._windowCount > maxRate:
-            now = self._getClock().seconds()
-            if now - self._windowStart >= 1.0:
-                self._windowStart, self._windowCount = now, lines
-            if self._windowCount > maxRate:
-                self._violation(ProtocolError(f"more than {maxRate} messages a second"))
-                return True
-        return False
+    # -- Session: dispatch -------------------------------------------------------
 
     def lineReceived(self, line: bytes) -> None:
         try:
@@ -558,7 +575,11 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         except Exception:
             return "peer"
 
-    # -- Callback tables --------------------------------------------------------
+    def _getClock(self) -> IReactorTime:
+        self._clock = resolve(self._clock)
+        return self._clock  # type: ignore[return-value]
+
+    # -- Session: callback tables ------------------------------------------------
 
     def _proxyFor(self, callbackId: int) -> RemoteCallback:
         ref = self._remoteCallbacks.get(callbackId)
@@ -637,11 +658,13 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._localCallbacks[callbackId] = callback
         return callbackId
 
-    def _getClock(self) -> IReactorTime:
-        self._clock = resolve(self._clock)
-        return self._clock  # type: ignore[return-value]
+    def callbackCount(self) -> Dict[str, int]:
+        """
+        The sizes of the callback tables, for monitoring and tests.
+        """
+        return {"local": len(self._localCallbacks), "remote": len(self._remoteCallbacks)}
 
-    # -- Sending ----------------------------------------------------------------
+    # -- Encoding: requests out --------------------------------------------------
 
     def request(self, method: Any, arguments: Sequence[Any]) -> None:
         """
@@ -676,18 +699,6 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._write(line)
         else:
             self.transport.write(line)  # type: ignore[union-attr]
-
-    def _flushOutgoing(self) -> None:
-        if self._outgoing:
-            lines, self._outgoing, self._outgoingBytes = self._outgoing, [], 0
-            if self.transport is not None:
-                self._write(b"".join(lines))
-
-    def callbackCount(self) -> Dict[str, int]:
-        """
-        The sizes of the callback tables, for monitoring and tests.
-        """
-        return {"local": len(self._localCallbacks), "remote": len(self._remoteCallbacks)}
 
 
 class _ProxyRef(weakref.ref):  # type: ignore[type-arg]
