@@ -22,7 +22,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.spread import pb
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.payload import PAYLOAD  # noqa: E402
+from bench.payload import PAYLOAD, peerMain  # noqa: E402
 
 PIPELINE = 1000
 
@@ -102,8 +102,4 @@ def calls(mode: str, port: int, total: int, warmup: int, seconds: float) -> None
 
 
 if __name__ == "__main__":
-    mode, port = sys.argv[1], int(sys.argv[2])
-    if mode == "server":
-        serve(port)
-    else:
-        calls(mode, port, int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+    peerMain(sys.argv, serve, calls)

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.payload import PAYLOAD  # noqa: E402
+from bench.payload import PAYLOAD, peerMain  # noqa: E402
 
 try:
     import rpyc
@@ -115,8 +115,4 @@ def calls(mode: str, port: int, total: int, warmup: int, seconds: float) -> None
 
 
 if __name__ == "__main__":
-    mode, port = sys.argv[1], int(sys.argv[2])
-    if mode == "server":
-        serve(port)
-    else:
-        calls(mode, port, int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+    peerMain(sys.argv, serve, calls)
