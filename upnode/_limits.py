@@ -56,6 +56,9 @@ class Limits:
     @ivar maxRemoteCallbacks: the peer's callbacks our code holds proxies
         for at once (a method that keeps every callback it is given).
         More: close.  Each costs about 250 bytes.
+    @ivar maxLocalCallbacks: on a server, our callables a peer holds at
+        once (it never culls them, and a method hands it new ones).  More:
+        close.
     """
 
     maxLineLength: int = 1024 * 1024
@@ -66,6 +69,7 @@ class Limits:
     maxRate: int = 1_000_000
     maxBuffered: int = 64 * 1024 * 1024
     maxRemoteCallbacks: int = 100_000
+    maxLocalCallbacks: int = 100_000
 
     @classmethod
     def fromOptions(cls, options: Mapping[str, Any]) -> Limits:

@@ -506,6 +506,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             arguments = arguments[:limit]
         try:
             result = target(*arguments)
+        except DeadRemoteError:
+            if not self._closing:
+                self._localError(Failure())
+            return  # (the link went while the method ran: said already)
         except Exception:
             self._localError(Failure())
             return
@@ -652,11 +656,23 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if callbackId is not None:
             self._resent.add(callbackId)
         else:
+            if self.guard is not None and len(self._localCallbacks) >= self.limits.maxLocalCallbacks:
+                self._tooManyLocalCallbacks()
             callbackId = self._nextId
             self._nextId += 1
             self._localIds[key] = callbackId
             self._localCallbacks[callbackId] = callback
         return callbackId
+
+    def _tooManyLocalCallbacks(self) -> None:
+        # A server's peer that never culls what we send it (every Node dnode
+        # client, whose weak module no longer builds), with a method that
+        # sends back what it is given, would have us keep every callable for
+        # ever.  (A client keeps them: its server's culls are its own.)
+        limit = self.limits.maxLocalCallbacks
+        self._violation(ProtocolError(f"the peer would have us keep more than {limit} of our callbacks"))
+        self.abort()
+        raise DeadRemoteError(f"the connection was closed: the peer never culls, and {limit} callbacks are held")
 
     def callbackCount(self) -> Dict[str, int]:
         """

@@ -33,6 +33,7 @@ LIMIT_OPTIONS = (
     "maxRate",
     "maxBuffered",
     "maxRemoteCallbacks",
+    "maxLocalCallbacks",
 )
 #: Options that bound a whole server (see L{ServerLimits}).
 SERVER_LIMIT_OPTIONS = ("maxConnections", "handshakeTimeout", "maxBufferedTotal", "lineTimeout")

@@ -149,3 +149,29 @@ class GuardTests(SynchronousTestCase):
     def test_badOptions(self) -> None:
         for options in [{"maxConnections": 0}, {"handshakeTimeout": -1}, {"lineTimeout": "5"}]:
             self.assertRaises(ValueError, ServerLimits.fromOptions, options)
+
+    def test_localCallbacksBounded(self) -> None:
+        """
+        A server whose peer never culls (as Node's dnode clients) keeps at
+        most maxLocalCallbacks of our callables for it, then closes.
+        """
+        from upnode import Limits
+
+        factory = UpnodeServerFactory(
+            {"give": lambda cb: cb(lambda: None)},
+            ping=0,
+            limits=Limits(maxLocalCallbacks=10),
+            serverLimits=ServerLimits(lineTimeout=0),
+            clock=self.clock,
+        )
+        link = self.link(factory)
+        link.client.sendCulls = False  # a peer that never culls
+        kept: List[Any] = []
+        for _ in range(12):
+            if not link.client.connected:
+                break
+            link.client.remote.give(kept.append)
+            link.flush()
+        self.assertFalse(link.server.connected)
+        self.assertEqual(len(kept), 8)  # its own two methods, give and ping, are the other two
+        self.assertEqual(factory.status()["dropped"]["hostile input"], 1)
