@@ -138,6 +138,7 @@ class ServerGuard:
         # memory is handed back to the system (see _memory).
         self._large: Set[Any] = set()
         self._release: Optional[IDelayedCall] = None
+        self._stopped = False
 
     def _clock(self) -> IReactorTime:
         if self.clock is None:
@@ -213,8 +214,11 @@ class ServerGuard:
             self.drop(worst, BUDGET, f"it held the most unread output ({held} bytes) when all peers passed {budget}")
 
     def _releaseSoon(self) -> None:
-        # At most once a second, however many go at once.
-        if self._release is None:
+        # At most once a second, however many go at once; at once when the
+        # server has stopped (no timer may outlive it).
+        if self._stopped:
+            releaseFreedMemory()
+        elif self._release is None:
             self._release = self._clock().callLater(1.0, self._releaseNow)
 
     def _releaseNow(self) -> None:
@@ -265,7 +269,7 @@ class ServerGuard:
             reason=reason,
             **fields,
         )
-        if self._summary is None:
+        if self._summary is None and not self._stopped:
             self._summary = self._clock().callLater(self.logPeriod, self._logSummary)
 
     def _logSummary(self) -> None:
@@ -293,10 +297,21 @@ class ServerGuard:
             "dropped": dict(self.dropped),
         }
 
+    def start(self) -> None:
+        """
+        The server listens (again).
+        """
+        self._stopped = False
+
     def stop(self) -> None:
         """
-        Cancel every timer (the server is going).
+        Cancel every timer (the server is going); what is still to be
+        said or released is, now.
         """
+        self._stopped = True
+        if self._release is not None:
+            releaseFreedMemory()
+        self._logSummary()
         for timer in self._handshaking.values():
             cancel(timer)
         self._handshaking.clear()

@@ -92,6 +92,10 @@ class DnodeFactory(Factory, EventEmitter):
         conn.notifyOnLoss(lambda reason: self.connections.discard(conn))
         return conn
 
+    def startFactory(self) -> None:
+        if self.guard is not None:
+            self.guard.start()
+
     def stopFactory(self) -> None:
         if self.guard is not None:
             self.guard.stop()

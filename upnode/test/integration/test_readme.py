@@ -66,8 +66,10 @@ class ReadmeExamples(TestCase):
 
     def start(self, code: str, port: int) -> Running:
         process = Running()
+        # Unbuffered, as in a terminal: print() without flush= shows at once.
+        env = dict(ENV, PYTHONUNBUFFERED="1")
         reactor.spawnProcess(
-            process, sys.executable, [sys.executable, "-c", code.replace("7000", str(port))], env=ENV, path=str(ROOT)
+            process, sys.executable, [sys.executable, "-c", code.replace("7000", str(port))], env=env, path=str(ROOT)
         )
 
         def stop() -> Any:
