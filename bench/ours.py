@@ -18,7 +18,7 @@ import os
 import resource
 import sys
 import time
-from typing import Any
+from typing import Any, Dict
 
 from twisted.internet import reactor
 
@@ -38,7 +38,7 @@ def report(**values: Any) -> None:
     print(json.dumps(values), flush=True)
 
 
-def serve(port: int, cull: bool = True) -> None:
+def serve(port: int, cull: bool = True, metrics: bool = False) -> None:
     def cons(remote: Any, conn: Any) -> Any:
         conn.sendCulls = cull
         return {"echo": lambda value, cb: cb(value)}
@@ -49,7 +49,12 @@ def serve(port: int, cull: bool = True) -> None:
         reactor.callWhenRunning(reactor.stop)
 
     server = upnode.upnode(cons)
-    listening = server.listen(port, "127.0.0.1", {"ping": 10})
+    options: Dict[str, Any] = {"ping": 10}
+    if metrics:  # what an operator's server pays for /metrics
+        from upnode.metrics import Metrics
+
+        options["metrics"] = Metrics()
+    listening = server.listen(port, "127.0.0.1", options)
     listening.addCallbacks(lambda _: report(event="listening", port=port, rss=rss()), failed)
     reactor.run()
 
@@ -169,6 +174,8 @@ if __name__ == "__main__":
         serve(int(sys.argv[2]))
     elif mode == "server-without-culls":
         serve(int(sys.argv[2]), cull=False)
+    elif mode == "server-with-metrics":
+        serve(int(sys.argv[2]), metrics=True)
     elif mode in ("lockstep", "pipelined"):
         calls(mode, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     elif mode == "flush":

@@ -143,8 +143,9 @@ class Bench:
         return [PY, str(HERE / "ceiling.py"), "tuned" if impl == "ceiling" else "stock", *args_]
 
     def server(self, impl: str, port: int) -> Proc:
-        if impl == "ours without culls":
-            proc = Proc(self.command("ours", "server-without-culls", port), self.env)
+        if impl in ("ours without culls", "ours with metrics"):
+            kind = "server-without-culls" if impl == "ours without culls" else "server-with-metrics"
+            proc = Proc(self.command("ours", kind, port), self.env)
             proc.until("listening")
             return proc
         proc = Proc(self.command(impl, "server", port), self.env)
@@ -204,6 +205,7 @@ class Bench:
             "our client, Node server": ("node", "ours"),
             "Node client, our server": ("ours", "node"),
             "Node client, our server without culls": ("ours without culls", "node"),
+            "ours, server metrics on": ("ours with metrics", "ours"),
         }
         for key, (calls, warmup) in sizes.items():
             mode = "pipelined" if key == LONG else key
@@ -224,6 +226,10 @@ class Bench:
                 "ours/ceiling": _median([o / c for o, c in zip(rates["ours"], rates["ceiling"], strict=True)]),
                 "ours/node": _median([o / n for o, n in zip(rates["ours"], rates["node"], strict=True)]),
             }
+            if "ours, server metrics on" in rates:
+                self.ratios[key]["metrics on/off"] = _median(
+                    [m / o for m, o in zip(rates["ours, server metrics on"], rates["ours"], strict=True)]
+                )
             if key in PEER_RATES:
                 # A peer not installed is null, in the results and the ratios.
                 self.peers["runs"][key] = {name: rates[name] for name in others}
@@ -339,6 +345,8 @@ def table(results: Dict[str, Any], ratios: Dict[str, Dict[str, float]], peers: O
             if name == "ours":
                 ratio = ratios[mode]
                 extra = f"   {ratio['ours/ceiling']:.2f} x ceiling, {ratio['ours/node']:.2f} x Node"
+            elif name == "ours, server metrics on" and "metrics on/off" in ratios[mode]:
+                extra = f"   {ratios[mode]['metrics on/off']:.2f} x ours with metrics off"
             lines.append(f"  {name:<{width}}{rate:>10,.0f}{extra}")
         if peers is not None and mode in peers["results"]:
             for name, rate in peers["results"][mode].items():

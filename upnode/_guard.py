@@ -25,9 +25,13 @@ from twisted.logger import Logger
 from ._memory import releaseFreedMemory
 from ._reactor import cancel
 
-#: Descriptors kept back from the connection cap, for listening sockets,
-#: log files, and the process's own use.
-DESCRIPTOR_RESERVE = 64
+#: Descriptors kept back from the connection cap: for listening sockets,
+#: log files and the process's own use, and for a burst of accepts.  A
+#: listening port accepts up to a hundred connections or more in one go
+#: (Twisted raises the number as long as they keep coming), and the
+#: connections each newcomer evicts close only on the reactor's next turn,
+#: so the descriptors in use can pass the cap by one burst for a moment.
+DESCRIPTOR_RESERVE = 256
 
 #: A connection holding this much output or more for its peer is large:
 #: when it goes, freed memory is handed back to the system.

@@ -2,7 +2,7 @@
 Prometheus metrics for upnode servers and clients, on prometheus_client
 (install C{upnode[metrics]}).  Off unless asked for: nothing here is
 imported by the library, and an unwatched server or client does no work for
-metrics at all.
+metrics at all::
 
     from upnode.metrics import Metrics
     metrics = Metrics()                      # its own CollectorRegistry

@@ -54,7 +54,7 @@ class Options(usage.Options):
             "max-connections",
             None,
             None,
-            "Live connections at most (default: the descriptor limit less 64); past it a newcomer evicts "
+            "Live connections at most (default: the descriptor limit less 256); past it a newcomer evicts "
             "the oldest connection still in its handshake.",
             _positive,
         ],
