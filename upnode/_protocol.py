@@ -158,7 +158,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._registered = False
         # What we wrote while the transport had us paused, in slices, and
         # its size: what the peer has left unread (see pauseProducing).
-        self._held: Deque[bytes] = deque()
+        # (Made when first needed: an idle connection has none to pay for.)
+        self._held: Optional[Deque[bytes]] = None
         self._heldBytes = 0
         self._endWhenSent = False
         self._readingPaused = False
@@ -263,6 +264,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
 
     def _hold(self, data: bytes) -> None:
         held = self._held
+        if held is None:
+            held = self._held = deque()
         if len(data) <= WRITE_SLICE:
             held.append(data)
         else:
@@ -274,7 +277,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     def _release(self) -> None:
         held = self._held
         while held and not self.paused and self.transport is not None:
-            data = held.popleft()
+            data = held.popleft()  # type: ignore[union-attr]
             self._heldBytes -= len(data)
             self.transport.write(data)
         if self._readingPaused and self._heldBytes <= READ_PAUSE and self.transport is not None:
@@ -298,7 +301,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self.transport.pauseProducing()  # type: ignore[attr-defined]
 
     def _dropHeld(self) -> None:
-        self._held.clear()
+        self._held = None
         self._heldBytes = 0
         self._endWhenSent = False
         if self.guard is not None:
