@@ -182,7 +182,6 @@ def plan(args: argparse.Namespace, folder: Path) -> List[Dict[str, Any]]:
                     r["legitSeconds"] is not None and r["legitSeconds"] <= handshake + 5,
                     f"{fmt(r['legitSeconds'], 2)} s, {r['legitAttempts']} attempt(s)",
                 ),
-                ("server descriptors stay under 1024", r["fdsPeak"] < 1024, f"peak {r['fdsPeak']}"),
                 alive(r),
             ],
             nofile=1024,
