@@ -313,15 +313,15 @@ class ServerGuard:
         said or released is, now.
         """
         self._stopped = True
+        cancel(self._summary)
         if self._release is not None:
+            cancel(self._release)
             releaseFreedMemory()
-        self._logSummary()
+        self._logSummary()  # (sets _summary to None)
+        self._release = None
         for timer in self._handshaking.values():
             cancel(timer)
         self._handshaking.clear()
-        cancel(self._summary)
-        cancel(self._release)
-        self._summary = self._release = None
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
         self._sweep = None

@@ -175,3 +175,21 @@ class GuardTests(SynchronousTestCase):
         self.assertFalse(link.server.connected)
         self.assertEqual(len(kept), 8)  # its own two methods, give and ping, are the other two
         self.assertEqual(factory.status()["dropped"]["hostile input"], 1)
+
+    def test_stopLeavesNoTimer(self) -> None:
+        """
+        A server that stops with a drop summary and a memory release still
+        to come says and does them at once, and leaves no timer behind.
+        """
+        factory = self.server(handshakeTimeout=1.0, lineTimeout=0)
+        factory.doStart()
+        links = [self.link(factory, silent=True) for _ in range(3)]
+        self.clock.advance(1.0)
+        for each in links:
+            each.flush()
+        factory.guard._large.add(links[0].server)  # as if it had held a megabyte
+        factory.guard._releaseSoon()
+        factory.doStop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        summaries = [e for e in self.logged if "more connections" in e.get("log_format", "")]
+        self.assertEqual([e["count"] for e in summaries], [2])
