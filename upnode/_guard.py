@@ -129,7 +129,7 @@ class ServerGuard:
         # Live connections in the order they came: a dict keeps it, and
         # the oldest that has not finished its handshake is found first.
         self._live: Dict[Any, None] = {}
-        self._handshaking: Dict[Any, IDelayedCall] = {}
+        self._handshaking: Dict[Any, Optional[IDelayedCall]] = {}
         self._unread: Dict[Any, int] = {}
         self.unreadTotal = 0
         self.dropped: Dict[str, int] = {reason: 0 for reason in REASONS}
@@ -167,10 +167,11 @@ class ServerGuard:
                 return False
             self.drop(victim, CAPACITY, f"evicted: the server is at its cap of {self.cap} connections")
         self._live[conn] = None
+        # Kept even with no timeout: the cap evicts the oldest of these.
+        timer = None
         if self.limits.handshakeTimeout:
-            self._handshaking[conn] = self._clock().callLater(
-                self.limits.handshakeTimeout, self._handshakeExpired, conn
-            )
+            timer = self._clock().callLater(self.limits.handshakeTimeout, self._handshakeExpired, conn)
+        self._handshaking[conn] = timer
         conn.notifyOnLoss(lambda reason: self._lost(conn))
         conn.on("remote", lambda remote, conn: self._handshaken(conn))
         if self.limits.lineTimeout and self._sweep is None:
