@@ -701,7 +701,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         except Exception:
             # Nothing is sent, so the ids handed out for it are taken back.
             for callbackId in range(firstNewId, self._nextId):
-                self._localIds.pop(_identity(self._localCallbacks.pop(callbackId)), None)
+                callback = self._localCallbacks.pop(callbackId, None)
+                if callback is not None:  # (the tables are empty once the link is lost)
+                    self._localIds.pop(_identity(callback), None)
                 self._resent.discard(callbackId)
             self._nextId = firstNewId
             raise
