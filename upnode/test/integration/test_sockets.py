@@ -27,13 +27,20 @@ def _socketTransport(conn: Any) -> Any:
 class SocketSettings(TestCase):
     timeout = 30
 
-    async def test_tcpBothEnds(self) -> None:
+    async def tcpPair(self) -> Any:
+        """
+        An echo server and a client linked to it over loopback TCP.
+        """
         server = upnode.upnode({"echo": lambda value, cb: cb(value)})
         self.addCleanup(server.end)
         port = (await server.listen(0, "127.0.0.1", {"ping": 0})).getHost().port
         up = upnode.connect(port, "127.0.0.1", {"ping": 0})
         self.addCleanup(up.close)
         await up()
+        return server, up
+
+    async def test_tcpBothEnds(self) -> None:
+        server, up = await self.tcpPair()
         self.assertEqual(await up.call("echo", "hi", timeout=10), "hi")
         for conn in [up.conn, *server.connections]:
             transport = _socketTransport(conn)
@@ -66,12 +73,7 @@ class SocketSettings(TestCase):
             pass
 
         self.patch(_tuning, "FileDescriptor", NotAFileDescriptor)
-        server = upnode.upnode({"echo": lambda value, cb: cb(value)})
-        self.addCleanup(server.end)
-        port = (await server.listen(0, "127.0.0.1", {"ping": 0})).getHost().port
-        up = upnode.connect(port, "127.0.0.1", {"ping": 0})
-        self.addCleanup(up.close)
-        await up()
+        server, up = await self.tcpPair()
         from twisted.internet.defer import gatherResults
 
         payload = "x" * 1000
