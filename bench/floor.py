@@ -18,11 +18,10 @@ import json
 import os
 import socket
 import sys
-import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.payload import PAYLOAD  # noqa: E402
+from bench.payload import PAYLOAD, Window  # noqa: E402
 
 try:
     import orjson
@@ -65,7 +64,7 @@ async def serve(port: int) -> None:
 async def calls(mode: str, port: int, total: int, warmup: int, seconds: float) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1024 * 1024)
     noDelay(writer)
-    sent = done = 0
+    sent = 0
 
     def call() -> None:
         nonlocal sent
@@ -73,27 +72,22 @@ async def calls(mode: str, port: int, total: int, warmup: int, seconds: float) -
         message = {"method": 0, "arguments": [PAYLOAD, "[Function]"], "callbacks": {str(sent): ["1"]}, "links": []}
         writer.write(orjson.dumps(message) + b"\n")
 
-    start = time.perf_counter()
-    deadline = start + seconds
+    window = Window(warmup, seconds)
     for _ in range(min(1 if mode == "lockstep" else PIPELINE, warmup + total)):
         call()
     # Bounded: one reply read for each call sent, and no more than
     # warmup + total calls are sent.
-    while done < sent:
+    while window.done < sent:
         line = await reader.readline()
         if not line:
             raise ConnectionError("the server hung up")
         orjson.loads(line)
-        done += 1
-        if done == warmup:
-            start = time.perf_counter()
-            deadline = start + seconds
-        if done > warmup and time.perf_counter() >= deadline:
+        if window.answered():
             break
         if sent < warmup + total:
             call()
-    elapsed = time.perf_counter() - start
-    report(mode=mode, calls=done - warmup, seconds=elapsed, rate=(done - warmup) / elapsed)
+    done, elapsed = window.timed()
+    report(mode=mode, calls=done, seconds=elapsed, rate=done / elapsed)
     writer.close()
 
 

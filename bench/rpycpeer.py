@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.payload import PAYLOAD, peerMain  # noqa: E402
+from bench.payload import PAYLOAD, Window, peerMain  # noqa: E402
 
 try:
     import rpyc
@@ -86,12 +86,12 @@ def calls(mode: str, port: int, total: int, warmup: int, seconds: float) -> None
             done += 1
             if time.perf_counter() >= deadline:
                 break
+        elapsed = time.perf_counter() - start
     else:
         aecho = rpyc.async_(echo)
         pending: collections.deque[Any] = collections.deque()
-        sent = done = 0
-        start = time.perf_counter()
-        deadline = start + seconds
+        sent = 0
+        window = Window(warmup, seconds)
         for _ in range(min(PIPELINE, warmup + total)):
             pending.append(aecho(payload))
             sent += 1
@@ -99,17 +99,12 @@ def calls(mode: str, port: int, total: int, warmup: int, seconds: float) -> None
         # warmup + total calls are sent.  Replies come in order.
         while pending:
             pending.popleft().value  # noqa: B018 - waits for the reply (raises if it failed)
-            done += 1
-            if done == warmup:
-                start = time.perf_counter()
-                deadline = start + seconds
-            if done > warmup and time.perf_counter() >= deadline:
+            if window.answered():
                 break
             if sent < warmup + total:
                 pending.append(aecho(payload))
                 sent += 1
-        done -= warmup
-    elapsed = time.perf_counter() - start
+        done, elapsed = window.timed()
     report(mode=mode, calls=done, seconds=elapsed, rate=done / elapsed)
     conn.close()
 
