@@ -32,6 +32,7 @@ from ._expose import Cons, construct, exposedMembers
 from ._guard import HOSTILE, UNREAD, ServerGuard
 from ._json import decodeLine, encodeLine
 from ._limits import Limits
+from ._progress import AckedBytes, ackedBytesProbe
 from ._reactor import cancel, resolve
 from ._remote import Remote, RemoteCallback, replaceMembers
 from ._scrub import encodeRequest, unscrub
@@ -49,8 +50,16 @@ WRITE_SLICE = 64 * 1024
 #: taken some: a peer that sends calls and reads none of the answers gets
 #: no more of our time (the others' latency) or memory.  Any asynchronous
 #: peer (Twisted, Node) reads while it writes; one that does not is
-#: dropped after stallTimeout, as before.
+#: dropped after stallTimeout, as before.  Reading resumes once it has
+#: half as much or less left.
 READ_PAUSE = 1024 * 1024
+#: (No sample is due: the kernel does not tell.)
+NEVER = 1 << 62
+#: Where the kernel says what the peer has taken (see L{upnode._progress}),
+#: we ask it once per this many bytes handed to the transport, and every
+#: WATCH_EVERY seconds while output is waiting for the peer.
+SAMPLE_EVERY = 64 * 1024
+WATCH_EVERY = 0.1
 
 
 @implementer(IHandshakeListener)
@@ -74,8 +83,12 @@ class DnodeProtocol(LineReceiver, EventEmitter):
 
     delimiter = b"\n"
     #: Seconds a peer that has output waiting may go without taking any of
-    #: it (one slice, see WRITE_SLICE) before it is dropped.
-    stallTimeout = 10.0
+    #: it before it is dropped.  Where the kernel tells (Linux TCP, TLS
+    #: included) "taking" is its TCP stack acknowledging a byte, which a
+    #: live peer does within a round trip unless its application has
+    #: stopped reading and its receive buffer is full; elsewhere it is the
+    #: transport draining its buffer (one slice, see WRITE_SLICE).
+    stallTimeout = 5.0
     #: Bytes taken from the socket at a time, where the transport allows it
     #: (see L{upnode._tuning.setReadSize}; Twisted takes 64 KiB).
     readSize = 16 * 1024
@@ -163,6 +176,15 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._heldBytes = 0
         self._endWhenSent = False
         self._readingPaused = False
+        # What the peer's TCP stack has taken (see _sample): bytes handed to
+        # the transport, acknowledged by the peer, and not yet acknowledged.
+        self._ackedBytes: Optional[AckedBytes] = None
+        self._handed = 0
+        self._nextSample = NEVER
+        self._peerAcked = 0
+        self._kernelUnread = 0
+        self._lastProgress = 0.0
+        self._watch: Optional[IDelayedCall] = None
         self._windowStart = 0.0
         self._windowCount = 0
 
@@ -261,6 +283,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._checkHeld()
         else:
             self.transport.write(data)  # type: ignore[union-attr]
+            self._handed += len(data)
+            if self._handed >= self._nextSample:
+                self._sample()
 
     def _hold(self, data: bytes) -> None:
         held = self._held
@@ -279,10 +304,12 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         while held and not self.paused and self.transport is not None:
             data = held.popleft()  # type: ignore[union-attr]
             self._heldBytes -= len(data)
+            self._handed += len(data)
             self.transport.write(data)
-        if self._readingPaused and self._heldBytes <= READ_PAUSE and self.transport is not None:
-            self._readingPaused = False
-            self.transport.resumeProducing()  # type: ignore[attr-defined]
+        if self._handed >= self._nextSample:
+            self._sample()
+        else:
+            self._checkReading()
         if self.guard is not None:
             self.guard.noteUnread(self, self._heldBytes)
         if not held and self._endWhenSent:
@@ -295,10 +322,27 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                 ProtocolError(f"the peer left more than {self.limits.maxBuffered} bytes unread"), UNREAD
             )
             self.abort()
-        elif self._heldBytes > READ_PAUSE and not self._readingPaused and self.transport is not None:
-            # (A transport is a push producer of what it reads: IPushProducer.)
-            self._readingPaused = True
-            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        else:
+            self._checkReading()
+
+    def _checkReading(self) -> None:
+        """
+        Stop reading a peer that has more than READ_PAUSE bytes of our
+        output left to take (held here, or where the kernel tells, in the
+        transport and the network too), and read again once it has half
+        as much or less.
+        """
+        if self.transport is None or self._closing:
+            return
+        unread = self._heldBytes + self._kernelUnread
+        # (A transport is a push producer of what it reads: IPushProducer.)
+        if not self._readingPaused:
+            if unread > READ_PAUSE:
+                self._readingPaused = True
+                self.transport.pauseProducing()  # type: ignore[attr-defined]
+        elif unread <= READ_PAUSE // 2:
+            self._readingPaused = False
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
 
     def _dropHeld(self) -> None:
         self._held = None
@@ -316,6 +360,42 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     # progress, and what we hold is what it has left unread (give or take
     # the slice the transport has).
 
+    def _sample(self) -> None:
+        """
+        Ask the kernel what the peer has taken: its acknowledging anything
+        is progress (so is having nothing left to take), and the rest is
+        what it has left unread.  While some is, keep watching (see
+        L{_watchPeer}).
+        """
+        self._nextSample = self._handed + SAMPLE_EVERY
+        try:
+            acked = self._ackedBytes() if self._ackedBytes is not None else None
+        except OSError:  # the socket is already gone: connectionLost follows
+            acked = None
+        if acked is None:
+            return
+        if acked > self._peerAcked or acked >= self._handed:
+            self._peerAcked = acked
+            self._lastProgress = self._getClock().seconds()
+        # (Over TLS what we hand over grows on the way: records, handshake.)
+        self._kernelUnread = max(0, self._handed - acked)
+        self._checkReading()
+        if self._watch is None and (self._kernelUnread or self.paused) and not self._closing:
+            self._watch = self._getClock().callLater(WATCH_EVERY, self._watchPeer)
+
+    def _watchPeer(self) -> None:
+        """
+        With output waiting: drop a peer that has taken none of it for
+        C{stallTimeout} seconds, and read again from one that has caught up.
+        """
+        self._watch = None
+        if self._closing or self.transport is None:
+            return
+        self._sample()
+        waiting = self._kernelUnread + self._heldBytes
+        if waiting and self.stallTimeout and self._getClock().seconds() - self._lastProgress >= self.stallTimeout:
+            self._dropStalled(waiting)
+
     def pauseProducing(self) -> None:
         """
         The transport's buffer is full.  We keep reading (a peer blocked on
@@ -326,7 +406,11 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         queue flush waits for the C{drain} event).
         """
         self.paused = True
-        if self._stallTimer is None and self.stallTimeout and self.transport is not None:
+        if self._ackedBytes is not None:
+            # The kernel tells what the peer takes: see _sample.
+            if self._watch is None and not self._closing:
+                self._watch = self._getClock().callLater(WATCH_EVERY, self._watchPeer)
+        elif self._stallTimer is None and self.stallTimeout and self.transport is not None:
             self._stallTimer = self._getClock().callLater(self.stallTimeout, self._stalled)
 
     def resumeProducing(self) -> None:
@@ -344,8 +428,14 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._stallTimer = None
         if not self.paused or self.transport is None:
             return
+        self._dropStalled(self._heldBytes)
+
+    def _dropStalled(self, waiting: int) -> None:
         self._violation(
-            ProtocolError(f"the peer took none of our output for {self.stallTimeout} seconds"), UNREAD
+            ProtocolError(
+                f"the peer took none of our output for {self.stallTimeout:g} seconds ({waiting} bytes waiting)"
+            ),
+            UNREAD,
         )
         self.abort()
 
@@ -361,6 +451,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self._registered = True
         tune(self.transport, self.readSize)
+        self._ackedBytes = ackedBytesProbe(self.transport)
+        if self._ackedBytes is not None:
+            self._nextSample = SAMPLE_EVERY
+            self._lastProgress = self._getClock().seconds()
         # Over TLS, nothing is written until the handshake (and so the
         # certificate check) has succeeded; see handshakeCompleted.
         if not ISSLTransport.providedBy(self.transport):
@@ -404,7 +498,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._closing = True
         cancel(self._cullCall)
         cancel(self._stallTimer)
-        self._cullCall = self._stallTimer = None
+        cancel(self._watch)
+        self._cullCall = self._stallTimer = self._watch = None
+        self._ackedBytes = None
         self._pendingCulls.clear()
         self._localCallbacks.clear()
         self._localIds.clear()
@@ -720,6 +816,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._write(line)
         else:
             self.transport.write(line)  # type: ignore[union-attr]
+            self._handed += len(line)
+            if self._handed >= self._nextSample:
+                self._sample()
 
 
 class _ProxyRef(weakref.ref):  # type: ignore[type-arg]

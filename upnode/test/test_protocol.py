@@ -13,7 +13,8 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from upnode import DeadRemoteError, DnodeProtocol, Limits, ProtocolError, RejectedMessage
-from upnode._protocol import CULL_BATCH, CULL_DELAY, READ_PAUSE, WRITE_SLICE
+from upnode import _protocol
+from upnode._protocol import CULL_BATCH, CULL_DELAY, READ_PAUSE, SAMPLE_EVERY, WATCH_EVERY, WRITE_SLICE
 from upnode.dnode import DnodeFactory
 from upnode.testing import connectInMemory
 
@@ -351,7 +352,7 @@ class BackPressureTests(SynchronousTestCase):
         h.clock.advance(1)
         self.assertTrue(h.transport.disconnecting)
         self.assertIsInstance(h.fails[-1], ProtocolError)
-        self.assertIn(f"took none of our output for {h.proto.stallTimeout} seconds", str(h.fails[-1]))
+        self.assertIn(f"took none of our output for {h.proto.stallTimeout:g} seconds", str(h.fails[-1]))
         h.proto.connectionLost(None)
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
@@ -395,7 +396,9 @@ class BackPressureTests(SynchronousTestCase):
     def test_stopReadingAPeerThatReadsNothing(self) -> None:
         """
         Past READ_PAUSE bytes held, we stop reading the peer (its calls get
-        no more of our time) until it has taken enough.
+        no more of our time) until it has taken enough: half of it, so
+        that a peer just over the line is not paused and resumed on every
+        slice.
         """
         h = Harness()
         h.sent()
@@ -405,6 +408,10 @@ class BackPressureTests(SynchronousTestCase):
         self.assertEqual(transport.producerState, "paused")
         for _ in range(3):
             h.proto.resumeProducing()  # it takes a slice each time
+        self.assertEqual(transport.producerState, "paused")
+        slices = (READ_PAUSE // 2) // WRITE_SLICE
+        for _ in range(slices - 1):
+            h.proto.resumeProducing()
         self.assertEqual(transport.producerState, "producing")
         self.assertEqual(h.fails, [])
 
@@ -480,6 +487,100 @@ class BackPressureTests(SynchronousTestCase):
         self.assertEqual(seen[0], 0)  # held back...
         self.assertGreater(seen[1], 250)  # ...until past readSize
         self.assertEqual([m["method"] for m in h.sent()], [1] * 5 + ["cull"])
+
+
+class KernelHarness(Harness):
+    """
+    A Harness whose transport's kernel says what the peer acknowledged:
+    C{acked}, set by the test.
+    """
+
+    def __init__(self, case: SynchronousTestCase) -> None:
+        self.acked = 0
+        case.patch(_protocol, "ackedBytesProbe", lambda transport: lambda: self.acked)
+        Harness.__init__(self)
+        self.sent()
+
+    def handed(self) -> int:
+        return self.proto._handed
+
+
+class KernelProgressTests(SynchronousTestCase):
+    """
+    Where the kernel says what the peer's TCP stack has acknowledged, that
+    is the peer's progress: it is stalled once none of what waits for it
+    has been acknowledged for stallTimeout, whatever the transport's own
+    buffer says.
+    """
+
+    def test_peerThatStopsAcknowledgingIsDropped(self) -> None:
+        h = KernelHarness(self)
+        h.proto.request("x", ["a" * SAMPLE_EVERY])
+        h.acked = 1000  # its receive buffer took a little, then nothing
+        h.clock.advance(WATCH_EVERY)
+        h.clock.pump([WATCH_EVERY] * int((h.proto.stallTimeout - 0.5) / WATCH_EVERY))
+        self.assertFalse(h.transport.disconnecting)
+        h.clock.pump([WATCH_EVERY] * 10)
+        self.assertTrue(h.transport.disconnecting)
+        self.assertIn(f"took none of our output for {h.proto.stallTimeout:g} seconds", str(h.fails[-1]))
+        self.assertIn(f"({h.handed() - 1000} bytes waiting)", str(h.fails[-1]))
+        h.proto.connectionLost(None)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_slowAcknowledgingPeerStays(self) -> None:
+        h = KernelHarness(self)
+        h.proto.request("x", ["a" * (4 * SAMPLE_EVERY)])
+        for _ in range(int(4 * h.proto.stallTimeout)):
+            h.acked += 100  # a trickle, but never nothing for stallTimeout
+            h.clock.pump([WATCH_EVERY] * int(0.9 * h.proto.stallTimeout / WATCH_EVERY))
+        self.assertFalse(h.transport.disconnecting)
+        self.assertEqual(h.fails, [])
+
+    def test_unreadInTheKernelPausesReading(self) -> None:
+        """
+        Past READ_PAUSE bytes handed over and not acknowledged, we stop
+        reading the peer, though the transport never said it was full;
+        once it has half as much or less left, we read again, and stop
+        watching once it has taken everything.
+        """
+        h = KernelHarness(self)
+        h.proto.request("x", ["r" * (READ_PAUSE + SAMPLE_EVERY)])
+        self.assertEqual(h.transport.producerState, "paused")
+        h.acked = h.handed() - READ_PAUSE // 2 - 1
+        h.clock.advance(WATCH_EVERY)
+        self.assertEqual(h.transport.producerState, "paused")
+        h.acked += 1
+        h.clock.advance(WATCH_EVERY)
+        self.assertEqual(h.transport.producerState, "producing")
+        self.assertNotEqual(h.clock.getDelayedCalls(), [])
+        h.acked = h.handed()
+        h.clock.advance(WATCH_EVERY)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+        self.assertEqual(h.fails, [])
+
+    def test_smallWritesSampleRarely(self) -> None:
+        """
+        The kernel is asked once per SAMPLE_EVERY bytes handed over, not
+        once a write; and a peer that has taken everything costs no timer.
+        """
+        h = KernelHarness(self)
+        asked: List[int] = []
+        self.patch(h.proto, "_ackedBytes", lambda: asked.append(1) or h.handed())
+        for _ in range(1000):
+            h.proto.request("x", ["b" * 200])
+        self.assertEqual(len(asked), h.handed() // SAMPLE_EVERY)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_pausedByTheTransportIsWatched(self) -> None:
+        """
+        The transport's pause starts the watch (no timer of its own): a
+        peer that acknowledges nothing is dropped after stallTimeout.
+        """
+        h = KernelHarness(self)
+        h.proto.pauseProducing()
+        h.proto.request("x", ["held"])
+        h.clock.pump([WATCH_EVERY] * int(h.proto.stallTimeout / WATCH_EVERY + 2))
+        self.assertTrue(h.transport.disconnecting)
 
 
 class PausingTransport(StringTransport):

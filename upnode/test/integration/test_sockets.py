@@ -1,20 +1,28 @@
 """
 The socket settings both ends make, on real connections: reads of
 C{readSize} bytes, and no Nagle delay on TCP (a UNIX socket has none to
-turn off, and must not fail for it).
+turn off, and must not fail for it); and what the kernel says the peer has
+taken, which drops a peer that reads nothing long before the kernel's own
+buffers for it are full.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import tempfile
-from typing import Any
+import time
+from typing import Any, Dict, List, Tuple
 
-from twisted.trial.unittest import TestCase
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import SkipTest, TestCase
 
 import upnode
 from upnode import _tuning
+from upnode._progress import ackedBytesProbe
+
+LINUX = sys.platform.startswith("linux")
 
 
 def _socketTransport(conn: Any) -> Any:
@@ -46,6 +54,10 @@ class SocketSettings(TestCase):
             transport = _socketTransport(conn)
             self.assertEqual(transport.bufferSize, conn.readSize)
             self.assertEqual(transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+            if LINUX:
+                probe = ackedBytesProbe(conn.transport)
+                self.assertIsNotNone(probe)
+                self.assertGreater(probe(), 0)  # type: ignore[misc]
         self.assertEqual(len(server.connections), 1)
 
     async def test_unixSocket(self) -> None:
@@ -61,6 +73,8 @@ class SocketSettings(TestCase):
         self.assertEqual(await up.call("echo", "hi", timeout=10), "hi")
         for conn in [up.conn, *server.connections]:
             self.assertEqual(_socketTransport(conn).bufferSize, conn.readSize)
+            # No TCP stack to ask: the transport's pause and resume tell.
+            self.assertIsNone(ackedBytesProbe(conn.transport))
 
     async def test_readSizeFallback(self) -> None:
         """
@@ -83,3 +97,60 @@ class SocketSettings(TestCase):
             transport = _socketTransport(conn)
             self.assertEqual(transport.bufferSize, 2**16)
             self.assertEqual(transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+
+
+class KernelProgress(TestCase):
+    timeout = 60
+
+    async def test_nonReaderDroppedOnTime(self) -> None:
+        """
+        A raw peer floods calls and reads nothing: the server stops reading
+        it once about READ_PAUSE bytes wait for it, and drops it within
+        stallTimeout (and a second or two) of its last taking anything,
+        while a client next to it is served throughout.
+        """
+        from twisted.internet import reactor
+        from twisted.internet.threads import deferToThread
+
+        if not LINUX:
+            raise SkipTest("the kernel says what a peer has taken on Linux only")
+        fails: List[Exception] = []
+
+        def cons(remote: Any, conn: Any) -> Dict[str, Any]:
+            conn.on("fail", fails.append)
+            return {"echo": lambda value, cb: cb(value)}
+
+        server = upnode.upnode(cons)
+        self.addCleanup(server.end)
+        port = (await server.listen(0, "127.0.0.1", {"ping": 0})).getHost().port
+        up = upnode.connect(port, "127.0.0.1", {"ping": 0})
+        self.addCleanup(up.close)
+        await up()
+        stall = up.conn.stallTimeout
+
+        def flood() -> Tuple[float, int]:
+            line = b'{"method":"echo","arguments":["' + b"f" * 100 + b'",1],"callbacks":{"1":["1"]},"links":[]}\n'
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(b'{"method":"methods","arguments":[{}],"callbacks":{},"links":[]}\n')
+                s.settimeout(0.5)
+                start, sent = time.monotonic(), 0
+                while time.monotonic() - start < stall + 20:
+                    try:
+                        sent += s.send(line * 100)
+                    except socket.timeout:
+                        continue
+                    except OSError:
+                        break
+                return time.monotonic() - start, sent
+
+        flooding = deferToThread(flood)
+        served = 0
+        while not flooding.called:
+            self.assertEqual(await up.call("echo", served, timeout=5), served)
+            served += 1
+            await deferLater(reactor, 0.05)
+        took, sent = await flooding
+        self.assertLess(took, stall + 3, f"dropped after {took:.1f} s ({sent} bytes of calls sent)")
+        self.assertGreater(served, 10)
+        self.assertEqual(len(fails), 1, fails)
+        self.assertIn(f"took none of our output for {stall:g} seconds", str(fails[0]))

@@ -6,6 +6,7 @@ dnode byte is written either way, and reaches the client as an error event.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -14,6 +15,7 @@ from service_identity import CertificateError, VerificationError
 from twisted.trial.unittest import SkipTest, TestCase
 
 import upnode
+from upnode._progress import ackedBytesProbe
 
 from ..certs import makeCertificates
 from .helpers import call, first, until
@@ -75,6 +77,11 @@ class TLSTests(TestCase):
             remote = await up()
             self.assertEqual(await call(remote.echo, {"é": [1, None]}), {"é": [1, None]})
             await first("ping", up)
+            if sys.platform.startswith("linux"):
+                # What the peer takes is read from the TCP socket under TLS.
+                probe = ackedBytesProbe(self.served[-1].transport)
+                self.assertIsNotNone(probe)
+                self.assertGreater(probe(), 0)  # type: ignore[misc]
             await up.close()
 
     async def assertFailsClosed(self, case: str, *errors: type) -> None:
