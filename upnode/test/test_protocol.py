@@ -12,8 +12,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from upnode import DeadRemoteError, DnodeProtocol, Limits, ProtocolError, RejectedMessage
-from upnode import _protocol
+from upnode import DeadRemoteError, DnodeProtocol, Limits, ProtocolError, RejectedMessage, _protocol
 from upnode._protocol import CULL_BATCH, CULL_DELAY, READ_PAUSE, SAMPLE_EVERY, WATCH_EVERY, WRITE_SLICE
 from upnode.dnode import DnodeFactory
 from upnode.testing import connectInMemory

@@ -137,7 +137,7 @@ class KernelProgress(TestCase):
                 while time.monotonic() - start < stall + 20:
                     try:
                         sent += s.send(line * 100)
-                    except socket.timeout:
+                    except TimeoutError:
                         continue
                     except OSError:
                         break
