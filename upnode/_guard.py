@@ -37,6 +37,16 @@ DESCRIPTOR_RESERVE = 256
 #: when it goes, freed memory is handed back to the system.
 LARGE = 1024 * 1024
 
+#: Bytes read by all the connections that are busy together, in one turn
+#: of the reactor: about 10 ms of calls to handle on one core, so that a
+#: call from anyone else waits a few of those at most.  Up to 8 busy
+#: connections each still read all of their own readSize (16 KiB).
+TURN_READ = 128 * 1024
+#: The least any connection reads at once, however many are busy.
+MIN_READ = 2 * 1024
+#: Seconds over which the busy connections are counted.
+BUSY_WINDOW = 0.1
+
 #: Why connections are dropped: the keys of C{status()["dropped"]}.
 HOSTILE = "hostile input"
 HANDSHAKE = "handshake timeout"
@@ -143,6 +153,11 @@ class ServerGuard:
         self._large: Set[Any] = set()
         self._release: Optional[IDelayedCall] = None
         self._stopped = False
+        # Connections that read all they could at once, in this window and
+        # (how many) in the one before (see readShare).
+        self._busy: Set[int] = set()
+        self._busyBefore = 0
+        self._busySince = 0.0
 
     def _clock(self) -> IReactorTime:
         if self.clock is None:
@@ -229,6 +244,32 @@ class ServerGuard:
     def _releaseNow(self) -> None:
         self._release = None
         releaseFreedMemory()
+
+    # -- Reads: a share of each turn ---------------------------------------------
+
+    def readShare(self, conn: Any, full: int) -> int:
+        """
+        C{conn} just read (nearly) all it could at once, C{full} bytes: its
+        peer sends faster than we serve it.  Return how much it may read
+        at once from now on: its share of L{TURN_READ}, split between the
+        connections that did the same within the last L{BUSY_WINDOW}.
+
+        The reactor reads once from every ready connection in a turn, so a
+        turn lasts as long as all their reads take to handle, and any one
+        peer's call waits about a turn: fifty peers each sending as fast
+        as they can would make everyone's calls wait for fifty full reads.
+        Split, a turn stays short however many are busy, and a peer with
+        calls to spare waits longer for each read instead.
+        """
+        now = self._clock().seconds()
+        age = now - self._busySince
+        if age >= BUSY_WINDOW:
+            self._busyBefore = len(self._busy) if age < 2 * BUSY_WINDOW else 0
+            self._busy = set()
+            self._busySince = now
+        self._busy.add(id(conn))
+        busy = max(len(self._busy), self._busyBefore)
+        return max(MIN_READ, min(full, TURN_READ // busy))
 
     # -- Slow lines -------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from ._progress import AckedBytes, ackedBytesProbe
 from ._reactor import cancel, resolve
 from ._remote import Remote, RemoteCallback, replaceMembers
 from ._scrub import encodeRequest, unscrub
-from ._tuning import tune
+from ._tuning import setReadSize, tune
 from .errors import DeadRemoteError, ProtocolError, RejectedMessage
 from .tls import verifyServerIdentity
 
@@ -185,6 +185,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._kernelUnread = 0
         self._lastProgress = 0.0
         self._watch: Optional[IDelayedCall] = None
+        # How much the transport reads at once, where we set it, and the
+        # size of a read that took (nearly) all of that (see _shareReads).
+        self._readShare = 0
+        self._fullRead = NEVER
         self._windowStart = 0.0
         self._windowCount = 0
 
@@ -198,6 +202,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         """
         if self._closing:
             return
+        if len(data) >= self._fullRead:
+            self._shareReads(len(data))
         self._receiving = True
         try:
             if b"\n" not in data:
@@ -237,6 +243,23 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                 # answers: no timer, no packet of their own.
                 self._outgoing.append(self._cullLine())
             self._flushOutgoing()
+
+    def _shareReads(self, size: int) -> None:
+        """
+        We read all we could at once: with many connections as busy, read
+        less at a time (see L{ServerGuard.readShare}).
+        """
+        if self.guard is None or self.transport is None:
+            self._fullRead = NEVER
+            return
+        share = self.guard.readShare(self, self.readSize)
+        if share != self._readShare:
+            if not setReadSize(self.transport, share):
+                self._fullRead = NEVER  # a transport whose read size is its own
+                return
+            self._readShare = share
+        # (Over TLS, what a full read gives us is a little less.)
+        self._fullRead = share * 3 // 4
 
     def hasPartialLine(self) -> bool:
         """
@@ -450,7 +473,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         # and the transport's buffer fills, pauseProducing is called.
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self._registered = True
-        tune(self.transport, self.readSize)
+        if tune(self.transport, self.readSize) and self.guard is not None:
+            self._readShare = self.readSize
+            self._fullRead = self.readSize * 3 // 4
         self._ackedBytes = ackedBytesProbe(self.transport)
         if self._ackedBytes is not None:
             self._nextSample = SAMPLE_EVERY

@@ -15,13 +15,14 @@ from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import ITCPTransport
 
 
-def tune(transport: Any, readSize: int) -> None:
+def tune(transport: Any, readSize: int) -> bool:
     """
     Send without waiting (no Nagle), and read C{readSize} bytes at a time
-    where the transport allows it.
+    where the transport allows it; return whether it did (see
+    L{setReadSize}).
     """
     setNoDelay(transport)
-    setReadSize(transport, readSize)
+    return setReadSize(transport, readSize)
 
 
 def setNoDelay(transport: Any) -> bool:

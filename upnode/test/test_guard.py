@@ -10,8 +10,8 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from upnode import DnodeProtocol, UpnodeServerFactory
-from upnode._guard import ServerLimits
+from upnode import DnodeProtocol, UpnodeServerFactory, _protocol
+from upnode._guard import BUSY_WINDOW, MIN_READ, TURN_READ, ServerGuard, ServerLimits
 from upnode._protocol import WRITE_SLICE
 from upnode.testing import MemoryLink, connectInMemory
 
@@ -193,3 +193,65 @@ class GuardTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         summaries = [e for e in self.logged if "more connections" in e.get("log_format", "")]
         self.assertEqual([e["count"] for e in summaries], [2])
+
+
+class ReadShareTests(SynchronousTestCase):
+    """
+    Connections that each read all they can at once share a turn's reads.
+    """
+
+    def test_splitBetweenTheBusy(self) -> None:
+        clock = Clock()
+        guard = ServerGuard(clock=clock)
+        full = 16 * 1024
+        conns = [object() for _ in range(200)]
+        few = TURN_READ // full
+        self.assertEqual([guard.readShare(c, full) for c in conns[:few]], [full] * few)
+        self.assertEqual(guard.readShare(conns[few], full), TURN_READ // (few + 1))
+        for c in conns[: 2 * few]:
+            guard.readShare(c, full)
+        self.assertEqual(guard.readShare(conns[0], full), TURN_READ // (2 * few))
+        # The next window still counts the last one's, until it has as many.
+        clock.advance(BUSY_WINDOW)
+        self.assertEqual(guard.readShare(conns[0], full), TURN_READ // (2 * few))
+        for c in conns:
+            guard.readShare(c, full)
+        self.assertEqual(guard.readShare(conns[0], full), MIN_READ)
+        # Once the others have gone quiet, one busy connection reads it all.
+        clock.advance(2 * BUSY_WINDOW)
+        self.assertEqual(guard.readShare(conns[0], full), full)
+
+    def test_protocolReadsItsShare(self) -> None:
+        """
+        A connection whose read took all it could asks the guard for its
+        share and sets its transport's read size to it; with its
+        transport's read size its own (no fast path), it does not ask.
+        """
+        sizes: List[int] = []
+        self.patch(_protocol, "tune", lambda transport, size: True)
+        self.patch(_protocol, "setReadSize", lambda transport, size: sizes.append(size) or True)
+        clock = Clock()
+        factory = UpnodeServerFactory({"note": lambda v: None}, ping=0, clock=clock)
+        link = connectInMemory(factory, DnodeProtocol(clock=clock), clock)
+        link.flush()
+        server = link.server
+        others = [object() for _ in range(30)]
+        for other in others[:9]:
+            factory.guard.readShare(other, server.readSize)
+        note = b'{"method":"note","arguments":[1],"callbacks":{},"links":[]}\n'
+        chunk = note * (server.readSize // len(note) + 1)
+        smaller = note * (TURN_READ // 10 // len(note) + 1)
+        server.dataReceived(chunk)
+        self.assertEqual(sizes, [TURN_READ // 10])
+        server.dataReceived(smaller)  # a full read at the new size
+        self.assertEqual(sizes, [TURN_READ // 10])  # (the same share: nothing to set)
+        clock.advance(3 * BUSY_WINDOW)
+        server.dataReceived(smaller)
+        self.assertEqual(sizes, [TURN_READ // 10, server.readSize])
+        self.patch(_protocol, "setReadSize", lambda transport, size: False)
+        clock.advance(1.0)  # (a new second for the rate limit)
+        for other in others:
+            factory.guard.readShare(other, server.readSize)
+        server.dataReceived(chunk)
+        self.assertFalse(server._closing)
+        self.assertEqual(server._fullRead, _protocol.NEVER)

@@ -15,7 +15,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Tuple
 
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 
 import upnode
@@ -154,3 +154,66 @@ class KernelProgress(TestCase):
         self.assertGreater(served, 10)
         self.assertEqual(len(fails), 1, fails)
         self.assertIn(f"took none of our output for {stall:g} seconds", str(fails[0]))
+
+
+class BusyReads(TestCase):
+    timeout = 60
+
+    async def test_busyConnectionsShareATurn(self) -> None:
+        """
+        Twelve peers each send calls faster than we serve them: their
+        connections read less at a time while all are busy (so that a turn
+        of the reactor stays short), every call is answered, and a peer
+        busy on its own afterwards reads all of readSize again.
+        """
+        from twisted.internet import reactor
+        from twisted.internet.defer import Deferred
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+        from twisted.internet.protocol import Protocol
+
+        server = upnode.upnode({"echo": lambda value, cb: cb(value)})
+        self.addCleanup(server.end)
+        port = (await server.listen(0, "127.0.0.1", {"ping": 0})).getHost().port
+        call = b'{"method":"echo","arguments":["' + b"e" * 100 + b'",1],"callbacks":{"1":["1"]},"links":[]}\n'
+        batch = 3000
+
+        class Caller(Protocol):
+            def connectionMade(self) -> None:
+                self.lines = 0
+                self.wanted = 1 + batch  # methods, then the answers
+                self.done: Deferred[None] = Deferred()
+                self.transport.write(b'{"method":"methods","arguments":[{}],"callbacks":{},"links":[]}\n' + call * batch)
+
+            def more(self) -> Deferred[None]:
+                self.wanted += batch
+                self.done = Deferred()
+                self.transport.write(call * batch)
+                return self.done
+
+            def dataReceived(self, data: bytes) -> None:
+                self.lines += data.count(b"\n")
+                if self.lines >= self.wanted and not self.done.called:
+                    self.done.callback(None)
+
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        callers = [await connectProtocol(endpoint, Caller()) for _ in range(12)]
+        for caller in callers:
+            self.addCleanup(caller.transport.loseConnection)
+        smallest = [conn.readSize for conn in server.connections]
+
+        def look() -> None:
+            for i, conn in enumerate(server.connections):
+                smallest[i] = min(smallest[i], _socketTransport(conn).bufferSize)
+
+        watch = LoopingCall(look)
+        watch.start(0.005)
+        self.addCleanup(lambda: watch.running and watch.stop())
+        for caller in callers:
+            await caller.done
+        watch.stop()
+        readSize = server.connections[0].readSize
+        self.assertTrue(any(size < readSize for size in smallest), smallest)
+        await deferLater(reactor, 0.5)
+        await callers[0].more()
+        [alone] = [c for c in server.connections if c.transport.getPeer().port == callers[0].transport.getHost().port]
+        self.assertEqual(_socketTransport(alone).bufferSize, readSize)
