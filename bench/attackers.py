@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -640,6 +640,7 @@ def canaryMain(port: int, interval: float, timeout: float, limit: float) -> None
     pings and reconnects when closed.
     """
     latencies: List[float] = []
+    slowest: List[Tuple[float, float]] = []  # (latency ms, wall time of the call)
     errors: List[str] = []
     failures = 0
     end = time.monotonic() + limit
@@ -684,6 +685,7 @@ def canaryMain(port: int, interval: float, timeout: float, limit: float) -> None
                         for cb in message.get("callbacks", {}):
                             sock.sendall(line({"method": int(cb), "arguments": []}))
             latencies.append((time.monotonic() - sent) * 1000)
+            slowest = sorted([*slowest, (latencies[-1], time.time())], reverse=True)[:5]
         except (OSError, ValueError) as e:
             failures += 1
             if len(errors) < 5:
@@ -697,7 +699,15 @@ def canaryMain(port: int, interval: float, timeout: float, limit: float) -> None
     q = quantiles(latencies)
     print(
         json.dumps(
-            {"calls": len(latencies), "failures": failures, "errors": errors, "p50": q["p50"], "p99": q["p99"], "max": q["max"]}
+            {
+                "calls": len(latencies),
+                "failures": failures,
+                "errors": errors,
+                "p50": q["p50"],
+                "p99": q["p99"],
+                "max": q["max"],
+                "slowest": slowest,
+            }
         ),
         flush=True,
     )
@@ -742,7 +752,7 @@ def measure(
     baseline = statistics.median(s[1] for s in base)
     baseFds = base[-1][2]
     sampler.cap = baseline + rssCap * 1024 * 1024
-    start = time.monotonic()
+    start, wallStart = time.monotonic(), time.time()
     if passRss:
         sizes["rss"] = sampler.now
     result = attack(port, **sizes)
@@ -755,6 +765,9 @@ def measure(
     final = readStatus(pid)
     end = time.monotonic()
     result["canary"] = bird.stop() if bird else None
+    if result["canary"]:
+        # The slowest calls, and when: seconds since the attack started.
+        result["canary"]["slowest"] = [[ms, round(t - wallStart, 2)] for ms, t in result["canary"].get("slowest", [])]
     sampler.stop()
     during = sampler.between(start, end)
     mb = 1024.0 * 1024.0

@@ -44,6 +44,10 @@ LARGE = 1024 * 1024
 TURN_READ = 128 * 1024
 #: The least any connection reads at once, however many are busy.
 MIN_READ = 2 * 1024
+#: What a new connection reads at once until it shows it is busy: fifty
+#: peers that connect together and then each send as fast as they can
+#: would otherwise make their first turn fifty full reads long.
+START_READ = 4 * 1024
 #: Seconds over which the busy connections are counted.
 BUSY_WINDOW = 0.1
 

@@ -29,7 +29,7 @@ from zope.interface import implementer
 from ._arity import positionalLimit
 from ._events import EventEmitter
 from ._expose import Cons, construct, exposedMembers
-from ._guard import HOSTILE, UNREAD, ServerGuard
+from ._guard import HOSTILE, START_READ, UNREAD, ServerGuard
 from ._json import decodeLine, encodeLine
 from ._limits import Limits
 from ._progress import AckedBytes, ackedBytesProbe
@@ -473,9 +473,11 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         # and the transport's buffer fills, pauseProducing is called.
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self._registered = True
-        if tune(self.transport, self.readSize) and self.guard is not None:
-            self._readShare = self.readSize
-            self._fullRead = self.readSize * 3 // 4
+        # A server's connections start small and read their share once busy.
+        readSize = self.readSize if self.guard is None else min(self.readSize, START_READ)
+        if tune(self.transport, readSize) and self.guard is not None:
+            self._readShare = readSize
+            self._fullRead = readSize * 3 // 4
         self._ackedBytes = ackedBytesProbe(self.transport)
         if self._ackedBytes is not None:
             self._nextSample = SAMPLE_EVERY
