@@ -52,7 +52,7 @@ class Limits:
     @ivar maxBuffered: bytes of our output the peer has left unread (held
         back while the transport's buffer is full).  More: close.  (A peer
         that takes none of it for the protocol's C{stallTimeout} is dropped
-        too.)
+        too; see L{upnode._progress}.)
     @ivar maxRemoteCallbacks: the peer's callbacks our code holds proxies
         for at once (a method that keeps every callback it is given).
         More: close.  Each costs about 250 bytes.
