@@ -143,7 +143,11 @@ class ServerGuard:
         # Live connections in the order they came: a dict keeps it, and
         # the oldest that has not finished its handshake is found first.
         self._live: Dict[Any, None] = {}
-        self._handshaking: Dict[Any, Optional[IDelayedCall]] = {}
+        # Those that have not finished their handshake, with their deadlines
+        # (seconds); in the order they came, which is their deadlines'
+        # order, so one timer, for the oldest, serves them all.
+        self._handshaking: Dict[Any, float] = {}
+        self._handshakeTimer: Optional[IDelayedCall] = None
         self._unread: Dict[Any, int] = {}
         self.unreadTotal = 0
         self.dropped: Dict[str, int] = {reason: 0 for reason in REASONS}
@@ -187,10 +191,14 @@ class ServerGuard:
             self.drop(victim, CAPACITY, f"evicted: the server is at its cap of {self.cap} connections")
         self._live[conn] = None
         # Kept even with no timeout: the cap evicts the oldest of these.
-        timer = None
-        if self.limits.handshakeTimeout:
-            timer = self._clock().callLater(self.limits.handshakeTimeout, self._handshakeExpired, conn)
-        self._handshaking[conn] = timer
+        timeout = self.limits.handshakeTimeout
+        if timeout:
+            clock = self._clock()
+            deadline = self._handshaking[conn] = clock.seconds() + timeout
+            if self._handshakeTimer is None:
+                self._handshakeTimer = clock.callLater(timeout, self._handshakesExpired, deadline)
+        else:
+            self._handshaking[conn] = 0.0
         conn.notifyOnLoss(lambda reason: self._lost(conn))
         conn.on("remote", lambda remote, conn: self._handshaken(conn))
         if self.limits.lineTimeout and self._sweep is None:
@@ -200,15 +208,35 @@ class ServerGuard:
         return True
 
     def _handshaken(self, conn: Any) -> None:
-        cancel(self._handshaking.pop(conn, None))
-
-    def _handshakeExpired(self, conn: Any) -> None:
         self._handshaking.pop(conn, None)
-        self.drop(conn, HANDSHAKE, f"no methods within {self.limits.handshakeTimeout} seconds of connecting")
+        if not self._handshaking:
+            self._stopHandshakeTimer()
+
+    def _handshakesExpired(self, due: float) -> None:
+        # Due at the deadline of what was the oldest connection then (it
+        # may have gone since): drop every one whose deadline has come, and
+        # wait for the next.
+        self._handshakeTimer = None
+        clock = self._clock()
+        now = max(clock.seconds(), due)
+        timeout = self.limits.handshakeTimeout
+        while self._handshaking:
+            conn, deadline = next(iter(self._handshaking.items()))
+            if deadline > now:
+                self._handshakeTimer = clock.callLater(deadline - now, self._handshakesExpired, deadline)
+                return
+            del self._handshaking[conn]
+            self.drop(conn, HANDSHAKE, f"no methods within {timeout} seconds of connecting")
+
+    def _stopHandshakeTimer(self) -> None:
+        cancel(self._handshakeTimer)
+        self._handshakeTimer = None
 
     def _lost(self, conn: Any) -> None:
         self._live.pop(conn, None)
-        cancel(self._handshaking.pop(conn, None))
+        self._handshaking.pop(conn, None)
+        if not self._handshaking:
+            self._stopHandshakeTimer()
         self.noteUnread(conn, 0)
         if conn in self._large:
             self._large.discard(conn)
@@ -365,8 +393,7 @@ class ServerGuard:
             releaseFreedMemory()
         self._logSummary()  # (sets _summary to None)
         self._release = None
-        for timer in self._handshaking.values():
-            cancel(timer)
+        self._stopHandshakeTimer()
         self._handshaking.clear()
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()

@@ -542,6 +542,12 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         # any observer started names it as its source) must not hold the
         # transport, and the megabytes of unsent output it may have.
         self.transport = None
+        # The methods bound once in __init__ refer back to this protocol:
+        # without them it goes when the last reference does, not at the
+        # collector's next pass (with everything it holds).  The class's
+        # own, the same methods, are found from now on.
+        for name in _BOUND_ONCE:
+            self.__dict__.pop(name, None)
 
     def notifyOnLoss(self, hook: Callable[[Failure], None]) -> None:
         """
@@ -846,6 +852,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._handed += len(line)
             if self._handed >= self._nextSample:
                 self._sample()
+
+
+#: The methods DnodeProtocol.__init__ binds once (see connectionLost).
+_BOUND_ONCE = ("_proxyFor", "_proxyDied", "_callbackId")
 
 
 class _ProxyRef(weakref.ref):  # type: ignore[type-arg]

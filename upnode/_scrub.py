@@ -122,7 +122,12 @@ def scrub(arguments: Any, callbackId: Callable[[Callable[..., Any]], int], maxDe
     if not isinstance(arguments, (list, tuple)):
         raise TypeError("arguments must be a list or tuple")
     # The message object and its arguments list are the first two levels.
-    return walk(arguments, [], 2), callbacks, links
+    try:
+        return walk(arguments, [], 2), callbacks, links
+    finally:
+        # walk refers to itself (through its closure): a cycle that only
+        # the collector would free, with every value it still holds.
+        walk = None  # type: ignore[assignment]
 
 
 class Members(Dict[str, Any]):

@@ -53,8 +53,17 @@ class UpnodeServerFactory(DnodeFactory):
         if self.metrics is not None:
             self.metrics.connection(conn)
         if self.ping:
-            conn.once("remote", lambda remote, conn: self._startHeartbeat(conn))
+            conn.on("remote", self._firstRemote)
         return conn
+
+    def _firstRemote(self, remote: Any, conn: DnodeProtocol) -> None:
+        # Once a connection, as pyee's once(), whose wrapper would refer
+        # back to the connection: a cycle that outlives it until the
+        # collector's next pass, for every peer that never sends methods.
+        if self._firstRemote not in conn.listeners("remote"):
+            return
+        conn.remove_listener("remote", self._firstRemote)
+        self._startHeartbeat(conn)
 
     def _startHeartbeat(self, conn: DnodeProtocol) -> None:
         if not callable(getattr(conn.remote, "ping", None)) or not conn.connected:

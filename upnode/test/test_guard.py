@@ -64,6 +64,44 @@ class GuardTests(SynchronousTestCase):
         self.assertEqual(factory.status()["dropped"]["handshake timeout"], 1)
         self.assertEqual(factory.status()["connections"], 1)
 
+    def test_handshakeTimeoutEachFromItsOwnConnect(self) -> None:
+        """
+        Each connection gets handshakeTimeout seconds from its own connect,
+        whichever came and went before it, and one timer serves them all.
+        """
+        factory = self.server(handshakeTimeout=5.0, lineTimeout=0)
+        first = self.link(factory, silent=True)
+        self.clock.advance(2.0)
+        second = self.link(factory, silent=True)
+        self.clock.advance(1.0)
+        third = self.link(factory, silent=True)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        first.cut()  # the oldest goes before its deadline
+        self.clock.advance(2.0)  # t = 5: first's deadline, no one's now
+        self.clock.advance(1.9)
+        self.assertTrue(second.server.connected and third.server.connected)
+        self.clock.advance(0.1)  # t = 7
+        second.flush()
+        self.assertFalse(second.server.connected)
+        self.assertTrue(third.server.connected)
+        self.clock.advance(0.9)
+        self.assertTrue(third.server.connected)
+        self.clock.advance(0.1)  # t = 8
+        third.flush()
+        self.assertFalse(third.server.connected)
+        self.assertEqual(factory.status()["dropped"]["handshake timeout"], 2)
+        self.assertEqual(factory.status()["handshaking"], 0)
+        self.clock.advance(factory.guard.logPeriod)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_noHandshakeTimerLeftOnceAllHandshaken(self) -> None:
+        factory = self.server(handshakeTimeout=5.0, lineTimeout=0)
+        links = [self.link(factory) for _ in range(3)]
+        self.assertEqual(factory.status()["handshaking"], 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(10.0)
+        self.assertTrue(all(each.server.connected for each in links))
+
     def test_capEvictsOldestUnfinishedHandshake(self) -> None:
         """
         At the cap, a newcomer evicts the oldest connection that has not

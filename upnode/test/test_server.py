@@ -93,6 +93,43 @@ class ServerTests(SynchronousTestCase):
         gc.collect()
         self.assertIsNone(gone())
 
+    def test_oneHeartbeatPerConnection(self) -> None:
+        """
+        A peer that sends its methods again (which replaces the remote's
+        members) is still pinged once an interval, not twice.
+        """
+        pings: List[Any] = []
+        factory = UpnodeServerFactory({}, ping=1.0, timeout=0.5, clock=self.clock)
+        link = self.link(factory, {"ping": lambda cb: (pings.append(1), cb())})
+        link.client.request("methods", [link.client._exposed])
+        link.flush()
+        self.clock.advance(1.0)
+        link.flush()
+        self.assertEqual(pings, [1])
+
+    def test_idleConnectionFreedWithoutCollector(self) -> None:
+        """
+        A connection whose peer never sends its methods (a connect/close
+        flood) is in no reference cycle: it goes as soon as it is lost and
+        dropped, not at the collector's next pass.
+        """
+        factory = UpnodeServerFactory({"echo": lambda v, cb: cb(v)}, ping=1.0, clock=self.clock)
+        client = DnodeProtocol(clock=self.clock)
+        client._start = lambda: None  # type: ignore[method-assign]
+        link = connectInMemory(factory, client, self.clock)
+        link.flush()
+        gone = weakref.ref(link.server)
+        link.cut()
+        self.assertEqual(factory.connections, set())
+        wasEnabled = gc.isenabled()
+        gc.disable()
+        try:
+            del link
+            self.assertIsNone(gone())
+        finally:
+            if wasEnabled:
+                gc.enable()
+
     def test_clientWithoutPingNotPinged(self) -> None:
         # (No line timeout: its sweep would be the one timer here.)
         factory = UpnodeServerFactory(
