@@ -22,18 +22,6 @@ class EventEmitter(_PyeeEmitter):
 
     _log = Logger()
 
-    def emit(self, event: str, *args: Any, **kwargs: Any) -> bool:
-        """
-        pyee's C{emit}, with a fast way out for an event nobody listens
-        for (most are, on most connections: C{end}, and the
-        C{new_listener} that every C{on} emits): pyee would take its lock
-        and copy an empty table to call nothing.  An C{error} always takes
-        pyee's path, which logs one that nobody listens for.
-        """
-        if event not in self._events and event != "error":
-            return False
-        return _PyeeEmitter.emit(self, event, *args, **kwargs)
-
     def _emit_run(self, f: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
         try:
             f(*args, **kwargs)
