@@ -351,13 +351,21 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     def _checkReading(self) -> None:
         """
         Stop reading a peer that has more than READ_PAUSE bytes of our
-        output left to take (held here, or where the kernel tells, in the
-        transport and the network too), and read again once it has half
-        as much or less.
+        output left to take, and read again once it has half as much or
+        less.
+
+        What counts is what we hold; on a server, where the kernel tells,
+        what the transport and the network hold too.  Only a server stops
+        reading for that: it answers what it reads.  A client flushing its
+        queue writes as fast as the transport takes it, and if it stopped
+        reading the answers while the server stopped reading its calls,
+        each would wait on the other for ever.
         """
         if self.transport is None or self._closing:
             return
-        unread = self._heldBytes + self._kernelUnread
+        unread = self._heldBytes
+        if self.guard is not None:
+            unread += self._kernelUnread
         # (A transport is a push producer of what it reads: IPushProducer.)
         if not self._readingPaused:
             if unread > READ_PAUSE:

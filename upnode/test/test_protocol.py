@@ -13,6 +13,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from upnode import DeadRemoteError, DnodeProtocol, Limits, ProtocolError, RejectedMessage, _protocol
+from upnode._guard import ServerGuard
 from upnode._protocol import CULL_BATCH, CULL_DELAY, READ_PAUSE, SAMPLE_EVERY, WATCH_EVERY, WRITE_SLICE
 from upnode.dnode import DnodeFactory
 from upnode.testing import connectInMemory
@@ -56,10 +57,12 @@ class Harness:
     A protocol on a StringTransport, with its events recorded.
     """
 
-    def __init__(self, limits: Optional[Limits] = None) -> None:
+    def __init__(self, limits: Optional[Limits] = None, server: bool = False) -> None:
         self.target = Target()
         self.clock = Clock()
         self.proto = DnodeProtocol(self.target, limits, self.clock)
+        if server:
+            self.proto.guard = ServerGuard(clock=self.clock)
         self.transport = StringTransport()
         self.fails: List[Exception] = []
         self.errors: List[Any] = []
@@ -494,10 +497,10 @@ class KernelHarness(Harness):
     C{acked}, set by the test.
     """
 
-    def __init__(self, case: SynchronousTestCase) -> None:
+    def __init__(self, case: SynchronousTestCase, server: bool = True) -> None:
         self.acked = 0
         case.patch(_protocol, "ackedBytesProbe", lambda transport: lambda: self.acked)
-        Harness.__init__(self)
+        Harness.__init__(self, server=server)
         self.sent()
 
     def handed(self) -> int:
@@ -524,6 +527,7 @@ class KernelProgressTests(SynchronousTestCase):
         self.assertIn(f"took none of our output for {h.proto.stallTimeout:g} seconds", str(h.fails[-1]))
         self.assertIn(f"({h.handed() - 1000} bytes waiting)", str(h.fails[-1]))
         h.proto.connectionLost(None)
+        h.proto.guard.stop()  # type: ignore[union-attr]
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
     def test_slowAcknowledgingPeerStays(self) -> None:
@@ -556,6 +560,21 @@ class KernelProgressTests(SynchronousTestCase):
         h.clock.advance(WATCH_EVERY)
         self.assertEqual(h.clock.getDelayedCalls(), [])
         self.assertEqual(h.fails, [])
+
+    def test_clientKeepsReading(self) -> None:
+        """
+        A client stops reading only for what it holds itself: what its
+        queue flush has handed the transport is for the server to take,
+        and stopping reading its answers meanwhile could leave each side
+        waiting on the other.  A server that takes nothing is still
+        dropped.
+        """
+        h = KernelHarness(self, server=False)
+        h.proto.request("x", ["r" * (READ_PAUSE + SAMPLE_EVERY)])
+        h.clock.advance(WATCH_EVERY)
+        self.assertEqual(h.transport.producerState, "producing")
+        h.clock.pump([WATCH_EVERY] * int(h.proto.stallTimeout / WATCH_EVERY + 2))
+        self.assertTrue(h.transport.disconnecting)
 
     def test_smallWritesSampleRarely(self) -> None:
         """

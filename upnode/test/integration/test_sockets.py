@@ -33,6 +33,12 @@ def _socketTransport(conn: Any) -> Any:
     return transport
 
 
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def firstReadSize(conn: Any) -> int:
     """
     What a connection reads at once before it is ever busy: a server's
@@ -227,3 +233,29 @@ class BusyReads(TestCase):
         await callers[0].more()
         [alone] = [c for c in server.connections if c.transport.getPeer().port == callers[0].transport.getHost().port]
         self.assertEqual(_socketTransport(alone).bufferSize, readSize)
+
+
+class BothWaysAtOnce(TestCase):
+    timeout = 120
+
+    async def test_queuedFlushBothWays(self) -> None:
+        """
+        A client that queued 20,000 calls of 1 KB while the server was not
+        there flushes them at once on connecting, and the server answers
+        each with 1 KB: tens of megabytes going both ways at once, more
+        than either side leaves unread before it stops reading the other
+        (READ_PAUSE).  Only the side answering a peer's calls stops
+        reading; if both did, each would wait on the other for ever.
+        """
+        from twisted.internet.defer import gatherResults
+
+        port = freePort()
+        up = upnode.connect(port, "127.0.0.1", {"ping": 0, "reconnect": 0.05, "jitter": 0})
+        self.addCleanup(up.close)
+        payload = "q" * 1000
+        calls = [up.call("echo", payload) for _ in range(20_000)]
+        server = upnode.upnode({"echo": lambda value, cb: cb(value)})
+        self.addCleanup(server.end)
+        await server.listen(port, "127.0.0.1", {"ping": 0})
+        answers = await gatherResults(calls)
+        self.assertEqual(answers, [payload] * len(calls))
