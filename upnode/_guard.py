@@ -33,9 +33,11 @@ from ._reactor import cancel
 #: so the descriptors in use can pass the cap by one burst for a moment.
 DESCRIPTOR_RESERVE = 256
 
-#: A connection holding this much output or more for its peer is large:
-#: when it goes, freed memory is handed back to the system.
+#: A connection holding this much output or more for its peer, or a line
+#: LARGE_LINE long, is large: when it goes, freed memory is handed back to
+#: the system.
 LARGE = 1024 * 1024
+LARGE_LINE = LARGE // 4
 
 #: Bytes read by all the connections that are busy together, in one turn
 #: of the reactor: about 10 ms of calls to handle on one core, so that a
@@ -264,6 +266,15 @@ class ServerGuard:
             held = self._unread.pop(worst)
             self.unreadTotal -= held
             self.drop(worst, BUDGET, f"it held the most unread output ({held} bytes) when all peers passed {budget}")
+
+    def noteLarge(self, conn: Any) -> None:
+        """
+        C{conn} made us build a lot at once (a line of LARGE_LINE bytes or
+        more, or LARGE bytes of output handed to the transport and not yet
+        taken): when it goes, hand freed memory back to the system.
+        """
+        if conn in self._live:
+            self._large.add(conn)
 
     def _releaseSoon(self) -> None:
         # At most once a second, however many go at once; at once when the

@@ -29,7 +29,7 @@ from zope.interface import implementer
 from ._arity import positionalLimit
 from ._events import EventEmitter
 from ._expose import Cons, construct, exposedMembers
-from ._guard import HOSTILE, START_READ, UNREAD, ServerGuard
+from ._guard import HOSTILE, LARGE, LARGE_LINE, START_READ, UNREAD, ServerGuard
 from ._json import decodeLine, encodeLine
 from ._limits import Limits
 from ._progress import AckedBytes, ackedBytesProbe
@@ -203,7 +203,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if self._closing:
             return
         if len(data) >= self._fullRead:
-            self._shareReads(len(data))
+            self._shareReads()
         self._receiving = True
         try:
             if b"\n" not in data:
@@ -213,6 +213,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                 partial += data
                 if len(partial) > self.MAX_LENGTH:
                     self.lineLengthExceeded(b"")
+                elif len(partial) >= LARGE_LINE and self.guard is not None:
+                    self.guard.noteLarge(self)
                 return
             lines = data.split(b"\n")
             partial = self._partial
@@ -244,7 +246,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                 self._outgoing.append(self._cullLine())
             self._flushOutgoing()
 
-    def _shareReads(self, size: int) -> None:
+    def _shareReads(self) -> None:
         """
         We read all we could at once: with many connections as busy, read
         less at a time (see L{ServerGuard.readShare}).
@@ -384,12 +386,17 @@ class DnodeProtocol(LineReceiver, EventEmitter):
 
     # -- Framing: back-pressure, a peer that does not read -----------------------
     #
-    # Only what Twisted's producer interface tells us is used: the transport
-    # pauses us when its buffer fills and resumes us once it has drained.
-    # While paused, what we write waits here, in slices, and each resume
-    # hands the transport one slice more; so a resume is the peer's
-    # progress, and what we hold is what it has left unread (give or take
-    # the slice the transport has).
+    # Twisted's producer interface: the transport pauses us when its buffer
+    # fills and resumes us once it has drained.  While paused, what we
+    # write waits here, in slices, and each resume hands the transport one
+    # slice more; so a resume is the peer's progress, and what we hold is
+    # what it has left unread (give or take the slice the transport has).
+    #
+    # Behind the transport the kernel queues megabytes, which a peer that
+    # reads nothing fills before the transport's buffer ever does.  Where
+    # the kernel says what the peer's TCP stack has acknowledged (see
+    # upnode._progress), that is the peer's progress instead, and the
+    # stall timer is the watch of _watchPeer.
 
     def _sample(self) -> None:
         """
@@ -410,6 +417,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._lastProgress = self._getClock().seconds()
         # (Over TLS what we hand over grows on the way: records, handshake.)
         self._kernelUnread = max(0, self._handed - acked)
+        if self._kernelUnread >= LARGE and self.guard is not None:
+            self.guard.noteLarge(self)
         self._checkReading()
         if self._watch is None and (self._kernelUnread or self.paused) and not self._closing:
             self._watch = self._getClock().callLater(WATCH_EVERY, self._watchPeer)

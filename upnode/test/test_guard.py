@@ -10,8 +10,8 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from upnode import DnodeProtocol, UpnodeServerFactory, _protocol
-from upnode._guard import BUSY_WINDOW, MIN_READ, TURN_READ, ServerGuard, ServerLimits
+from upnode import DnodeProtocol, UpnodeServerFactory, _guard, _protocol
+from upnode._guard import BUSY_WINDOW, LARGE_LINE, MIN_READ, TURN_READ, ServerGuard, ServerLimits
 from upnode._protocol import WRITE_SLICE
 from upnode.testing import MemoryLink, connectInMemory
 
@@ -231,6 +231,33 @@ class GuardTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         summaries = [e for e in self.logged if "more connections" in e.get("log_format", "")]
         self.assertEqual([e["count"] for e in summaries], [2])
+
+
+class LargeConnectionTests(SynchronousTestCase):
+    def test_longLineHandsMemoryBack(self) -> None:
+        """
+        A connection that had a line of LARGE_LINE bytes or more under way makes
+        the server hand freed memory back to the system once it has gone
+        (once, a second later, however many go); one that never did, not.
+        """
+        released: List[None] = []
+        self.patch(_guard, "releaseFreedMemory", lambda: released.append(None))
+        clock = Clock()
+        factory = UpnodeServerFactory({"note": lambda v: None}, ping=0, clock=clock)
+        small, big, big2 = (connectInMemory(factory, DnodeProtocol(clock=clock), clock) for _ in range(3))
+        for link in (small, big, big2):
+            link.flush()
+        small.server.dataReceived(b'{"method":"note","arguments":["' + b"s" * 1000)
+        small.server.connectionLost(None)
+        clock.advance(2)
+        self.assertEqual(released, [])
+        for link in (big, big2):
+            for _ in range(LARGE_LINE // WRITE_SLICE):
+                link.server.dataReceived(b"b" * WRITE_SLICE)
+            link.server.connectionLost(None)
+        self.assertEqual(released, [])
+        clock.advance(1)
+        self.assertEqual(released, [None])
 
 
 class ReadShareTests(SynchronousTestCase):
