@@ -34,8 +34,6 @@ from zope.interface import implementer
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from upnode import tap  # noqa: E402
-from upnode._guard import ServerLimits  # noqa: E402
-from upnode._limits import Limits  # noqa: E402
 from upnode._server import UpnodeServerFactory  # noqa: E402
 
 WARMUP = 200
@@ -49,19 +47,7 @@ def serverFactory() -> UpnodeServerFactory:
     """
     options = tap.Options()
     options.parseOptions(["--port", "tcp:0:interface=127.0.0.1"])
-    return UpnodeServerFactory(
-        options["cons"],
-        ping=options["ping"],
-        timeout=options["timeout"],
-        limits=Limits(maxLineLength=options["max-line-length"]),
-        serverLimits=ServerLimits(
-            maxConnections=options["max-connections"],
-            handshakeTimeout=options["handshake-timeout"],
-            maxBufferedTotal=options["max-buffered-total"],
-            lineTimeout=options["line-timeout"],
-        ),
-        clock=reactor,
-    )
+    return tap.serverFactory(options)
 
 
 @implementer(IReadDescriptor)

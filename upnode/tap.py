@@ -168,10 +168,13 @@ class _DropConnections(Service):
         return DeferredList(waiting)
 
 
-def makeService(options: Options) -> MultiService:
+def serverFactory(options: Options) -> UpnodeServerFactory:
+    """
+    The server factory the parsed C{options} describe.
+    """
     from twisted.internet import reactor
 
-    factory = UpnodeServerFactory(
+    return UpnodeServerFactory(
         options["cons"],
         ping=options["ping"],
         timeout=options["timeout"],
@@ -184,6 +187,12 @@ def makeService(options: Options) -> MultiService:
         ),
         clock=reactor,
     )
+
+
+def makeService(options: Options) -> MultiService:
+    from twisted.internet import reactor
+
+    factory = serverFactory(options)
     top = MultiService()
     _ExitCleanly().setServiceParent(top)
     # Services stop in reverse order: listeners first, then connections.
