@@ -75,3 +75,15 @@ class BenchSmoke(TestCase):
             rows[name] = value
         self.assertEqual(set(rows), {"both ends", "server", "client"})
         self.assertTrue(all(float(value) > 0 for value in rows.values()), rows)
+
+    async def test_setupCostSmoke(self) -> None:
+        """
+        The cost of a connect/close cycle comes out, every cycle served.
+        """
+        stdout, stderr, code = await getProcessOutputAndValue(
+            sys.executable, [str(ROOT / "bench" / "setup_cost.py"), "100", "--concurrency=10"], env=ENV, path=str(ROOT)
+        )
+        self.assertEqual(code, 0, stderr.decode()[-2000:])
+        first = stdout.decode().splitlines()[0]
+        self.assertIn("100 cycles, 10 at a time, 0 failed", first)
+        self.assertGreater(float(first.split(": ")[1].split()[0]), 0)
