@@ -56,9 +56,13 @@ READ_PAUSE = 1024 * 1024
 #: (No sample is due: the kernel does not tell.)
 NEVER = 1 << 62
 #: Where the kernel says what the peer has taken (see L{upnode._progress}),
-#: we ask it once per this many bytes handed to the transport, and every
-#: WATCH_EVERY seconds while output is waiting for the peer.
+#: we ask it once per this many bytes handed to the transport; and while
+#: output is waiting for the peer, every STALL_CHECK_EVERY seconds (to
+#: see whether it is stalled: a server streaming to thousands of peers
+#: pays one timer a second for each), or every WATCH_EVERY seconds while
+#: we have stopped reading it (to read again soon once it has caught up).
 SAMPLE_EVERY = 64 * 1024
+STALL_CHECK_EVERY = 1.0
 WATCH_EVERY = 0.1
 
 
@@ -373,6 +377,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             if unread > READ_PAUSE:
                 self._readingPaused = True
                 self.transport.pauseProducing()  # type: ignore[attr-defined]
+                if self._ackedBytes is not None:
+                    self._watchWithin(WATCH_EVERY)
         elif unread <= READ_PAUSE // 2:
             self._readingPaused = False
             self.transport.resumeProducing()  # type: ignore[attr-defined]
@@ -420,8 +426,21 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if self._kernelUnread >= LARGE and self.guard is not None:
             self.guard.noteLarge(self)
         self._checkReading()
-        if self._watch is None and (self._kernelUnread or self.paused) and not self._closing:
-            self._watch = self._getClock().callLater(WATCH_EVERY, self._watchPeer)
+        if self._kernelUnread or self.paused:
+            self._watchWithin(WATCH_EVERY if self._readingPaused else STALL_CHECK_EVERY)
+
+    def _watchWithin(self, seconds: float) -> None:
+        """
+        Look at the peer's progress again (see L{_watchPeer}) within
+        C{seconds}.
+        """
+        if self._closing:
+            return
+        clock = self._getClock()
+        if self._watch is None:
+            self._watch = clock.callLater(seconds, self._watchPeer)
+        elif self._watch.getTime() > clock.seconds() + seconds:
+            self._watch.reset(seconds)
 
     def _watchPeer(self) -> None:
         """
@@ -448,8 +467,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self.paused = True
         if self._ackedBytes is not None:
             # The kernel tells what the peer takes: see _sample.
-            if self._watch is None and not self._closing:
-                self._watch = self._getClock().callLater(WATCH_EVERY, self._watchPeer)
+            self._watchWithin(STALL_CHECK_EVERY)
         elif self._stallTimer is None and self.stallTimeout and self.transport is not None:
             self._stallTimer = self._getClock().callLater(self.stallTimeout, self._stalled)
 

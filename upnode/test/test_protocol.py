@@ -14,7 +14,15 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from upnode import DeadRemoteError, DnodeProtocol, Limits, ProtocolError, RejectedMessage, _protocol
 from upnode._guard import ServerGuard
-from upnode._protocol import CULL_BATCH, CULL_DELAY, READ_PAUSE, SAMPLE_EVERY, WATCH_EVERY, WRITE_SLICE
+from upnode._protocol import (
+    CULL_BATCH,
+    CULL_DELAY,
+    READ_PAUSE,
+    SAMPLE_EVERY,
+    STALL_CHECK_EVERY,
+    WATCH_EVERY,
+    WRITE_SLICE,
+)
 from upnode.dnode import DnodeFactory
 from upnode.testing import connectInMemory
 
@@ -519,10 +527,11 @@ class KernelProgressTests(SynchronousTestCase):
         h = KernelHarness(self)
         h.proto.request("x", ["a" * SAMPLE_EVERY])
         h.acked = 1000  # its receive buffer took a little, then nothing
-        h.clock.advance(WATCH_EVERY)
-        h.clock.pump([WATCH_EVERY] * int((h.proto.stallTimeout - 0.5) / WATCH_EVERY))
+        # (It is looked at every STALL_CHECK_EVERY seconds, not more often.)
+        self.assertEqual([c.getTime() for c in h.clock.getDelayedCalls() if c.func == h.proto._watchPeer], [STALL_CHECK_EVERY])
+        h.clock.pump([STALL_CHECK_EVERY] * int(h.proto.stallTimeout / STALL_CHECK_EVERY))
         self.assertFalse(h.transport.disconnecting)
-        h.clock.pump([WATCH_EVERY] * 10)
+        h.clock.advance(STALL_CHECK_EVERY)
         self.assertTrue(h.transport.disconnecting)
         self.assertIn(f"took none of our output for {h.proto.stallTimeout:g} seconds", str(h.fails[-1]))
         self.assertIn(f"({h.handed() - 1000} bytes waiting)", str(h.fails[-1]))
@@ -557,7 +566,7 @@ class KernelProgressTests(SynchronousTestCase):
         self.assertEqual(h.transport.producerState, "producing")
         self.assertNotEqual(h.clock.getDelayedCalls(), [])
         h.acked = h.handed()
-        h.clock.advance(WATCH_EVERY)
+        h.clock.advance(STALL_CHECK_EVERY)
         self.assertEqual(h.clock.getDelayedCalls(), [])
         self.assertEqual(h.fails, [])
 
