@@ -6,8 +6,9 @@ One L{ServerGuard} per server factory admits each new connection, gives it
 C{handshakeTimeout} seconds to send its C{methods} (a TLS handshake
 included), caps live connections (evicting the oldest that has not finished
 its handshake first), budgets the output that peers leave unread across all
-connections (shedding the connection holding the most), and drops
-connections whose unfinished line makes no progress.  Every drop is counted
+connections (shedding the connection holding the most), drops
+connections whose unfinished line makes no progress, and splits each turn
+of the reactor's reads between the connections that are busy at once.  Every drop is counted
 by reason and logged once per reason and period, so a flood of attackers
 does not become a flood of log lines.
 """
@@ -292,10 +293,11 @@ class ServerGuard:
 
     def readShare(self, conn: Any, full: int) -> int:
         """
-        C{conn} just read (nearly) all it could at once, C{full} bytes: its
-        peer sends faster than we serve it.  Return how much it may read
-        at once from now on: its share of L{TURN_READ}, split between the
-        connections that did the same within the last L{BUSY_WINDOW}.
+        C{conn} just read (nearly) all it could at once: its peer sends
+        faster than we serve it.  Return how much it may read at once from
+        now on: its share of L{TURN_READ}, split between the connections
+        that did the same within the last L{BUSY_WINDOW}, and never more
+        than C{full}, what it reads when alone.
 
         The reactor reads once from every ready connection in a turn, so a
         turn lasts as long as all their reads take to handle, and any one
