@@ -23,6 +23,8 @@ from upnode import _tuning
 from upnode._guard import START_READ
 from upnode._progress import ackedBytesProbe
 
+from .helpers import freePort
+
 LINUX = sys.platform.startswith("linux")
 
 
@@ -31,12 +33,6 @@ def _socketTransport(conn: Any) -> Any:
     while not hasattr(transport, "socket"):
         transport = transport.transport
     return transport
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def firstReadSize(conn: Any) -> int:
@@ -249,7 +245,7 @@ class BothWaysAtOnce(TestCase):
         """
         from twisted.internet.defer import gatherResults
 
-        port = freePort()
+        port = await freePort()
         up = upnode.connect(port, "127.0.0.1", {"ping": 0, "reconnect": 0.05, "jitter": 0})
         self.addCleanup(up.close)
         payload = "q" * 1000

@@ -8,24 +8,14 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, List
 
-from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial.unittest import TestCase
 
 import upnode
-from upnode.dnode import DnodeFactory
 
-from .helpers import call, first, until
+from .helpers import call, first, freePort, until
 from .nodepeer import NodePeer
 
 FAST = {"reconnect": 0.05, "jitter": 0, "ping": 0.2, "timeout": 0.5}
-
-
-async def freePort() -> int:
-    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(DnodeFactory())
-    number = port.getHost().port
-    await port.stopListening()
-    return number
 
 
 class PythonClientNodeServer(TestCase):

@@ -16,19 +16,13 @@ import upnode
 from upnode import UpTimeout
 from upnode.dnode import DnodeFactory
 
-from .helpers import call, first, sleep, until
+from .helpers import call, first, freePort, sleep, until
 
 FAST = {"reconnect": 0.05, "jitter": 0, "ping": 0.5, "timeout": 1.0}
 
 
 class Suite(TestCase):
     timeout = 60
-
-    async def freePort(self) -> int:
-        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(DnodeFactory())
-        number = port.getHost().port
-        await port.stopListening()
-        return number
 
     def client(self, *args: Any) -> Any:
         up = upnode.connect(*args) if not isinstance(args[0], upnode.Upnode) else args[0].connect(*args[1:])
@@ -45,7 +39,7 @@ class Suite(TestCase):
         auth.js: the connect callback re-authenticates after the server is
         ended and brought back; beep keeps working through the session.
         """
-        port = await self.freePort()
+        port = await freePort()
         sessions: List[Any] = []
 
         def cons(remote: Any, conn: Any) -> Dict[str, Any]:
@@ -87,7 +81,7 @@ class Suite(TestCase):
         buffered.js: a server that ends every stream after 0.3 s; five
         transactions made later all get through.
         """
-        port = await self.freePort()
+        port = await freePort()
         timers: List[Any] = []
         self.addCleanup(lambda: [t.cancel() for t in timers if t.active()])
 
@@ -114,7 +108,7 @@ class Suite(TestCase):
         cons.js: each side's constructor runs; the server sees the client's
         beep once the remote is ready, the client sees boop.
         """
-        port = await self.freePort()
+        port = await freePort()
         seen: List[Any] = []
 
         def serverCons(remote: Any, conn: Any) -> Dict[str, Any]:
@@ -146,7 +140,7 @@ class Suite(TestCase):
         listen.js and simple.js: up/down/reconnect counts and buffered calls
         across a server that starts late, stops and starts again.
         """
-        port = await self.freePort()
+        port = await freePort()
         up = self.client(port, "127.0.0.1", FAST)
         counts = {"up": 0, "down": 0, "reconnect": 0}
         for name in counts:
@@ -220,7 +214,7 @@ class Suite(TestCase):
         timeout.js: a short timeout ends without a remote; a long one gets
         it once a server appears.
         """
-        port = await self.freePort()
+        port = await freePort()
         up = self.client(port, "127.0.0.1", FAST)
         with self.assertRaises(UpTimeout):
             await up(timeout=0.01)
