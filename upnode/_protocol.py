@@ -346,13 +346,12 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._close()
 
     def _checkHeld(self) -> None:
+        # (Whether to read on was settled by the _release before this.)
         if self._heldBytes > self.limits.maxBuffered and not self._closing:
             self._violation(
                 ProtocolError(f"the peer left more than {self.limits.maxBuffered} bytes unread"), UNREAD
             )
             self.abort()
-        else:
-            self._checkReading()
 
     def _checkReading(self) -> None:
         """
@@ -880,13 +879,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             # writers that can wait (a queue flush) when to stop.
             if self._outgoingBytes > self.readSize:
                 self._flushOutgoing()
-        elif self.paused or len(line) > WRITE_SLICE:
-            self._write(line)
         else:
-            self.transport.write(line)  # type: ignore[union-attr]
-            self._handed += len(line)
-            if self._handed >= self._nextSample:
-                self._sample()
+            self._write(line)
 
 
 #: The methods DnodeProtocol.__init__ binds once (see connectionLost).
