@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_protocol -*-
 """
 The dnode protocol: one JSON message a line, spoken exactly as Node's dnode
 1.2.2 speaks it, and never trusting the peer.
@@ -14,9 +15,8 @@ from __future__ import annotations
 
 import secrets
 import weakref
-from collections import deque
 from inspect import iscoroutine
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
@@ -29,10 +29,11 @@ from zope.interface import implementer
 from ._arity import positionalLimit
 from ._events import EventEmitter
 from ._expose import Cons, construct, exposedMembers
-from ._guard import HOSTILE, LARGE, LARGE_LINE, START_READ, UNREAD, ServerGuard
+from ._guard import HOSTILE, LARGE_LINE, START_READ, UNREAD, ServerGuard
 from ._json import decodeLine, encodeLine
 from ._limits import Limits
-from ._progress import AckedBytes, ackedBytesProbe
+from ._outflow import READ_PAUSE, SAMPLE_EVERY, STALL_CHECK_EVERY, WATCH_EVERY, WRITE_SLICE, OutputFlow, Role
+from ._progress import ackedBytesProbe
 from ._reactor import cancel, resolve
 from ._remote import Remote, RemoteCallback, replaceMembers
 from ._scrub import encodeRequest, unscrub
@@ -43,27 +44,22 @@ from .tls import verifyServerIdentity
 #: Culls go out in batches of this many ids, or after this many seconds.
 CULL_BATCH = 64
 CULL_DELAY = 0.05
-#: Bytes handed to the transport at a time while a peer is slow to read:
-#: the unit of progress that keeps a slow but steady reader connected.
-WRITE_SLICE = 64 * 1024
-#: Past this much output held for a peer, we stop reading it until it has
-#: taken some: a peer that sends calls and reads none of the answers gets
-#: no more of our time (the others' latency) or memory.  Any asynchronous
-#: peer (Twisted, Node) reads while it writes; one that does not is
-#: dropped after stallTimeout, as before.  Reading resumes once it has
-#: half as much or less left.
-READ_PAUSE = 1024 * 1024
-#: (No sample is due: the kernel does not tell.)
-NEVER = 1 << 62
-#: Where the kernel says what the peer has taken (see L{upnode._progress}),
-#: we ask it once per this many bytes handed to the transport; and while
-#: output is waiting for the peer, every STALL_CHECK_EVERY seconds (to
-#: see whether it is stalled: a server streaming to thousands of peers
-#: pays one timer a second for each), or every WATCH_EVERY seconds while
-#: we have stopped reading it (to read again soon once it has caught up).
-SAMPLE_EVERY = 64 * 1024
-STALL_CHECK_EVERY = 1.0
-WATCH_EVERY = 0.1
+
+
+#: (Reads are not shared: no read is ever this large.)
+NO_SHARE = 1 << 62
+
+__all__ = [
+    "CULL_BATCH",
+    "CULL_DELAY",
+    "READ_PAUSE",
+    "SAMPLE_EVERY",
+    "STALL_CHECK_EVERY",
+    "WATCH_EVERY",
+    "WRITE_SLICE",
+    "DnodeProtocol",
+    "Role",
+]
 
 
 @implementer(IHandshakeListener)
@@ -166,33 +162,17 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         # write when it has been: one trip through the transport, not one a line.
         self._outgoing: List[bytes] = []
         self._outgoingBytes = 0
-        #: Whether the transport asked us to stop writing (see pauseProducing).
-        self.paused = False
         self._closing = False
         self._started = False
         self._lossHooks: List[Callable[[Failure], None]] = []
-        self._stallTimer: Optional[IDelayedCall] = None
+        #: What we write, on its way to the transport (built on connection).
+        self._flow: OutputFlow = _NO_FLOW
+        self._write: Callable[[bytes], None] = _NO_FLOW.write
         self._registered = False
-        # What we wrote while the transport had us paused, in slices, and
-        # its size: what the peer has left unread (see pauseProducing).
-        # (Made when first needed: an idle connection has none to pay for.)
-        self._held: Optional[Deque[bytes]] = None
-        self._heldBytes = 0
-        self._endWhenSent = False
-        self._readingPaused = False
-        # What the peer's TCP stack has taken (see _sample): bytes handed to
-        # the transport, acknowledged by the peer, and not yet acknowledged.
-        self._ackedBytes: Optional[AckedBytes] = None
-        self._handed = 0
-        self._nextSample = NEVER
-        self._peerAcked = 0
-        self._kernelUnread = 0
-        self._lastProgress = 0.0
-        self._watch: Optional[IDelayedCall] = None
         # How much the transport reads at once, where we set it, and the
         # size of a read that took (nearly) all of that (see _shareReads).
         self._readShare = 0
-        self._fullRead = NEVER
+        self._fullRead = NO_SHARE
         self._windowStart = 0.0
         self._windowCount = 0
 
@@ -256,12 +236,12 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         less at a time (see L{ServerGuard.readShare}).
         """
         if self.guard is None or self.transport is None:
-            self._fullRead = NEVER
+            self._fullRead = NO_SHARE
             return
         share = self.guard.readShare(self, self.readSize)
         if share != self._readShare:
             if not setReadSize(self.transport, share):
-                self._fullRead = NEVER  # a transport whose read size is its own
+                self._fullRead = NO_SHARE  # a transport whose read size is its own
                 return
             self._readShare = share
         # (Over TLS, what a full read gives us is a little less.)
@@ -301,200 +281,47 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             if self.transport is not None:
                 self._write(b"".join(lines))
 
-    def _write(self, data: bytes) -> None:
+    @property
+    def paused(self) -> bool:  # type: ignore[override]
         """
-        Hand C{data} to the transport, or hold it while the transport has
-        us paused; a large write goes a slice at a time either way.
+        Whether the transport asked us to stop writing: writers that can
+        wait (the client's queue flush) wait for the C{drain} event.
+        (LineReceiver's own C{paused}, for reading, is not used: reading
+        is paused through the transport.)
         """
-        if self.paused or self._held or len(data) > WRITE_SLICE:
-            self._hold(data)
-            self._release()
-            self._checkHeld()
-        else:
-            self.transport.write(data)  # type: ignore[union-attr]
-            self._handed += len(data)
-            if self._handed >= self._nextSample:
-                self._sample()
-
-    def _hold(self, data: bytes) -> None:
-        held = self._held
-        if held is None:
-            held = self._held = deque()
-        if len(data) <= WRITE_SLICE:
-            held.append(data)
-        else:
-            view = memoryview(data)
-            for start in range(0, len(data), WRITE_SLICE):
-                held.append(bytes(view[start : start + WRITE_SLICE]))
-        self._heldBytes += len(data)
-
-    def _release(self) -> None:
-        held = self._held
-        while held and not self.paused and self.transport is not None:
-            data = held.popleft()  # type: ignore[union-attr]
-            self._heldBytes -= len(data)
-            self._handed += len(data)
-            self.transport.write(data)
-        if self._handed >= self._nextSample:
-            self._sample()
-        else:
-            self._checkReading()
-        if self.guard is not None:
-            self.guard.noteUnread(self, self._heldBytes)
-        if not held and self._endWhenSent:
-            self._endWhenSent = False
-            self._close()
-
-    def _checkHeld(self) -> None:
-        # (Whether to read on was settled by the _release before this.)
-        if self._heldBytes > self.limits.maxBuffered and not self._closing:
-            self._violation(
-                ProtocolError(f"the peer left more than {self.limits.maxBuffered} bytes unread"), UNREAD
-            )
-            self.abort()
-
-    def _checkReading(self) -> None:
-        """
-        Stop reading a peer that has more than READ_PAUSE bytes of our
-        output left to take, and read again once it has half as much or
-        less.
-
-        What counts is what we hold; on a server, where the kernel tells,
-        what the transport and the network hold too.  Only a server stops
-        reading for that: it answers what it reads.  A client flushing its
-        queue writes as fast as the transport takes it, and if it stopped
-        reading the answers while the server stopped reading its calls,
-        each would wait on the other for ever.
-        """
-        if self.transport is None or self._closing:
-            return
-        unread = self._heldBytes
-        if self.guard is not None:
-            unread += self._kernelUnread
-        # (A transport is a push producer of what it reads: IPushProducer.)
-        if not self._readingPaused:
-            if unread > READ_PAUSE:
-                self._readingPaused = True
-                self.transport.pauseProducing()  # type: ignore[attr-defined]
-                if self._ackedBytes is not None:
-                    self._watchWithin(WATCH_EVERY)
-        elif unread <= READ_PAUSE // 2:
-            self._readingPaused = False
-            self.transport.resumeProducing()  # type: ignore[attr-defined]
-
-    def _dropHeld(self) -> None:
-        self._held = None
-        self._heldBytes = 0
-        self._endWhenSent = False
-        if self.guard is not None:
-            self.guard.noteUnread(self, 0)
-
-    # -- Framing: back-pressure, a peer that does not read -----------------------
-    #
-    # Twisted's producer interface: the transport pauses us when its buffer
-    # fills and resumes us once it has drained.  While paused, what we
-    # write waits here, in slices, and each resume hands the transport one
-    # slice more; so a resume is the peer's progress, and what we hold is
-    # what it has left unread (give or take the slice the transport has).
-    #
-    # Behind the transport the kernel queues megabytes, which a peer that
-    # reads nothing fills before the transport's buffer ever does.  Where
-    # the kernel says what the peer's TCP stack has acknowledged (see
-    # upnode._progress), that is the peer's progress instead, and the
-    # stall timer is the watch of _watchPeer.
-
-    def _sample(self) -> None:
-        """
-        Ask the kernel what the peer has taken: its acknowledging anything
-        is progress (so is having nothing left to take), and the rest is
-        what it has left unread.  While some is, keep watching (see
-        L{_watchPeer}).
-        """
-        self._nextSample = self._handed + SAMPLE_EVERY
-        try:
-            acked = self._ackedBytes() if self._ackedBytes is not None else None
-        except OSError:  # the socket is already gone: connectionLost follows
-            acked = None
-        if acked is None:
-            return
-        if acked > self._peerAcked or acked >= self._handed:
-            self._peerAcked = acked
-            self._lastProgress = self._getClock().seconds()
-        # (Over TLS what we hand over grows on the way: records, handshake.)
-        self._kernelUnread = max(0, self._handed - acked)
-        if self._kernelUnread >= LARGE and self.guard is not None:
-            self.guard.noteLarge(self)
-        self._checkReading()
-        if self._kernelUnread or self.paused:
-            self._watchWithin(WATCH_EVERY if self._readingPaused else STALL_CHECK_EVERY)
-
-    def _watchWithin(self, seconds: float) -> None:
-        """
-        Look at the peer's progress again (see L{_watchPeer}) within
-        C{seconds}.
-        """
-        if self._closing:
-            return
-        clock = self._getClock()
-        if self._watch is None:
-            self._watch = clock.callLater(seconds, self._watchPeer)
-        elif self._watch.getTime() > clock.seconds() + seconds:
-            self._watch.reset(seconds)
-
-    def _watchPeer(self) -> None:
-        """
-        With output waiting: drop a peer that has taken none of it for
-        C{stallTimeout} seconds, and read again from one that has caught up.
-        """
-        self._watch = None
-        if self._closing or self.transport is None:
-            return
-        self._sample()
-        waiting = self._kernelUnread + self._heldBytes
-        if waiting and self.stallTimeout and self._getClock().seconds() - self._lastProgress >= self.stallTimeout:
-            self._dropStalled(waiting)
+        return self._flow.paused
 
     def pauseProducing(self) -> None:
         """
-        The transport's buffer is full.  We keep reading (a peer blocked on
-        writing to us while we wait on it would deadlock) until we hold
-        READ_PAUSE bytes for it, and hold what we write from now on: past C{maxBuffered} bytes held, or with no
-        progress for C{stallTimeout} seconds, the peer is dropped.
-        Meanwhile C{paused} is true, for writers that can wait (the client's
-        queue flush waits for the C{drain} event).
+        As the transport does to the flow (see L{OutputFlow.pauseProducing}).
         """
-        self.paused = True
-        if self._ackedBytes is not None:
-            # The kernel tells what the peer takes: see _sample.
-            self._watchWithin(STALL_CHECK_EVERY)
-        elif self._stallTimer is None and self.stallTimeout and self.transport is not None:
-            self._stallTimer = self._getClock().callLater(self.stallTimeout, self._stalled)
+        self._flow.pauseProducing()
 
     def resumeProducing(self) -> None:
-        self.paused = False
-        cancel(self._stallTimer)
-        self._stallTimer = None
-        self._release()
-        if not self.paused and not self._held:
-            self.emit("drain")
+        self._flow.resumeProducing()
 
     def stopProducing(self) -> None:
-        pass
+        self._flow.stopProducing()
 
-    def _stalled(self) -> None:
-        self._stallTimer = None
-        if not self.paused or self.transport is None:
-            return
-        self._dropStalled(self._heldBytes)
+    # IFlowOwner: what the output flow tells us
 
-    def _dropStalled(self, waiting: int) -> None:
-        self._violation(
-            ProtocolError(
-                f"the peer took none of our output for {self.stallTimeout:g} seconds ({waiting} bytes waiting)"
-            ),
-            UNREAD,
-        )
+    def flowDrained(self) -> None:
+        self.emit("drain")
+
+    def flowSent(self) -> None:
+        self._close()
+
+    def flowFailed(self, error: ProtocolError) -> None:
+        self._violation(error, UNREAD)
         self.abort()
+
+    def flowUnread(self, size: int) -> None:
+        if self.guard is not None:
+            self.guard.noteUnread(self, size)
+
+    def flowLarge(self) -> None:
+        if self.guard is not None:
+            self.guard.noteLarge(self)
 
     # -- Session: the connection's life ------------------------------------------
 
@@ -503,19 +330,21 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._closing = True
             self.transport.abortConnection()  # type: ignore[union-attr]
             return
-        # We are the producer of what we write: when the peer stops reading
-        # and the transport's buffer fills, pauseProducing is called.
-        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
-        self._registered = True
         # A server's connections start small and read their share once busy.
+        transport = self.transport
         readSize = self.readSize if self.guard is None else min(self.readSize, START_READ)
-        if tune(self.transport, readSize) and self.guard is not None:
+        if tune(transport, readSize) and self.guard is not None:
             self._readShare = readSize
             self._fullRead = readSize * 3 // 4
-        self._ackedBytes = ackedBytesProbe(self.transport)
-        if self._ackedBytes is not None:
-            self._nextSample = SAMPLE_EVERY
-            self._lastProgress = self._getClock().seconds()
+        role = Role.CLIENT if self.isClient else Role.SERVER
+        flow = self._flow = OutputFlow(
+            self, transport, self._getClock(), ackedBytesProbe(transport), role, self.limits.maxBuffered
+        )
+        self._write = flow.write  # bound once: every line's way out
+        # The flow is the producer of what we write: when the peer stops
+        # reading and the transport's buffer fills, it is paused.
+        transport.registerProducer(flow, True)  # type: ignore[union-attr]
+        self._registered = True
         # Over TLS, nothing is written until the handshake (and so the
         # certificate check) has succeeded; see handshakeCompleted.
         if not ISSLTransport.providedBy(self.transport):
@@ -558,10 +387,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self.connected = 0
         self._closing = True
         cancel(self._cullCall)
-        cancel(self._stallTimer)
-        cancel(self._watch)
-        self._cullCall = self._stallTimer = self._watch = None
-        self._ackedBytes = None
+        self._cullCall = None
+        self._flow.detach()
         self._pendingCulls.clear()
         self._localCallbacks.clear()
         self._localIds.clear()
@@ -604,10 +431,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         """
         self._closing = True
         self._flushOutgoing()
-        if self._held:
-            self._endWhenSent = True  # see _release
-        else:
-            self._close()
+        if self._flow.endWhenSent():
+            self._close()  # (else once what is held has gone: flowSent)
 
     def _close(self) -> None:
         if self.transport is not None:
@@ -624,7 +449,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         """
         self._closing = True
         self._outgoing, self._outgoingBytes = [], 0
-        self._dropHeld()
+        self._flow.drop()
         if self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
@@ -894,6 +719,38 @@ class _ProxyRef(weakref.ref):  # type: ignore[type-arg]
 
     __slots__ = ("id",)
     id: int
+
+
+class _NoFlow:
+    """
+    The flow of a connection not yet made: nothing is paused or held.
+    """
+
+    paused = False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def endWhenSent(self) -> bool:
+        return True
+
+    def drop(self) -> None:
+        pass
+
+    def detach(self) -> None:
+        pass
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+_NO_FLOW: Any = _NoFlow()
 
 
 def _describe(method: Any) -> str:

@@ -319,4 +319,4 @@ class ReadShareTests(SynchronousTestCase):
             factory.guard.readShare(other, server.readSize)
         server.dataReceived(chunk)
         self.assertFalse(server._closing)
-        self.assertEqual(server._fullRead, _protocol.NEVER)
+        self.assertEqual(server._fullRead, _protocol.NO_SHARE)

@@ -65,13 +65,20 @@ class Harness:
     A protocol on a StringTransport, with its events recorded.
     """
 
-    def __init__(self, limits: Optional[Limits] = None, server: bool = False) -> None:
+    def __init__(
+        self,
+        limits: Optional[Limits] = None,
+        server: bool = False,
+        transport: Optional[StringTransport] = None,
+        client: bool = False,
+    ) -> None:
         self.target = Target()
         self.clock = Clock()
         self.proto = DnodeProtocol(self.target, limits, self.clock)
+        self.proto.isClient = client
         if server:
             self.proto.guard = ServerGuard(clock=self.clock)
-        self.transport = StringTransport()
+        self.transport = transport if transport is not None else StringTransport()
         self.fails: List[Exception] = []
         self.errors: List[Any] = []
         self.proto.on("fail", self.fails.append)
@@ -348,7 +355,7 @@ class BackPressureTests(SynchronousTestCase):
         is dropped.
         """
         h = Harness()
-        self.assertIs(h.transport.producer, h.proto)
+        self.assertIs(h.transport.producer, h.proto._flow)
         h.proto.pauseProducing()
         h.clock.advance(h.proto.stallTimeout - 1)
         h.proto.resumeProducing()  # it took some
@@ -389,10 +396,11 @@ class BackPressureTests(SynchronousTestCase):
         stay empty, is not stalled: each slice it takes is progress.  Then
         a peer that stops taking anything is.
         """
-        h = Harness()
+        transport = PausingTransport()
+        h = Harness(transport=transport)
         h.sent()
-        transport = PausingTransport(h.proto)
-        h.proto.transport = transport
+        transport.writes.clear()
+        h.proto.resumeProducing()  # (the methods message was taken)
         h.proto.request("x", ["z" * (WRITE_SLICE * 20)])
         self.assertEqual(len(transport.writes), 1)  # one slice, and paused
         for _ in range(10):
@@ -410,10 +418,11 @@ class BackPressureTests(SynchronousTestCase):
         that a peer just over the line is not paused and resumed on every
         slice.
         """
-        h = Harness()
+        transport = PausingTransport()
+        h = Harness(transport=transport)
         h.sent()
-        transport = PausingTransport(h.proto)
-        h.proto.transport = transport
+        transport.writes.clear()
+        h.proto.resumeProducing()  # (the methods message was taken)
         h.proto.request("x", ["r" * (READ_PAUSE + 2 * WRITE_SLICE)])
         self.assertEqual(transport.producerState, "paused")
         for _ in range(3):
@@ -508,11 +517,11 @@ class KernelHarness(Harness):
     def __init__(self, case: SynchronousTestCase, server: bool = True) -> None:
         self.acked = 0
         case.patch(_protocol, "ackedBytesProbe", lambda transport: lambda: self.acked)
-        Harness.__init__(self, server=server)
+        Harness.__init__(self, server=server, client=not server)
         self.sent()
 
     def handed(self) -> int:
-        return self.proto._handed
+        return self.proto._flow.handed
 
 
 class KernelProgressTests(SynchronousTestCase):
@@ -528,7 +537,7 @@ class KernelProgressTests(SynchronousTestCase):
         h.proto.request("x", ["a" * SAMPLE_EVERY])
         h.acked = 1000  # its receive buffer took a little, then nothing
         # (It is looked at every STALL_CHECK_EVERY seconds, not more often.)
-        self.assertEqual([c.getTime() for c in h.clock.getDelayedCalls() if c.func == h.proto._watchPeer], [STALL_CHECK_EVERY])
+        self.assertEqual([c.getTime() for c in h.clock.getDelayedCalls() if c.func == h.proto._flow.progress._watchPeer], [STALL_CHECK_EVERY])
         h.clock.pump([STALL_CHECK_EVERY] * int(h.proto.stallTimeout / STALL_CHECK_EVERY))
         self.assertFalse(h.transport.disconnecting)
         h.clock.advance(STALL_CHECK_EVERY)
@@ -592,7 +601,7 @@ class KernelProgressTests(SynchronousTestCase):
         """
         h = KernelHarness(self)
         asked: List[int] = []
-        self.patch(h.proto, "_ackedBytes", lambda: asked.append(1) or h.handed())
+        self.patch(h.proto._flow.progress, "probe", lambda: asked.append(1) or h.handed())
         for _ in range(1000):
             h.proto.request("x", ["b" * 200])
         self.assertEqual(len(asked), h.handed() // SAMPLE_EVERY)
@@ -615,10 +624,9 @@ class PausingTransport(StringTransport):
     A transport whose buffer is full after every write, until resumed.
     """
 
-    def __init__(self, producer: Any) -> None:
+    def __init__(self) -> None:
         StringTransport.__init__(self)
         self.writes: List[bytes] = []
-        self.registerProducer(producer, True)
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
