@@ -14,9 +14,8 @@ L{upnode._scrub} and L{upnode._json}.
 from __future__ import annotations
 
 import secrets
-import weakref
 from inspect import iscoroutine
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
@@ -26,25 +25,20 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._arity import positionalLimit
 from ._events import EventEmitter
 from ._expose import Cons, construct, exposedMembers
 from ._guard import HOSTILE, LARGE_LINE, START_READ, UNREAD, ServerGuard
-from ._json import decodeLine, encodeLine
+from ._json import decodeLine
 from ._limits import Limits
 from ._outflow import READ_PAUSE, SAMPLE_EVERY, STALL_CHECK_EVERY, WATCH_EVERY, WRITE_SLICE, OutputFlow, Role
 from ._progress import ackedBytesProbe
-from ._reactor import cancel, resolve
-from ._remote import Remote, RemoteCallback, replaceMembers
+from ._reactor import resolve
+from ._remote import Remote, Sender, describe, replaceMembers
 from ._scrub import encodeRequest, unscrub
+from ._tables import CULL_BATCH, CULL_DELAY, Entry, LocalCallbacks, RemoteProxies, TooManyCallbacks, entryFor
 from ._tuning import setReadSize, tune
 from .errors import DeadRemoteError, ProtocolError, RejectedMessage
 from .tls import verifyServerIdentity
-
-#: Culls go out in batches of this many ids, or after this many seconds.
-CULL_BATCH = 64
-CULL_DELAY = 0.05
-
 
 #: (Reads are not shared: no read is ever this large.)
 NO_SHARE = 1 << 62
@@ -131,29 +125,19 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self.local: Any = None
         self.remoteReady = False
         self._exposed: Dict[str, Any] = {}
-        # Our callables the peer may call, by id; and the reverse, so that a
-        # callable sent again keeps its id.
-        self._localCallbacks: Dict[int, Callable[..., Any]] = {}
-        self._localIds: Dict[Any, int] = {}
-        # Ids sent in more than one message: a cull for them may cross a
-        # later message in flight, so they are kept (see _receiveCull).
-        self._resent: Set[int] = set()
-        self._nextId = 0
-        # The peer's callbacks we hold proxies for; a proxy that dies is
-        # culled, so this never outgrows what our code still references.
-        # Weak references whose callback drops the entry and culls the id:
-        # cheaper than a WeakValueDictionary, or a __del__ on the proxy, on
-        # the path every call takes.
-        self._remoteCallbacks: Dict[int, _ProxyRef] = {}
-        self._pendingCulls: Dict[int, None] = {}
-        # Bound once, not on every message: these are handed on for each
-        # callback received, proxy made, and request sent.  (The cycles
-        # they make through self are the collector's; a protocol is in
-        # others anyway, through its transport.)
-        self._proxyFor = self._proxyFor  # type: ignore[method-assign]
-        self._proxyDied = self._proxyDied  # type: ignore[method-assign]
-        self._callbackId = self._callbackId  # type: ignore[method-assign]
-        self._cullCall: Optional[IDelayedCall] = None
+        # The exposed members that can be called, with their arity, worked
+        # out once when they are exposed (see _start).
+        self._targets: Dict[str, Entry] = {}
+        # The callback tables (see upnode._tables), and the one way their
+        # proxies send: through this connection while it is open.
+        self._sender = Sender(self.request)
+        self._local = LocalCallbacks(None)
+        self._proxies = RemoteProxies(
+            self.limits.maxRemoteCallbacks, self._sender, _LazyCallLater(clock), self._sendCulls
+        )
+        # Bound once: handed on for each callback received, and request sent.
+        self._proxyFor = self._proxies.proxyFor
+        self._idOf = self._local.idOf
         self._partial: Any = b""  # bytes, or a bytearray while it grows
         #: Lines received so far (a guard watches it for lines that never end).
         self.linesReceived = 0
@@ -188,7 +172,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             return
         if len(data) >= self._fullRead:
             self._shareReads()
-        self._receiving = True
+        self._receiving = self._proxies.receiving = True
         try:
             if b"\n" not in data:
                 partial = self._partial
@@ -222,12 +206,15 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             if len(tail) > self.MAX_LENGTH and not self._closing:
                 self.lineLengthExceeded(tail)
         finally:
-            self._receiving = False
-            if self._pendingCulls and not self._closing:
+            self._receiving = self._proxies.receiving = False
+            if self._proxies.pending and not self._closing:
                 # Proxies that died while this chunk was handled (those of
                 # answered calls) are culled in the same write as the
                 # answers: no timer, no packet of their own.
-                self._outgoing.append(self._cullLine())
+                if self.sendCulls:
+                    self._outgoing.append(self._proxies.takeCulls())
+                else:
+                    self._proxies.dropCulls()
             self._flushOutgoing()
 
     def _shareReads(self) -> None:
@@ -337,6 +324,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self._readShare = readSize
             self._fullRead = readSize * 3 // 4
         role = Role.CLIENT if self.isClient else Role.SERVER
+        if role is Role.SERVER:
+            self._local.limit = self.limits.maxLocalCallbacks
         flow = self._flow = OutputFlow(
             self, transport, self._getClock(), ackedBytesProbe(transport), role, self.limits.maxBuffered
         )
@@ -377,6 +366,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             if self._expose is not None:
                 members = self._expose(members)
             self._exposed = members
+            self._targets = {
+                name: entryFor(value) for name, value in members.items() if type(name) is str and callable(value)
+            }
             self.request("methods", [members])
         except Exception:
             self._log.failure("The exposed object could not be built")
@@ -386,13 +378,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.connected = 0
         self._closing = True
-        cancel(self._cullCall)
-        self._cullCall = None
         self._flow.detach()
-        self._pendingCulls.clear()
-        self._localCallbacks.clear()
-        self._localIds.clear()
-        self._resent.clear()
+        self._proxies.stop()
+        self._local.clear()
+        self._sender.close()
         self._partial = b""
         self._outgoing, self._outgoingBytes = [], 0
         self.emit("end")
@@ -403,12 +392,6 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         # any observer started names it as its source) must not hold the
         # transport, and the megabytes of unsent output it may have.
         self.transport = None
-        # The methods bound once in __init__ refer back to this protocol:
-        # without them it goes when the last reference does, not at the
-        # collector's next pass (with everything it holds).  The class's
-        # own, the same methods, are found from now on.
-        for name in _BOUND_ONCE:
-            self.__dict__.pop(name, None)
 
     def notifyOnLoss(self, hook: Callable[[Failure], None]) -> None:
         """
@@ -474,8 +457,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         method: Any = message.get("method")
         kind = type(method)
         if kind is int:
-            target = self._localCallbacks.get(method)
-            if target is None:
+            entry = self._local.entries.get(method)
+            if entry is None:
                 raise RejectedMessage(f"no callback with id {method}")
         elif kind is str:
             if method == "methods":
@@ -484,15 +467,15 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             if method == "cull":
                 self._receiveCull(message.get("arguments", []))
                 return
-            target = self._exposed.get(method)
-            if target is None or not callable(target):
+            entry = self._targets.get(method)
+            if entry is None:
                 raise RejectedMessage(f"no callable method {method!r:.60} is exposed")
         else:
             raise RejectedMessage(f"method must be a string or an integer, not {method!r:.40}")
         arguments = unscrub(message, self._proxyFor, self.limits)
         # Arguments beyond what the function takes are left off, as
-        # JavaScript does (see _arity); inline, as this is every call's path.
-        limit = positionalLimit(target)
+        # JavaScript does (see _arity); its arity was worked out once.
+        target, limit = entry
         if 0 <= limit < len(arguments):
             arguments = arguments[:limit]
         try:
@@ -526,27 +509,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self.emit("ready")  # dnode's deprecated name, still used by its tests
 
     def _receiveCull(self, ids: Any) -> None:
-        if type(ids) is not list:
-            raise RejectedMessage("cull arguments must be a list")
-        localCallbacks, localIds, resent = self._localCallbacks, self._localIds, self._resent
-        bad: List[Any] = []
-        for callbackId in ids:
-            if type(callbackId) is not int:
-                bad.append(callbackId)
-            # A cull is only certain for an id we sent once.  For one sent
-            # again, the peer may have culled its first proxy before our later
-            # message reached it and made a new one, which it may still call:
-            # forgetting the id would break that call.  Such ids are few (one
-            # per reused callable), so keeping them keeps the table bounded.
-            elif callbackId not in resent:
-                callback = localCallbacks.pop(callbackId, None)
-                if callback is not None:
-                    try:  # _identity(callback), inline: a cull names many ids
-                        localIds.pop(callback, None)
-                    except TypeError:
-                        localIds.pop(_identity(callback), None)
-        if bad:
-            raise RejectedMessage(f"cull ids must be integers, not {bad[0]!r:.40}")
+        self._local.cull(ids)
 
     def _violation(self, error: ProtocolError, reason: str = HOSTILE) -> None:
         """
@@ -576,100 +539,21 @@ class DnodeProtocol(LineReceiver, EventEmitter):
 
     # -- Session: callback tables ------------------------------------------------
 
-    def _proxyFor(self, callbackId: int) -> RemoteCallback:
-        ref = self._remoteCallbacks.get(callbackId)
-        if ref is not None:
-            proxy = ref()
-            if proxy is not None:
-                return proxy
-        if len(self._remoteCallbacks) >= self.limits.maxRemoteCallbacks:
-            raise ProtocolError(
-                f"the peer would have us hold more than {self.limits.maxRemoteCallbacks} of its callbacks"
-            )
-        proxy = RemoteCallback(self, callbackId)
-        ref = _ProxyRef(proxy, self._proxyDied)
-        ref.id = callbackId
-        self._remoteCallbacks[callbackId] = ref
-        if self._pendingCulls:
-            # A cull not yet sent must not forget an id that is live again.
-            self._pendingCulls.pop(callbackId, None)
-        return proxy
-
-    def _proxyDied(self, ref: _ProxyRef) -> None:
-        # Called by the weak reference when its proxy is collected (maybe in
-        # the middle of anything): touch nothing but our own tables.  The
-        # entry may hold a newer proxy's reference for the same id by then;
-        # that one is live, so the id is neither dropped nor culled.
-        callbackId = ref.id
-        if self._remoteCallbacks.get(callbackId) is not ref:
-            return
-        del self._remoteCallbacks[callbackId]
-        if self._closing or not self.sendCulls:
-            return
-        self._pendingCulls[callbackId] = None
-        if not self._receiving:
-            self._scheduleCulls()
-
-    def _scheduleCulls(self) -> None:
-        # A proxy dropped outside a received chunk: its cull waits up to
-        # CULL_DELAY seconds for others (or for CULL_BATCH of them), as a
-        # cull message per dropped callback would be wasteful.
-        if len(self._pendingCulls) >= CULL_BATCH:
-            self._sendCulls()
-        elif self._cullCall is None:
-            self._cullCall = self._getClock().callLater(CULL_DELAY, self._cullLater)
-
-    def _cullLater(self) -> None:
-        self._cullCall = None
-        self._sendCulls()
-
     def _sendCulls(self) -> None:
-        # Never called while a chunk is handled: those culls leave with its
-        # answers (see dataReceived).
-        if self._pendingCulls and not self._closing and self.transport is not None:
-            self._write(self._cullLine())
-
-    def _cullLine(self) -> bytes:
-        cancel(self._cullCall)
-        self._cullCall = None
-        ids = list(self._pendingCulls)
-        self._pendingCulls.clear()
-        return encodeLine({"method": "cull", "arguments": ids})
-
-    def _callbackId(self, callback: Callable[..., Any]) -> int:
-        # _identity(callback), inline: this is every request's path.
-        key = callback
-        try:
-            callbackId = self._localIds.get(key)
-        except TypeError:
-            key = _identity(callback)
-            callbackId = self._localIds.get(key)
-        if callbackId is not None:
-            self._resent.add(callbackId)
+        # The tables' culls are due, outside a received chunk (those leave
+        # with its answers: see dataReceived).
+        if self._closing or self.transport is None:
+            return
+        if self.sendCulls:
+            self._write(self._proxies.takeCulls())
         else:
-            if self.guard is not None and len(self._localCallbacks) >= self.limits.maxLocalCallbacks:
-                self._tooManyLocalCallbacks()
-            callbackId = self._nextId
-            self._nextId += 1
-            self._localIds[key] = callbackId
-            self._localCallbacks[callbackId] = callback
-        return callbackId
-
-    def _tooManyLocalCallbacks(self) -> None:
-        # A server's peer that never culls what we send it (every Node dnode
-        # client, whose weak module no longer builds), with a method that
-        # sends back what it is given, would have us keep every callable for
-        # ever.  (A client keeps them: its server's culls are its own.)
-        limit = self.limits.maxLocalCallbacks
-        self._violation(ProtocolError(f"the peer would have us keep more than {limit} of our callbacks"))
-        self.abort()
-        raise DeadRemoteError(f"the connection was closed: the peer never culls, and {limit} callbacks are held")
+            self._proxies.dropCulls()
 
     def callbackCount(self) -> Dict[str, int]:
         """
         The sizes of the callback tables, for monitoring and tests.
         """
-        return {"local": len(self._localCallbacks), "remote": len(self._remoteCallbacks)}
+        return {"local": len(self._local), "remote": len(self._proxies)}
 
     # -- Encoding: requests out --------------------------------------------------
 
@@ -682,18 +566,25 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         @raise DeadRemoteError: the connection is gone.
         """
         if not self.connected or self.transport is None:
-            raise DeadRemoteError(f"the dnode link is gone: {_describe(method)} was not called")
-        firstNewId = self._nextId
+            raise DeadRemoteError(f"the dnode link is gone: {describe(method)} was not called")
+        local = self._local
+        firstNewId = local.nextId
         try:
-            line = encodeRequest(method, arguments, self._callbackId, self.limits.maxDepth)
+            line = encodeRequest(method, arguments, self._idOf, self.limits.maxDepth)
+        except TooManyCallbacks as e:
+            local.takeBack(firstNewId)
+            # A server's peer that never culls what we send it (every Node
+            # dnode client, whose weak module no longer builds), with a
+            # method that sends back what it is given, would have us keep
+            # every callable for ever.
+            self._violation(e)
+            self.abort()
+            raise DeadRemoteError(
+                f"the connection was closed: the peer never culls, and {local.limit} callbacks are held"
+            ) from None
         except Exception:
             # Nothing is sent, so the ids handed out for it are taken back.
-            for callbackId in range(firstNewId, self._nextId):
-                callback = self._localCallbacks.pop(callbackId, None)
-                if callback is not None:  # (the tables are empty once the link is lost)
-                    self._localIds.pop(_identity(callback), None)
-                self._resent.discard(callbackId)
-            self._nextId = firstNewId
+            local.takeBack(firstNewId)
             raise
         # While a received chunk is handled, lines wait to leave together
         # when it has been (see dataReceived).
@@ -706,19 +597,6 @@ class DnodeProtocol(LineReceiver, EventEmitter):
                 self._flushOutgoing()
         else:
             self._write(line)
-
-
-#: The methods DnodeProtocol.__init__ binds once (see connectionLost).
-_BOUND_ONCE = ("_proxyFor", "_proxyDied", "_callbackId")
-
-
-class _ProxyRef(weakref.ref):  # type: ignore[type-arg]
-    """
-    A weak reference to a callback proxy that knows the proxy's id.
-    """
-
-    __slots__ = ("id",)
-    id: int
 
 
 class _NoFlow:
@@ -753,21 +631,16 @@ class _NoFlow:
 _NO_FLOW: Any = _NoFlow()
 
 
-def _describe(method: Any) -> str:
+class _LazyCallLater:
     """
-    A request's target, for error messages.
+    The given clock's C{callLater}, or the global reactor's, found when
+    first needed (library code never installs a reactor at import or
+    construction).
     """
-    return f"callback {method}" if type(method) is int else f"method {method!r:.40}"
 
+    def __init__(self, clock: Optional[IReactorTime]) -> None:
+        self._clock = clock
 
-def _identity(callback: Callable[..., Any]) -> Any:
-    """
-    The key of a callable in the id table: itself (bound methods compare
-    equal when they bind the same function to the same object), or its
-    identity when it is not hashable.
-    """
-    try:
-        hash(callback)
-    except TypeError:
-        return ("unhashable", id(callback))
-    return callback
+    def __call__(self, delay: float, f: Callable[..., Any], *args: Any) -> IDelayedCall:
+        self._clock = clock = resolve(self._clock)
+        return clock.callLater(delay, f, *args)  # type: ignore[union-attr]

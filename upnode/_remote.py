@@ -1,13 +1,42 @@
+# -*- test-case-name: upnode.test.test_protocol -*-
 """
-What the peer exposes, as Python objects.
+What the peer exposes, as Python objects: L{Remote}, the peer's exposed
+object, and L{RemoteCallback}, one of its functions.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Sequence
 
-if TYPE_CHECKING:
-    from ._protocol import DnodeProtocol
+from .errors import DeadRemoteError
+
+
+class Sender:
+    """
+    How the proxies of one connection send a request: C{request(method,
+    arguments)}, the connection's while it is open, one that raises
+    L{DeadRemoteError} once it is gone (so no proxy a user still holds
+    keeps the connection alive).
+    """
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: Callable[[Any, Sequence[Any]], None]) -> None:
+        self.request = request
+
+    def close(self) -> None:
+        self.request = _gone
+
+
+def _gone(method: Any, arguments: Sequence[Any]) -> None:
+    raise DeadRemoteError(f"the dnode link is gone: {describe(method)} was not called")
+
+
+def describe(method: Any) -> str:
+    """
+    A request's target, for error messages.
+    """
+    return f"callback {method}" if type(method) is int else f"method {method!r:.40}"
 
 
 class RemoteCallback:
@@ -17,15 +46,15 @@ class RemoteCallback:
     (C{cull}), as Node's dnode does with its C{weak} module.
     """
 
-    __slots__ = ("_protocol", "id", "__weakref__")
+    __slots__ = ("_sender", "id", "__weakref__")
 
-    def __init__(self, protocol: DnodeProtocol, callbackId: int) -> None:
-        self._protocol = protocol
+    def __init__(self, sender: Sender, callbackId: int) -> None:
+        self._sender = sender
         self.id = callbackId
 
     def __call__(self, *args: Any) -> None:
         # Raises DeadRemoteError once the link is gone.
-        self._protocol.request(self.id, args)
+        self._sender.request(self.id, args)
 
     def __repr__(self) -> str:
         return f"<RemoteCallback {self.id}>"
@@ -40,9 +69,9 @@ class Remote:
     L{DeadRemoteError}.
 
     The members are the instance's own C{__dict__}, so C{remote.name} is a
-    plain attribute lookup: a C{__getattr__} for every call cost a tenth of
-    a pipelined call.  For the same reason this class has no methods of its
-    own that a member's name could hide; see L{replaceMembers}.
+    plain attribute lookup, with no C{__getattr__} on the way of a call.
+    For the same reason this class has no methods of its own that a
+    member's name could hide; see L{replaceMembers}.
     """
 
     def __getattr__(self, name: str) -> Any:

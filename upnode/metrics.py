@@ -82,7 +82,8 @@ class _ServerStats:
                 if exposed["of"] is not members:
                     exposed["of"] = members
                     exposed["ids"] = frozenset(id(v) for v in members.values())
-                if id(conn._localCallbacks.get(method)) in exposed["ids"]:
+                entry = conn._local.entries.get(method)
+                if entry is not None and id(entry[0]) in exposed["ids"]:
                     stats.calls += 1
                 else:
                     stats.callbacks += 1

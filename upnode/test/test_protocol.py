@@ -23,6 +23,7 @@ from upnode._protocol import (
     WATCH_EVERY,
     WRITE_SLICE,
 )
+from upnode._tables import entryFor
 from upnode.dnode import DnodeFactory
 from upnode.testing import connectInMemory
 
@@ -245,8 +246,8 @@ class SessionTests(SynchronousTestCase):
         # The id sent twice is kept (a cull may cross its second message);
         # the other is gone from both tables.
         self.assertEqual(h.proto.callbackCount()["local"], before + 1)
-        self.assertEqual(h.proto._localIds[("unhashable", id(twice))], twiceId)
-        self.assertNotIn(("unhashable", id(once)), h.proto._localIds)
+        self.assertEqual(h.proto._local.ids[("unhashable", id(twice))], twiceId)
+        self.assertNotIn(("unhashable", id(once)), h.proto._local.ids)
 
     def test_cullSentWhenProxyCollected(self) -> None:
         """
@@ -302,7 +303,7 @@ class SessionTests(SynchronousTestCase):
             del cycle
             # As if a message had brought id 11 again while the older proxy
             # waited for the collector.
-            del h.proto._remoteCallbacks[11]
+            del h.proto._proxies.refs[11]
             newer = h.proto._proxyFor(11)
             gc.collect()
         finally:
@@ -473,7 +474,7 @@ class BackPressureTests(SynchronousTestCase):
         """
         h = Harness(Limits(maxBuffered=1000))
         h.sent()
-        h.proto._exposed["big"] = lambda cb: cb("b" * 1200)
+        h.proto._targets["big"] = entryFor(lambda cb: cb("b" * 1200))
         h.proto.pauseProducing()
         h.proto.dataReceived(line({"method": "big", "arguments": ["[Function]"], "callbacks": {"0": ["0"]}}))
         self.assertTrue(h.transport.disconnecting)
@@ -500,7 +501,7 @@ class BackPressureTests(SynchronousTestCase):
         h = Harness()
         h.sent()
         seen: List[int] = []
-        h.proto._exposed["many"] = lambda cb: [cb("y" * 100) or seen.append(len(h.transport.value())) for _ in range(5)]
+        h.proto._targets["many"] = entryFor(lambda cb: [cb("y" * 100) or seen.append(len(h.transport.value())) for _ in range(5)])
         h.proto.readSize = 250
         h.proto.dataReceived(line({"method": "many", "arguments": ["[Function]"], "callbacks": {"1": ["0"]}}))
         self.assertEqual(seen[0], 0)  # held back...
