@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Deque, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Deque, Optional
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from zope.interface import implementer
@@ -38,6 +38,7 @@ from .errors import ProtocolError
 
 if TYPE_CHECKING:
     from ._progress import AckedBytes
+    from ._wiring import IFlowOwner
 
 #: Bytes handed to the transport at a time while a peer is slow to read:
 #: the unit of progress that keeps a slow but steady reader connected.
@@ -80,40 +81,6 @@ FLOWING = "flowing"
 HOLDING = "holding"
 ENDING = "ending"
 DROPPED = "dropped"
-
-
-class IFlowOwner(Protocol):
-    """
-    What an L{OutputFlow} tells its connection (the protocol implements it).
-    """
-
-    #: Seconds a peer with output waiting may take none of it.  0: never.
-    stallTimeout: float
-
-    def flowDrained(self) -> None:
-        """
-        The transport resumed us and nothing is held: writers may go on.
-        """
-
-    def flowSent(self) -> None:
-        """
-        What was held when the owner asked to end has all been handed over.
-        """
-
-    def flowFailed(self, error: ProtocolError) -> None:
-        """
-        The peer left too much unread, or took nothing for too long: drop it.
-        """
-
-    def flowUnread(self, size: int) -> None:
-        """
-        We now hold C{size} bytes for the peer.
-        """
-
-    def flowLarge(self) -> None:
-        """
-        The peer has L{LARGE} bytes or more handed over and not taken.
-        """
 
 
 class TransportProgress:
@@ -248,12 +215,16 @@ class OutputFlow:
         probe: Optional[AckedBytes],
         role: Role,
         maxBuffered: int,
+        send: Optional[Callable[[bytes], None]] = None,
     ) -> None:
+        """
+        @param send: what hands bytes to the transport: its own C{write}
+            (a startTLS transport routes it to its TLS layer), or a function
+            that calls it.
+        """
         self.owner = owner
         self._transport = transport
-        # Every write goes through the transport's own write (a startTLS
-        # transport routes it to its TLS layer).
-        self._send: Callable[[bytes], None] = transport.write
+        self._send: Callable[[bytes], None] = send if send is not None else transport.write
         self._countKernel = role is Role.SERVER
         self._maxBuffered = maxBuffered
         self.progress = KernelProgress(clock, probe) if probe is not None else TransportProgress(clock)

@@ -3,18 +3,24 @@
 The dnode protocol: one JSON message a line, spoken exactly as Node's dnode
 1.2.2 speaks it, and never trusting the peer.
 
-L{DnodeProtocol} reads as framing (bytes to lines and back, and
-back-pressure), then the session (the connection's life, dispatch, the
-callback tables), then encoding (L{DnodeProtocol.request}).  The socket
-settings, and the one fast path that needs more than public Twisted API,
-are in L{upnode._tuning}; what goes on the wire is built in
-L{upnode._scrub} and L{upnode._json}.
+L{DnodeProtocol} is the adapter between Twisted and the objects that each
+own one concern of the connection: L{upnode._framing.LineFramer} (bytes
+to lines), L{upnode._session.DnodeSession} (dispatch, the callback tables,
+requests) and L{upnode._outflow.OutputFlow} (what we write, registered as
+the transport's producer).  It owns the connection's phase, its Node
+events, the TLS gate, and ending it.  The socket settings are in
+L{upnode._tuning}; what goes on the wire is built in L{upnode._scrub} and
+L{upnode._json}.
+
+Phases (C{_phase}): C{NEW}, then C{OPEN}, or C{TLS_HANDSHAKE} then C{OPEN}
+over TLS; C{ENDING} once it is asked to close (output still held may
+leave); C{LOST}.  A connection its server's guard refused goes from C{NEW}
+to C{REFUSED}, and C{LOST}.
 """
 
 from __future__ import annotations
 
 import secrets
-from inspect import iscoroutine
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred
@@ -27,21 +33,18 @@ from zope.interface import implementer
 
 from ._events import EventEmitter
 from ._expose import Cons, construct, exposedMembers
-from ._guard import HOSTILE, LARGE_LINE, START_READ, UNREAD, ServerGuard
-from ._json import decodeLine
+from ._framing import NO_SHARE, LineFramer
+from ._guard import HOSTILE, START_READ, UNREAD, ServerGuard
 from ._limits import Limits
 from ._outflow import READ_PAUSE, SAMPLE_EVERY, STALL_CHECK_EVERY, WATCH_EVERY, WRITE_SLICE, OutputFlow, Role
 from ._progress import ackedBytesProbe
 from ._reactor import resolve
-from ._remote import Remote, Sender, describe, replaceMembers
-from ._scrub import encodeRequest, unscrub
-from ._tables import CULL_BATCH, CULL_DELAY, Entry, LocalCallbacks, RemoteProxies, TooManyCallbacks, entryFor
+from ._session import DnodeSession
+from ._tables import CULL_BATCH, CULL_DELAY
 from ._tuning import setReadSize, tune
-from .errors import DeadRemoteError, ProtocolError, RejectedMessage
+from ._wiring import IConnectionObserver
+from .errors import ProtocolError, RejectedMessage
 from .tls import verifyServerIdentity
-
-#: (Reads are not shared: no read is ever this large.)
-NO_SHARE = 1 << 62
 
 __all__ = [
     "CULL_BATCH",
@@ -55,6 +58,9 @@ __all__ = [
     "Role",
 ]
 
+#: The connection's phases, in the order it goes through them.
+NEW, TLS_HANDSHAKE, OPEN, ENDING, REFUSED, LOST = range(6)
+
 
 @implementer(IHandshakeListener)
 class DnodeProtocol(LineReceiver, EventEmitter):
@@ -65,9 +71,15 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     upnode connect callback emits C{"up"}.
 
     Events: C{local} (exposed object, conn: before C{methods} is sent, so
-    a handler may still add members), C{remote} (remote, conn), C{fail}
-    (L{RejectedMessage} or L{ProtocolError}: the peer's fault), C{error}
-    (C{Failure}: our side's code raised), C{end}.
+    a handler may still add members), C{remote} (remote, conn), C{ready}
+    (the same moment: dnode's deprecated name, which dnode's own test
+    files still use), C{fail} (L{RejectedMessage} or L{ProtocolError}: the
+    peer's fault), C{error} (C{Failure}: our side's code raised; logged as
+    a failure when nobody listens), C{drain} (see L{paused}), C{end}.
+
+    The inherited C{LineReceiver} API holds: C{sendLine} writes through the
+    same flow as every request, C{clearLineBuffer} returns the unfinished
+    line; raw mode is not supported.
 
     @ivar remote: the peer's exposed object, filled in when its C{methods}
         message arrives.
@@ -88,23 +100,31 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     readSize = 16 * 1024
     #: Whether we tell the peer to forget the callbacks we no longer hold
     #: (cull).  Node's dnode never does (its optional weak module does not
-    #: build on current Node), and a Node client that is told to slows down
-    #: to a crawl (see the README's benchmarks); a server for Node clients
+    #: build on current Node), and a Node client that is told to is much
+    #: slower for it (see docs/benchmarks.md); a server for Node clients
     #: may turn it off per connection, in its cons, at the cost of the
     #: peer's memory.  Our own table shrinks either way.
     sendCulls = True
     #: The server-wide L{ServerGuard} this connection answers to, if any
     #: (set by the server factory); it hears about drops and unread output.
     guard: Optional[ServerGuard] = None
-    #: Set when the guard refused the connection: it is dropped on arrival.
+    #: Set when the guard refused the connection: it is dropped as it
+    #: connects (a factory cannot return None instead: a TLS factory wraps
+    #: whatever its factory builds).
     refused = False
-    #: Whether we connected (set by the client factories): over TLS, a
-    #: client checks the server's certificate for the host itself, whatever
-    #: the TLS options were (see L{upnode.tls.verifyServerIdentity}).
+    #: Whether we connected (set by the client factories).  A client keeps
+    #: the callables its server holds; a server bounds them, and stops
+    #: reading a peer for output waiting in the kernel too (see L{Role}).
+    #: Over TLS, a client checks the server's certificate for the host
+    #: itself, whatever the TLS options were (see
+    #: L{upnode.tls.verifyServerIdentity}).
     isClient = False
     #: A client that talks to a server whose certificate it deliberately
     #: does not check sets this False (on a subclass, or in its cons).
     verifyServerIdentity = True
+    #: Who watches this connection (see L{IConnectionObserver}), set before
+    #: it is connected; None: nobody, and no work for it.
+    observer: Optional[IConnectionObserver] = None
     _log = Logger()
 
     def __init__(
@@ -117,156 +137,244 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         EventEmitter.__init__(self)
         self.id = secrets.token_hex(16)
         self.cons = cons
-        self.limits = limits or Limits()
-        self.MAX_LENGTH = self.limits.maxLineLength
-        self._clock = clock
+        self.limits = limits = limits or Limits()
+        self.MAX_LENGTH = limits.maxLineLength
+        self._clock = _LazyClock(clock)
         self._expose = expose
-        self.remote = Remote()
-        self.local: Any = None
-        self.remoteReady = False
-        self._exposed: Dict[str, Any] = {}
-        # The exposed members that can be called, with their arity, worked
-        # out once when they are exposed (see _start).
-        self._targets: Dict[str, Entry] = {}
-        # The callback tables (see upnode._tables), and the one way their
-        # proxies send: through this connection while it is open.
-        self._sender = Sender(self.request)
-        self._local = LocalCallbacks(None)
-        self._proxies = RemoteProxies(
-            self.limits.maxRemoteCallbacks, self._sender, _LazyCallLater(clock), self._sendCulls
-        )
-        # Bound once: handed on for each callback received, and request sent.
-        self._proxyFor = self._proxies.proxyFor
-        self._idOf = self._local.idOf
-        self._partial: Any = b""  # bytes, or a bytearray while it grows
-        #: Lines received so far (a guard watches it for lines that never end).
-        self.linesReceived = 0
-        self._receiving = False
-        # Lines written while a received chunk is being handled go out in one
-        # write when it has been: one trip through the transport, not one a line.
-        self._outgoing: List[bytes] = []
-        self._outgoingBytes = 0
-        self._closing = False
-        self._started = False
+        self._phase = NEW
         self._lossHooks: List[Callable[[Failure], None]] = []
-        #: What we write, on its way to the transport (built on connection).
+        self.local: Any = None
+        self._session = session = DnodeSession(self, limits, self._clock.callLater)
+        self.remote = session.remote
+        self._framer = LineFramer(self, session, session.lineReceived, limits.maxLineLength, limits.maxRate, self._clock)
+        #: What we write, on its way to the transport (made on connection).
         self._flow: OutputFlow = _NO_FLOW
-        self._write: Callable[[bytes], None] = _NO_FLOW.write
         self._registered = False
-        # How much the transport reads at once, where we set it, and the
-        # size of a read that took (nearly) all of that (see _shareReads).
+        # How much the transport reads at once, where we set it (see readFull).
         self._readShare = 0
-        self._fullRead = NO_SHARE
-        self._windowStart = 0.0
-        self._windowCount = 0
 
-    # -- Framing: bytes in, lines out --------------------------------------------
+    @property
+    def role(self) -> Role:
+        """
+        Which end of the connection we are, as our factory said (L{isClient}).
+        """
+        return Role.CLIENT if self.isClient else Role.SERVER
+
+    # -- Twisted's side ----------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        if self.refused:
+            self._phase = REFUSED
+            self._framer.stopped = self._session.closing = True
+            transport.abortConnection()
+            return
+        # A server's connections start small and read their share once busy.
+        role = self.role
+        readSize = self.readSize if self.guard is None else min(self.readSize, START_READ)
+        if tune(transport, readSize) and self.guard is not None:
+            self._readShare = readSize
+            self._framer.fullRead = readSize * 3 // 4
+        observer = self.observer
+        send: Callable[[bytes], None] = transport.write
+        feed: Callable[[bytes], None] = self._framer.feed
+        if observer is not None:
+            send, feed = _counted(observer.sent, send), _counted(observer.received, feed)
+            self._framer.lineReceived = self._session.observedLineReceived(observer)
+        self.dataReceived = feed  # type: ignore[method-assign,assignment]
+        flow = self._flow = OutputFlow(
+            self, transport, self._clock.resolve(), ackedBytesProbe(transport), role, self.limits.maxBuffered, send
+        )
+        self._framer.maxLength = self.MAX_LENGTH
+        self._session.open(
+            flow.write, self.limits.maxLocalCallbacks if role is Role.SERVER else -1, self.readSize
+        )
+        # The flow is the producer of what we write: when the peer stops
+        # reading and the transport's buffer fills, it is paused.
+        transport.registerProducer(flow, True)
+        self._registered = True
+        # Over TLS, nothing is written until the handshake (and so the
+        # certificate check) has succeeded; see handshakeCompleted.
+        if ISSLTransport.providedBy(transport):
+            self._phase = TLS_HANDSHAKE
+        else:
+            self._start()
 
     def dataReceived(self, data: bytes) -> None:
-        """
-        Split lines in linear time whatever the chunking: an unfinished
-        line is kept in one buffer that grows in place (a list of small
-        pieces would cost several times the bytes it holds).
-        """
-        if self._closing:
-            return
-        if len(data) >= self._fullRead:
-            self._shareReads()
-        self._receiving = self._proxies.receiving = True
-        try:
-            if b"\n" not in data:
-                partial = self._partial
-                if type(partial) is bytes:
-                    self._partial = partial = bytearray(partial)
-                partial += data
-                if len(partial) > self.MAX_LENGTH:
-                    self.lineLengthExceeded(b"")
-                elif len(partial) >= LARGE_LINE and self.guard is not None:
-                    self.guard.noteLarge(self)
-                return
-            lines = data.split(b"\n")
-            partial = self._partial
-            # No line can be too long when this chunk and the piece before it
-            # are not together: the usual case, checked once for all lines.
-            checkLengths = len(partial) + len(data) > self.MAX_LENGTH
-            if partial:
-                lines[0] = bytes(partial) + lines[0] if type(partial) is bytearray else partial + lines[0]
-            self._partial = tail = lines.pop()
-            self.linesReceived += len(lines)
-            if self._overRate(len(lines)):
-                return
-            lineReceived = self.lineReceived
-            for line in lines:
-                if self._closing:
-                    return
-                if checkLengths and len(line) > self.MAX_LENGTH:
-                    self.lineLengthExceeded(line)
-                    return
-                lineReceived(line)
-            if len(tail) > self.MAX_LENGTH and not self._closing:
-                self.lineLengthExceeded(tail)
-        finally:
-            self._receiving = self._proxies.receiving = False
-            if self._proxies.pending and not self._closing:
-                # Proxies that died while this chunk was handled (those of
-                # answered calls) are culled in the same write as the
-                # answers: no timer, no packet of their own.
-                if self.sendCulls:
-                    self._outgoing.append(self._proxies.takeCulls())
-                else:
-                    self._proxies.dropCulls()
-            self._flushOutgoing()
+        # (Replaced on connection by the framer's own, bound once.)
+        self._framer.feed(data)
 
-    def _shareReads(self) -> None:
-        """
-        We read all we could at once: with many connections as busy, read
-        less at a time (see L{ServerGuard.readShare}).
-        """
-        if self.guard is None or self.transport is None:
-            self._fullRead = NO_SHARE
+    def handshakeCompleted(self) -> None:
+        if self._phase != TLS_HANDSHAKE:
             return
-        share = self.guard.readShare(self, self.readSize)
-        if share != self._readShare:
-            if not setReadSize(self.transport, share):
-                self._fullRead = NO_SHARE  # a transport whose read size is its own
+        if self.isClient and self.verifyServerIdentity:
+            problem = verifyServerIdentity(self.transport)
+            if problem is not None:
+                self._log.error(
+                    "The TLS certificate of {peer} is not valid for it: {problem}; closing before any dnode byte",
+                    peer=self._peerName(),
+                    problem=problem,
+                )
+                self.emit("fail", ProtocolError(f"the server's TLS certificate is not valid for it: {problem}"))
+                self.abort()
                 return
-            self._readShare = share
-        # (Over TLS, what a full read gives us is a little less.)
-        self._fullRead = share * 3 // 4
+        self._start()
+
+    def _start(self) -> None:
+        self._phase = OPEN
+        try:
+            local = construct(self.cons, self.remote, self)
+            self.local = local
+            # Before the members are read, as in Node: a handler may add some.
+            self.emit("local", local, self)
+            members = exposedMembers(local)
+            if self._expose is not None:
+                members = self._expose(members)
+            self._session.expose(members)
+        except Exception:
+            self.localError(Failure())
+            self.end()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.connected = 0
+        self._phase = LOST
+        self._framer.stop()
+        self._flow.detach()
+        self._session.close()
+        if self.observer is not None:
+            self.observer.ended()
+        self.emit("end")
+        hooks, self._lossHooks = self._lossHooks, []
+        for hook in hooks:
+            hook(reason or Failure(ConnectionDone()))
+        # Whatever still holds this protocol (a log event buffered before
+        # any observer started names it as its source) must not hold the
+        # transport, and the megabytes of unsent output it may have.
+        self.transport = None
+
+    # -- The connection's life -----------------------------------------------------
+
+    def notifyOnLoss(self, hook: Callable[[Failure], None]) -> None:
+        """
+        Call C{hook(reason)} once when this connection is lost.
+        """
+        self._lossHooks.append(hook)
+
+    def whenLost(self) -> Deferred[None]:
+        """
+        A Deferred that fires (with None) once this connection is lost.
+        """
+        lost: Deferred[None] = Deferred()
+        self.notifyOnLoss(lambda reason: lost.callback(None))
+        return lost
+
+    def _ending(self) -> None:
+        if self._phase < ENDING:
+            self._phase = ENDING
+        self._framer.stopped = self._session.closing = self._session.proxies.closing = True
+
+    def end(self) -> None:
+        """
+        Close the connection after what has been written is sent (what the
+        peer has not yet taken included).
+        """
+        self._ending()
+        self._session.flush()
+        if self._flow.endWhenSent():
+            self._close()  # (else once what is held has gone: flowSent)
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            # A TLS transport waits for its producer to go before it closes.
+            if self._registered:
+                self._registered = False
+                self.transport.unregisterProducer()  # type: ignore[attr-defined]
+            self.transport.loseConnection()
+
+    def abort(self) -> None:
+        """
+        Drop the connection now, without waiting for a peer that may never
+        read what is buffered.
+        """
+        self._ending()
+        self._session.dropOutgoing()
+        self._flow.drop()
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def drop(self, reason: str, why: str) -> None:
+        """
+        Drop the connection for its peer's fault: counted under C{reason}
+        (one of L{upnode._guard.REASONS}) by a server's guard, and logged
+        with C{why}.
+        """
+        if self.guard is not None:
+            self.guard.drop(self, reason, why)
+            return
+        self._log.warn("Dropping the connection from {peer} ({reason}): {why}", peer=self._peerName(), reason=reason, why=why)
+        self.abort()
+
+    # -- Requests ---------------------------------------------------------------------
+
+    def request(self, method: Any, arguments: Sequence[Any]) -> None:
+        """
+        Send one dnode request: call the peer's method by name or callback
+        id.  Callables in C{arguments}, at any depth, become callbacks.
+
+        @raise TypeError: a value has no JSON form; nothing is sent.
+        @raise DeadRemoteError: the connection is gone.
+        """
+        self._session.request(method, arguments)
+
+    @property
+    def remoteReady(self) -> bool:
+        """
+        Whether the peer's C{methods} have come.
+        """
+        return self._session.remoteReady
+
+    def callbackCount(self) -> Dict[str, int]:
+        """
+        The sizes of the callback tables, for monitoring and tests.
+        """
+        return self._session.callbackCount()
+
+    # -- LineReceiver's API, made honest -----------------------------------------------
+
+    def lineReceived(self, line: bytes) -> None:
+        self._session.lineReceived(line)
+
+    def sendLine(self, line: bytes) -> None:
+        """
+        Write C{line} and the delimiter, in order with everything else we
+        write (held while the peer is slow, counted against C{maxBuffered}).
+        """
+        self._session.write(line + self.delimiter)
+
+    def clearLineBuffer(self) -> bytes:
+        """
+        Forget the unfinished line, and return it.
+        """
+        return self._framer.takePartial()
+
+    def setRawMode(self) -> None:
+        raise NotImplementedError("a dnode connection is made of lines only")
 
     def hasPartialLine(self) -> bool:
         """
         Whether part of a line has arrived and its delimiter not yet.
         """
-        return bool(self._partial)
+        return self._framer.hasPartialLine()
+
+    @property
+    def linesReceived(self) -> int:
+        """
+        Lines received so far (a guard watches it for lines that never end).
+        """
+        return self._framer.linesReceived
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self._violation(ProtocolError(f"line longer than {self.MAX_LENGTH} bytes"))
-
-    def _overRate(self, lines: int) -> bool:
-        """
-        Count C{lines} more messages against C{maxRate}, once a chunk rather
-        than once a line; close and return True when a peer sends more than
-        that within a second.
-        """
-        self._windowCount += lines
-        maxRate = self.limits.maxRate
-        if self._windowCount > maxRate:
-            now = self._getClock().seconds()
-            if now - self._windowStart >= 1.0:
-                self._windowStart, self._windowCount = now, lines
-            if self._windowCount > maxRate:
-                self._violation(ProtocolError(f"more than {maxRate} messages a second"))
-                return True
-        return False
-
-    # -- Framing: lines out, bytes to the transport ------------------------------
-
-    def _flushOutgoing(self) -> None:
-        if self._outgoing:
-            lines, self._outgoing, self._outgoingBytes = self._outgoing, [], 0
-            if self.transport is not None:
-                self._write(b"".join(lines))
 
     @property
     def paused(self) -> bool:  # type: ignore[override]
@@ -278,10 +386,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         """
         return self._flow.paused
 
+    # (The output flow is the transport's producer; these are its, here
+    # for who drives a connection by hand.)
+
     def pauseProducing(self) -> None:
-        """
-        As the transport does to the flow (see L{OutputFlow.pauseProducing}).
-        """
         self._flow.pauseProducing()
 
     def resumeProducing(self) -> None:
@@ -290,7 +398,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     def stopProducing(self) -> None:
         self._flow.stopProducing()
 
-    # IFlowOwner: what the output flow tells us
+    # -- What the flow, the framer and the session tell us --------------------------------
 
     def flowDrained(self) -> None:
         self.emit("drain")
@@ -310,206 +418,50 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if self.guard is not None:
             self.guard.noteLarge(self)
 
-    # -- Session: the connection's life ------------------------------------------
+    largeLine = flowLarge
 
-    def connectionMade(self) -> None:
-        if self.refused:
-            self._closing = True
-            self.transport.abortConnection()  # type: ignore[union-attr]
+    def framingViolation(self, error: ProtocolError) -> None:
+        self._violation(error)
+
+    def readFull(self) -> None:
+        """
+        We read all we could at once: with many connections as busy, read
+        less at a time (see L{ServerGuard.readShare}).
+        """
+        framer = self._framer
+        if self.guard is None or self.transport is None:
+            framer.fullRead = NO_SHARE
             return
-        # A server's connections start small and read their share once busy.
-        transport = self.transport
-        readSize = self.readSize if self.guard is None else min(self.readSize, START_READ)
-        if tune(transport, readSize) and self.guard is not None:
-            self._readShare = readSize
-            self._fullRead = readSize * 3 // 4
-        role = Role.CLIENT if self.isClient else Role.SERVER
-        if role is Role.SERVER:
-            self._local.limit = self.limits.maxLocalCallbacks
-        flow = self._flow = OutputFlow(
-            self, transport, self._getClock(), ackedBytesProbe(transport), role, self.limits.maxBuffered
-        )
-        self._write = flow.write  # bound once: every line's way out
-        # The flow is the producer of what we write: when the peer stops
-        # reading and the transport's buffer fills, it is paused.
-        transport.registerProducer(flow, True)  # type: ignore[union-attr]
-        self._registered = True
-        # Over TLS, nothing is written until the handshake (and so the
-        # certificate check) has succeeded; see handshakeCompleted.
-        if not ISSLTransport.providedBy(self.transport):
-            self._start()
-
-    def handshakeCompleted(self) -> None:
-        if self.isClient and self.verifyServerIdentity:
-            problem = verifyServerIdentity(self.transport)
-            if problem is not None:
-                self._log.error(
-                    "The TLS certificate of {peer} is not valid for it: {problem}; closing before any dnode byte",
-                    peer=self._peerName(),
-                    problem=problem,
-                )
-                self.emit("fail", ProtocolError(f"the server's TLS certificate is not valid for it: {problem}"))
-                self.abort()
+        share = self.guard.readShare(self, self.readSize)
+        if share != self._readShare:
+            if not setReadSize(self.transport, share):
+                framer.fullRead = NO_SHARE  # a transport whose read size is its own
                 return
-        self._start()
+            self._readShare = share
+        # (Over TLS, what a full read gives us is a little less.)
+        framer.fullRead = share * 3 // 4
 
-    def _start(self) -> None:
-        if self._started or self._closing:
-            return
-        self._started = True
-        try:
-            local = construct(self.cons, self.remote, self)
-            self.local = local
-            # Before the members are read, as in Node: a handler may add some.
-            self.emit("local", local, self)
-            members = exposedMembers(local)
-            if self._expose is not None:
-                members = self._expose(members)
-            self._exposed = members
-            self._targets = {
-                name: entryFor(value) for name, value in members.items() if type(name) is str and callable(value)
-            }
-            self.request("methods", [members])
-        except Exception:
-            self._log.failure("The exposed object could not be built")
-            self.emit("error", Failure())
-            self.end()
+    def remoteArrived(self) -> None:
+        self.emit("remote", self.remote, self)
+        self.emit("ready")
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.connected = 0
-        self._closing = True
-        self._flow.detach()
-        self._proxies.stop()
-        self._local.clear()
-        self._sender.close()
-        self._partial = b""
-        self._outgoing, self._outgoingBytes = [], 0
-        self.emit("end")
-        hooks, self._lossHooks = self._lossHooks, []
-        for hook in hooks:
-            hook(reason or Failure(ConnectionDone()))
-        # Whatever still holds this protocol (a log event buffered before
-        # any observer started names it as its source) must not hold the
-        # transport, and the megabytes of unsent output it may have.
-        self.transport = None
+    def violation(self, error: ProtocolError) -> None:
+        self._violation(error)
 
-    def notifyOnLoss(self, hook: Callable[[Failure], None]) -> None:
+    def rejected(self, error: RejectedMessage) -> None:
+        self._log.warn("Rejected a dnode message from {peer}: {error}", peer=self._peerName(), error=error)
+        self.emit("fail", error)
+
+    def localError(self, failure: Failure) -> None:
         """
-        Call C{hook(reason)} once when this connection is lost.
+        Our side's code raised: the C{error} event is its one owner (logged
+        as a failure, once, when nobody listens for it).
         """
-        self._lossHooks.append(hook)
-
-    def whenLost(self) -> Deferred[None]:
-        """
-        A Deferred that fires (with None) once this connection is lost.
-        """
-        lost: Deferred[None] = Deferred()
-        self.notifyOnLoss(lambda reason: lost.callback(None))
-        return lost
-
-    def end(self) -> None:
-        """
-        Close the connection after what has been written is sent (what the
-        peer has not yet taken included).
-        """
-        self._closing = True
-        self._flushOutgoing()
-        if self._flow.endWhenSent():
-            self._close()  # (else once what is held has gone: flowSent)
-
-    def _close(self) -> None:
-        if self.transport is not None:
-            # A TLS transport waits for its producer to go before it closes.
-            if self._registered:
-                self._registered = False
-                self.transport.unregisterProducer()  # type: ignore[attr-defined]
-            self.transport.loseConnection()
-
-    def abort(self) -> None:
-        """
-        Drop the connection now, without waiting for a peer that may never
-        read what is buffered.
-        """
-        self._closing = True
-        self._outgoing, self._outgoingBytes = [], 0
-        self._flow.drop()
-        if self.transport is not None:
-            self.transport.abortConnection()  # type: ignore[attr-defined]
-
-    # -- Session: dispatch -------------------------------------------------------
-
-    def lineReceived(self, line: bytes) -> None:
-        try:
-            message = decodeLine(line, self.limits.maxDepth)
-        except ProtocolError as e:
-            self._violation(e)
-            return
-        try:
-            self._dispatch(message)
-        except RejectedMessage as e:
-            self._reject(e)
-        except ProtocolError as e:
-            self._violation(e)
-
-    def _dispatch(self, message: Any) -> None:
-        if type(message) is not dict:
-            raise RejectedMessage("a message must be a JSON object")
-        method: Any = message.get("method")
-        kind = type(method)
-        if kind is int:
-            entry = self._local.entries.get(method)
-            if entry is None:
-                raise RejectedMessage(f"no callback with id {method}")
-        elif kind is str:
-            if method == "methods":
-                self._receiveMethods(unscrub(message, self._proxyFor, self.limits))
-                return
-            if method == "cull":
-                self._receiveCull(message.get("arguments", []))
-                return
-            entry = self._targets.get(method)
-            if entry is None:
-                raise RejectedMessage(f"no callable method {method!r:.60} is exposed")
-        else:
-            raise RejectedMessage(f"method must be a string or an integer, not {method!r:.40}")
-        arguments = unscrub(message, self._proxyFor, self.limits)
-        # Arguments beyond what the function takes are left off, as
-        # JavaScript does (see _arity); its arity was worked out once.
-        target, limit = entry
-        if 0 <= limit < len(arguments):
-            arguments = arguments[:limit]
-        try:
-            result = target(*arguments)
-        except DeadRemoteError:
-            if not self._closing:
-                self._localError(Failure())
-            return  # (the link went while the method ran: said already)
-        except Exception:
-            self._localError(Failure())
-            return
-        if result is None:
-            return
-        if iscoroutine(result):
-            result = Deferred.fromCoroutine(result)
-        if isinstance(result, Deferred):
-            result.addErrback(self._localError)
-
-    def _localError(self, failure: Failure) -> None:
-        self._log.failure("A local method raised", failure)
         self.emit("error", failure)
 
-    def _receiveMethods(self, arguments: List[Any]) -> None:
-        members = arguments[0] if arguments else None
-        replaceMembers(
-            self.remote,
-            {k: v for k, v in members.items() if type(k) is str} if isinstance(members, dict) else {}
-        )
-        self.remoteReady = True
-        self.emit("remote", self.remote, self)
-        self.emit("ready")  # dnode's deprecated name, still used by its tests
-
-    def _receiveCull(self, ids: Any) -> None:
-        self._local.cull(ids)
+    def tooManyCallbacks(self, error: ProtocolError) -> None:
+        self._violation(error)
+        self.abort()
 
     def _violation(self, error: ProtocolError, reason: str = HOSTILE) -> None:
         """
@@ -520,12 +472,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             self.guard.count(reason, self, "{error}", error=error)
         else:
             self._log.warn("Closing dnode connection from {peer}: {error}", peer=self._peerName(), error=error)
+        if self.observer is not None:
+            self.observer.dropped(reason)
         self.emit("fail", error)
         self.end()
-
-    def _reject(self, error: RejectedMessage) -> None:
-        self._log.warn("Rejected a dnode message from {peer}: {error}", peer=self._peerName(), error=error)
-        self.emit("fail", error)
 
     def _peerName(self) -> str:
         try:
@@ -533,75 +483,43 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         except Exception:
             return "peer"
 
-    def _getClock(self) -> IReactorTime:
-        self._clock = resolve(self._clock)
-        return self._clock  # type: ignore[return-value]
 
-    # -- Session: callback tables ------------------------------------------------
+def _counted(count: Callable[[int], None], f: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    """
+    C{f}, telling C{count} the size of what it is given first.
+    """
 
-    def _sendCulls(self) -> None:
-        # The tables' culls are due, outside a received chunk (those leave
-        # with its answers: see dataReceived).
-        if self._closing or self.transport is None:
-            return
-        if self.sendCulls:
-            self._write(self._proxies.takeCulls())
-        else:
-            self._proxies.dropCulls()
+    def counted(data: bytes) -> None:
+        count(len(data))
+        f(data)
 
-    def callbackCount(self) -> Dict[str, int]:
-        """
-        The sizes of the callback tables, for monitoring and tests.
-        """
-        return {"local": len(self._local), "remote": len(self._proxies)}
+    return counted
 
-    # -- Encoding: requests out --------------------------------------------------
 
-    def request(self, method: Any, arguments: Sequence[Any]) -> None:
-        """
-        Send one dnode request: call the peer's method by name or callback
-        id.  Callables in C{arguments}, at any depth, become callbacks.
+class _LazyClock:
+    """
+    The given clock, or the global reactor, found when first needed
+    (library code never installs a reactor at import or construction).
+    """
 
-        @raise TypeError: a value has no JSON form; nothing is sent.
-        @raise DeadRemoteError: the connection is gone.
-        """
-        if not self.connected or self.transport is None:
-            raise DeadRemoteError(f"the dnode link is gone: {describe(method)} was not called")
-        local = self._local
-        firstNewId = local.nextId
-        try:
-            line = encodeRequest(method, arguments, self._idOf, self.limits.maxDepth)
-        except TooManyCallbacks as e:
-            local.takeBack(firstNewId)
-            # A server's peer that never culls what we send it (every Node
-            # dnode client, whose weak module no longer builds), with a
-            # method that sends back what it is given, would have us keep
-            # every callable for ever.
-            self._violation(e)
-            self.abort()
-            raise DeadRemoteError(
-                f"the connection was closed: the peer never culls, and {local.limit} callbacks are held"
-            ) from None
-        except Exception:
-            # Nothing is sent, so the ids handed out for it are taken back.
-            local.takeBack(firstNewId)
-            raise
-        # While a received chunk is handled, lines wait to leave together
-        # when it has been (see dataReceived).
-        if self._receiving:
-            self._outgoing.append(line)
-            self._outgoingBytes += len(line)
-            # Past one read's worth, hand it over: the transport then tells
-            # writers that can wait (a queue flush) when to stop.
-            if self._outgoingBytes > self.readSize:
-                self._flushOutgoing()
-        else:
-            self._write(line)
+    def __init__(self, clock: Optional[IReactorTime]) -> None:
+        self._clock = clock
+
+    def resolve(self) -> IReactorTime:
+        self._clock = clock = resolve(self._clock)
+        return clock  # type: ignore[no-any-return]
+
+    def seconds(self) -> float:
+        return self.resolve().seconds()
+
+    def callLater(self, delay: float, f: Callable[..., Any], *args: Any) -> IDelayedCall:
+        return self.resolve().callLater(delay, f, *args)
 
 
 class _NoFlow:
     """
-    The flow of a connection not yet made: nothing is paused or held.
+    The flow of a connection not yet made (or refused): nothing is paused,
+    held or written.
     """
 
     paused = False
@@ -629,18 +547,3 @@ class _NoFlow:
 
 
 _NO_FLOW: Any = _NoFlow()
-
-
-class _LazyCallLater:
-    """
-    The given clock's C{callLater}, or the global reactor's, found when
-    first needed (library code never installs a reactor at import or
-    construction).
-    """
-
-    def __init__(self, clock: Optional[IReactorTime]) -> None:
-        self._clock = clock
-
-    def __call__(self, delay: float, f: Callable[..., Any], *args: Any) -> IDelayedCall:
-        self._clock = clock = resolve(self._clock)
-        return clock.callLater(delay, f, *args)  # type: ignore[union-attr]

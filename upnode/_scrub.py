@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_scrub -*-
 """
 Taking callables out of outgoing arguments (scrub) and putting the peer's
 callbacks and shared references back into incoming ones (unscrub), as
@@ -346,6 +347,10 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
     if callbacks in _NO_CALLBACKS and links in _NO_LINKS:
         # Plain data (every reply): nothing to put back.
         return arguments
+    if links and callbacks:
+        # Links are checked before any callback proxy is made: a message
+        # rejected for its links must leave nothing of the peer's behind.
+        _checkLinks(arguments, links, callbacks, limits)
     if callbacks:
         if type(callbacks) is not dict:
             raise RejectedMessage("callbacks must be an object")
@@ -391,6 +396,29 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
     elif links is not None and type(links) is not list:
         raise RejectedMessage("links must be a list")
     return arguments
+
+
+def _checkLinks(arguments: List[Any], links: Any, callbacks: Any, limits: Limits) -> None:
+    """
+    Check C{links} against the arguments as they came, before the
+    callbacks are put in place: a link's source may be a callback's place
+    (which may be the element just past a list's end), and a place a link
+    sets is never walked through by another (as dnode makes them).
+
+    @raise RejectedMessage: as L{unscrub} would for these links.
+    """
+    if type(links) is not list:
+        raise RejectedMessage("links must be a list")
+    if len(links) > limits.maxLinks:
+        raise RejectedMessage(f"{len(links)} links in one message (limit {limits.maxLinks})")
+    placed = list(callbacks.values()) if type(callbacks) is dict else []
+    for link in links:
+        if type(link) is not dict or "from" not in link or "to" not in link:
+            raise RejectedMessage(f"malformed link {link!r:.60}")
+        source = link["from"]
+        if source != []:
+            _place(arguments, source, limits, source in placed)
+        _place(arguments, link["to"], limits, True)
 
 
 class RemoteObject(Dict[str, Any]):

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_server -*-
 """
 The upnode server side: dnode connections that answer C{ping} and ping
 their clients, dropping the ones that stop answering.
@@ -10,12 +11,33 @@ from typing import Any, Optional
 from twisted.internet.interfaces import IReactorTime
 
 from ._expose import Cons, withPing
-from ._guard import ServerGuard, ServerLimits
-from ._heartbeat import Heartbeat, dropSilentPeer
+from ._guard import PING, ServerGuard, ServerLimits
+from ._heartbeat import Heartbeat
 from ._limits import Limits, seconds
 from ._protocol import DnodeProtocol
 from ._reactor import resolve
 from .dnode import DnodeFactory
+
+
+class _HeartbeatLink:
+    """
+    What a connection's heartbeat does to it, until it is lost: the
+    heartbeat may outlive it (its timer holds it), and must not hold it.
+    """
+
+    __slots__ = ("conn", "timeout")
+
+    def __init__(self, conn: DnodeProtocol, timeout: float) -> None:
+        self.conn: Optional[DnodeProtocol] = conn
+        self.timeout = timeout
+
+    def answered(self, roundTrip: float) -> None:
+        if self.conn is not None:
+            self.conn.emit("ping", roundTrip)
+
+    def expired(self) -> None:
+        if self.conn is not None:
+            self.conn.drop(PING, f"no ping answer within {self.timeout} seconds")
 
 
 class UpnodeServerFactory(DnodeFactory):
@@ -69,16 +91,17 @@ class UpnodeServerFactory(DnodeFactory):
         if not callable(getattr(conn.remote, "ping", None)) or not conn.connected:
             return
         remote = conn.remote
+        link = _HeartbeatLink(conn, self.timeout)
         heartbeat = Heartbeat(
-            lambda cb: remote.ping(cb),
-            self.ping,
-            self.timeout,
-            self._clock(),
-            lambda roundTrip: conn.emit("ping", roundTrip),
-            dropSilentPeer(conn, self.timeout),
+            lambda cb: remote.ping(cb), self.ping, self.timeout, self._clock(), link.answered, link.expired
         )
         heartbeat.start()
-        conn.notifyOnLoss(lambda reason: heartbeat.stop())
+
+        def lost(reason: Any) -> None:
+            heartbeat.stop()
+            link.conn = None
+
+        conn.notifyOnLoss(lost)
 
     def _clock(self) -> IReactorTime:
         self.clock = resolve(self.clock)

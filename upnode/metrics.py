@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_metrics -*-
 """
 Prometheus metrics for upnode servers and clients, on prometheus_client
 (install C{upnode[metrics]}).  Off unless asked for: nothing here is
@@ -20,12 +21,12 @@ happen, and only for what is watched.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from twisted.internet.defer import CancelledError
 
 from ._guard import BUDGET, CAPACITY, HANDSHAKE, HOSTILE, PING, REASONS, SLOW_LINE, UNREAD
+from ._reactor import resolve
 from .errors import Closed, ConnectionLostError, UpTimeout
 
 #: Call outcomes, the values of the C{outcome} label.
@@ -45,7 +46,9 @@ REASON_LABELS = {
 
 class _ServerStats:
     """
-    What one watched server counts as it happens.
+    What one watched server counts as it happens: the observer of each of
+    its connections (see L{upnode._wiring.IConnectionObserver}), which
+    holds none of them.
     """
 
     def __init__(self, factory: Any, name: str, pingHistogram: Any) -> None:
@@ -59,59 +62,30 @@ class _ServerStats:
 
     def connection(self, conn: Any) -> None:
         """
-        Count what C{conn} reads, writes and dispatches (its own methods,
-        wrapped on this connection only).
+        Watch C{conn}, a connection not yet connected.
         """
-        stats = self
-        received = conn.dataReceived
-        dispatch = conn._dispatch
-        makeConnection = conn.makeConnection
-
-        def dataReceived(data: bytes) -> None:
-            stats.bytesIn += len(data)
-            received(data)
-
-        exposed: dict = {"of": None, "ids": frozenset()}
-
-        def _dispatch(message: Any) -> None:
-            # dnode calls exposed methods by callback id, as any callback:
-            # an id whose target is one of our exposed members is a call.
-            method = message.get("method") if type(message) is dict else None
-            if type(method) is int:
-                members = conn._exposed
-                if exposed["of"] is not members:
-                    exposed["of"] = members
-                    exposed["ids"] = frozenset(id(v) for v in members.values())
-                entry = conn._local.entries.get(method)
-                if entry is not None and id(entry[0]) in exposed["ids"]:
-                    stats.calls += 1
-                else:
-                    stats.callbacks += 1
-            elif type(method) is str and method not in ("methods", "cull"):
-                stats.calls += 1
-            dispatch(message)
-
-        def makeConnectionCounted(transport: Any) -> None:
-            write = transport.write
-            writeSequence = transport.writeSequence
-
-            def countedWrite(data: bytes) -> None:
-                stats.bytesOut += len(data)
-                write(data)
-
-            def countedWriteSequence(data: Any) -> None:
-                data = list(data)
-                stats.bytesOut += sum(len(d) for d in data)
-                writeSequence(data)
-
-            transport.write = countedWrite
-            transport.writeSequence = countedWriteSequence
-            makeConnection(transport)
-
-        conn.dataReceived = dataReceived
-        conn._dispatch = _dispatch
-        conn.makeConnection = makeConnectionCounted
+        conn.observer = self
         conn.on("ping", self._ping.observe)
+
+    # IConnectionObserver
+
+    def received(self, size: int) -> None:
+        self.bytesIn += size
+
+    def sent(self, size: int) -> None:
+        self.bytesOut += size
+
+    def called(self, exposed: bool) -> None:
+        if exposed:
+            self.calls += 1
+        else:
+            self.callbacks += 1
+
+    def dropped(self, reason: str) -> None:
+        pass  # (the guard counts drops by reason)
+
+    def ended(self) -> None:
+        pass
 
 
 class _ClientStats:
@@ -123,12 +97,14 @@ class _ClientStats:
 
     def watchCall(self, d: Any, clock: Any) -> None:
         """
-        Time one C{up.call} Deferred, and count its outcome.
+        Time one C{up.call} Deferred on C{clock} (the client's), and count
+        its outcome.
         """
-        start = time.monotonic()
+        clock = resolve(clock)
+        start = clock.seconds()
 
         def done(result: Any) -> Any:
-            self._latency.observe(time.monotonic() - start)
+            self._latency.observe(clock.seconds() - start)
             if not hasattr(result, "check"):
                 outcome = "ok"
             elif result.check(UpTimeout):
@@ -283,11 +259,7 @@ def serve(metrics: Metrics, description: str, reactor: Any = None) -> Any:
     """
     from twisted.internet.endpoints import serverFromString
 
-    if reactor is None:
-        from twisted.internet import reactor as defaultReactor
-
-        reactor = defaultReactor
-    return serverFromString(reactor, description).listen(site(metrics))
+    return serverFromString(resolve(reactor), description).listen(site(metrics))
 
 
 def site(metrics: Metrics) -> Any:

@@ -318,5 +318,6 @@ class ReadShareTests(SynchronousTestCase):
         for other in others:
             factory.guard.readShare(other, server.readSize)
         server.dataReceived(chunk)
-        self.assertFalse(server._closing)
-        self.assertEqual(server._fullRead, _protocol.NO_SHARE)
+        self.assertTrue(server.connected)
+        self.assertFalse(server.transport.disconnecting)
+        self.assertEqual(server._framer.fullRead, _protocol.NO_SHARE)

@@ -73,3 +73,28 @@ class MetricsTests(SynchronousTestCase):
         up = upnode.upnode(reactor=Clock()).connect(FakeEndpoint(), {"ping": 0})
         self.assertIsNone(up.metrics)
         up.close()
+
+
+class WatchCallTests(SynchronousTestCase):
+    if text_string_to_metric_families is None:
+        skip = "prometheus_client is not installed (upnode[metrics])"
+
+    def test_usesTheClockGiven(self) -> None:
+        """
+        A call's latency is measured on the clock it is given.
+        """
+        from twisted.internet.defer import Deferred
+
+        from upnode.metrics import Metrics
+
+        metrics = Metrics(buckets=(1.0, 5.0, 10.0))
+        clock = Clock()
+        up = upnode.upnode(reactor=clock).connect(FakeEndpoint(), {"ping": 0})
+        metrics.watchClient(up, "c")
+        d: Deferred[Any] = Deferred()
+        up.metrics.watchCall(d, clock)
+        clock.advance(7)
+        d.callback("ok")
+        got = samples(metrics)
+        self.assertEqual(got[("upnode_client_call_seconds_sum", (("client", "c"),))], 7.0)
+        up.close()

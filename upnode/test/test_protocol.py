@@ -246,8 +246,8 @@ class SessionTests(SynchronousTestCase):
         # The id sent twice is kept (a cull may cross its second message);
         # the other is gone from both tables.
         self.assertEqual(h.proto.callbackCount()["local"], before + 1)
-        self.assertEqual(h.proto._local.ids[("unhashable", id(twice))], twiceId)
-        self.assertNotIn(("unhashable", id(once)), h.proto._local.ids)
+        self.assertEqual(h.proto._session.local.ids[("unhashable", id(twice))], twiceId)
+        self.assertNotIn(("unhashable", id(once)), h.proto._session.local.ids)
 
     def test_cullSentWhenProxyCollected(self) -> None:
         """
@@ -294,7 +294,7 @@ class SessionTests(SynchronousTestCase):
         """
         h = Harness()
         h.sent()
-        older = h.proto._proxyFor(11)
+        older = h.proto._session.proxies.proxyFor(11)
         cycle: List[Any] = [older]
         cycle.append(cycle)
         del older
@@ -303,14 +303,14 @@ class SessionTests(SynchronousTestCase):
             del cycle
             # As if a message had brought id 11 again while the older proxy
             # waited for the collector.
-            del h.proto._proxies.refs[11]
-            newer = h.proto._proxyFor(11)
+            del h.proto._session.proxies.refs[11]
+            newer = h.proto._session.proxies.proxyFor(11)
             gc.collect()
         finally:
             gc.enable()
         h.clock.advance(CULL_DELAY)
         self.assertEqual([m for m in h.sent() if m["method"] == "cull"], [])
-        self.assertIs(h.proto._proxyFor(11), newer)
+        self.assertIs(h.proto._session.proxies.proxyFor(11), newer)
         del newer
         h.clock.advance(CULL_DELAY)
         self.assertEqual([m["arguments"] for m in h.sent() if m["method"] == "cull"], [[11]])
@@ -474,7 +474,7 @@ class BackPressureTests(SynchronousTestCase):
         """
         h = Harness(Limits(maxBuffered=1000))
         h.sent()
-        h.proto._targets["big"] = entryFor(lambda cb: cb("b" * 1200))
+        h.proto._session._targets["big"] = entryFor(lambda cb: cb("b" * 1200))
         h.proto.pauseProducing()
         h.proto.dataReceived(line({"method": "big", "arguments": ["[Function]"], "callbacks": {"0": ["0"]}}))
         self.assertTrue(h.transport.disconnecting)
@@ -501,8 +501,8 @@ class BackPressureTests(SynchronousTestCase):
         h = Harness()
         h.sent()
         seen: List[int] = []
-        h.proto._targets["many"] = entryFor(lambda cb: [cb("y" * 100) or seen.append(len(h.transport.value())) for _ in range(5)])
-        h.proto.readSize = 250
+        h.proto._session._targets["many"] = entryFor(lambda cb: [cb("y" * 100) or seen.append(len(h.transport.value())) for _ in range(5)])
+        h.proto._session.flushPast = 250
         h.proto.dataReceived(line({"method": "many", "arguments": ["[Function]"], "callbacks": {"1": ["0"]}}))
         self.assertEqual(seen[0], 0)  # held back...
         self.assertGreater(seen[1], 250)  # ...until past readSize
@@ -987,3 +987,92 @@ class InMemoryPairTests(SynchronousTestCase):
         link.client.request("__dict__", [])
         link.flush()
         self.assertEqual(target.calls, [])
+
+
+class HonestLineReceiverTests(SynchronousTestCase):
+    """
+    The API DnodeProtocol inherits from LineReceiver tells the truth.
+    """
+
+    def test_sendLineWaitsBehindHeldOutput(self) -> None:
+        """
+        C{sendLine} on a paused connection goes behind what is held, not
+        ahead of it.
+        """
+        h = Harness()
+        h.sent()
+        h.proto.pauseProducing()
+        h.proto.request("x", [1])
+        h.proto.sendLine(b'{"method":"x","arguments":[2]}')
+        self.assertEqual(h.transport.value(), b"")
+        h.proto.resumeProducing()
+        self.assertEqual([m["arguments"] for m in h.sent()], [[1], [2]])
+
+    def test_sendLineCountsAgainstMaxBuffered(self) -> None:
+        h = Harness(Limits(maxBuffered=1000))
+        h.sent()
+        h.proto.pauseProducing()
+        h.proto.sendLine(b"a" * 1200)
+        self.assertTrue(h.transport.disconnecting)
+        self.assertIn("more than 1000 bytes unread", str(h.fails[-1]))
+
+    def test_clearLineBufferReturnsThePartialLine(self) -> None:
+        h = Harness()
+        h.proto.dataReceived(b'{"method":"rec')
+        self.assertEqual(h.proto.clearLineBuffer(), b'{"method":"rec')
+        self.assertFalse(h.proto.hasPartialLine())
+        h.proto.dataReceived(line({"method": "record", "arguments": [1]}))
+        self.assertEqual(h.target.calls, [("record", (1,))])
+
+
+class ErrorOwnerTests(SynchronousTestCase):
+    """
+    An exception in one of our methods has one owner: the C{error} event.
+    """
+
+    def test_loggedOnceWhenNobodyListens(self) -> None:
+        h = Harness()
+        h.proto.remove_all_listeners("error")
+        logged: List[Any] = []
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        h.proto.dataReceived(line({"method": "boom"}))
+        failures = [e for e in logged if "log_failure" in e]
+        self.assertEqual(len(failures), 1)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_aListenerOwnsIt(self) -> None:
+        h = Harness()
+        h.proto.dataReceived(line({"method": "boom"}))
+        self.assertEqual(len(h.errors), 1)
+        self.assertEqual(self.flushLoggedErrors(ZeroDivisionError), [])
+
+
+class RejectedMessageTests(SynchronousTestCase):
+    def test_rejectedForItsLinksKeepsNothing(self) -> None:
+        """
+        A message rejected for its links makes no callback proxy, and the
+        error kept (by a fail handler, by the log) holds none: an honest
+        peer's rejected messages never add up to maxRemoteCallbacks.
+        """
+        h = Harness(Limits(maxRemoteCallbacks=10))
+        h.sent()
+        bad = line(
+            {
+                "method": "record",
+                "arguments": ["[Function]", {}],
+                "callbacks": {"5": ["0"]},
+                "links": [{"from": ["9"], "to": ["1", "x"]}],
+            }
+        )
+        for i in range(11):
+            h.proto.dataReceived(bad)
+            self.assertEqual(h.proto.callbackCount()["remote"], 0, i)
+        self.assertEqual(len(h.fails), 11)
+        self.assertTrue(all(isinstance(f, RejectedMessage) for f in h.fails))
+        self.assertIsNone(h.fails[0].__traceback__)
+        self.assertFalse(h.transport.disconnecting)
+        h.proto.dataReceived(line({"method": "record", "arguments": ["after"]}))
+        self.assertEqual(h.target.calls, [("record", ("after",))])

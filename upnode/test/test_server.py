@@ -101,7 +101,7 @@ class ServerTests(SynchronousTestCase):
         pings: List[Any] = []
         factory = UpnodeServerFactory({}, ping=1.0, timeout=0.5, clock=self.clock)
         link = self.link(factory, {"ping": lambda cb: (pings.append(1), cb())})
-        link.client.request("methods", [link.client._exposed])
+        link.client.request("methods", [link.client._session.exposed])
         link.flush()
         self.clock.advance(1.0)
         link.flush()
@@ -141,3 +141,50 @@ class ServerTests(SynchronousTestCase):
         self.assertTrue(link.server.connected)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         link.cut()
+
+
+class FreedWithoutCollectorTests(SynchronousTestCase):
+    """
+    A connection goes with its last reference, not at the collector's next
+    pass: with metrics on or off, and with a peer that hands us callbacks
+    (a real upnode client exposes C{ping}: the server's remote holds a
+    proxy for it).
+    """
+
+    def check(self, metrics: bool) -> None:
+        clock = Clock()
+        factory = UpnodeServerFactory({"echo": lambda v, cb: cb(v)}, ping=1.0, clock=clock)
+        if metrics:
+            try:
+                from upnode.metrics import Metrics
+            except ImportError:  # pragma: no cover
+                raise self.skipTest("prometheus_client is not installed") from None
+            Metrics().watchServer(factory)
+        wasEnabled = gc.isenabled()
+        gc.collect()
+        gc.disable()
+        try:
+            client = DnodeProtocol({"ping": lambda cb: cb()}, clock=clock)
+            client.isClient = True
+            link = connectInMemory(factory, client, clock)
+            link.flush()
+            got: List[Any] = []
+            link.client.remote.echo(1, got.append)
+            clock.advance(1.0)  # a ping, answered
+            link.flush()
+            self.assertEqual(got, [1])
+            self.assertIn("ping", link.server.remote)
+            server, clientRef = weakref.ref(link.server), weakref.ref(link.client)
+            link.cut()
+            del link, client
+            self.assertIsNone(server())
+            self.assertIsNone(clientRef())
+        finally:
+            if wasEnabled:
+                gc.enable()
+
+    def test_withoutMetrics(self) -> None:
+        self.check(metrics=False)
+
+    def test_withMetrics(self) -> None:
+        self.check(metrics=True)

@@ -56,7 +56,7 @@ class ArityTests(SynchronousTestCase):
         h.proto.dataReceived(b"".join(line({"method": cbId, "arguments": [i, "extra"]}) for i in range(100)))
         self.assertEqual(got, list(range(100)))
         self.assertEqual(counting.calls, before)
-        self.assertEqual(h.proto._local.entries[cbId][1], 1)
+        self.assertEqual(h.proto._session.local.entries[cbId][1], 1)
 
     def test_exposedBuiltinArityOnce(self) -> None:
         """

@@ -59,9 +59,8 @@ class Middle(DnodeProtocol):
         if self.released:
             DnodeProtocol._start(self)
 
-    def _receiveMethods(self, arguments: List[Any]) -> None:
-        self.members = arguments[0] if arguments and isinstance(arguments[0], dict) else {}
-        DnodeProtocol._receiveMethods(self, arguments)
+    def methodsCame(self, remote: Any) -> None:
+        self.members = dict(vars(remote))
         self.bridge.ready(self)
 
     def connectionLost(self, reason: Any = None) -> None:
@@ -100,6 +99,7 @@ class Bridge:
 
     def makeProtocol(self, accepting: bool = False) -> Middle:
         proto = Middle()
+        proto.on("remote", lambda remote, conn: conn.methodsCame(remote))
         proto.bridge = self
         proto.accepting = accepting
         return proto

@@ -1,0 +1,341 @@
+# -*- test-case-name: upnode.test.test_protocol -*-
+"""
+One dnode session: L{DnodeSession} dispatches each line the peer sends
+(C{methods}, C{cull}, a call by name or by callback id), keeps the two
+callback tables, and encodes our requests.  It writes through an C{out}
+sink it is handed and tells its owner (an L{ILinkOwner}, the connection)
+what happened; it knows no transport and no reactor.
+
+Every call on either side goes through L{DnodeSession.request} and
+L{DnodeSession.lineReceived}: they are the hot path, and use only
+attributes and methods bound once.
+"""
+
+from __future__ import annotations
+
+from inspect import iscoroutine
+from typing import Any, Callable, Dict, FrozenSet, List, Sequence
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from ._json import decodeLine
+from ._limits import Limits
+from ._remote import Remote, Sender, describe, replaceMembers
+from ._scrub import encodeRequest, unscrub
+from ._tables import Entry, LocalCallbacks, RemoteProxies, TooManyCallbacks, entryFor
+from ._wiring import IConnectionObserver, ILinkOwner
+from .errors import DeadRemoteError, ProtocolError, RejectedMessage
+
+__all__ = ["DnodeSession"]
+
+
+class DnodeSession:
+    """
+    The dnode session of one connection.
+
+    @ivar out: where our lines go outside a received chunk (the
+        connection's output flow, once it is connected).
+    @ivar remote: the peer's exposed object.
+    @ivar exposed: the members we expose (see L{expose}).
+    @ivar closing: set once the connection is closing: no more culls.
+    @ivar closed: set once it is lost (and before it is made): requests
+        raise L{DeadRemoteError}.
+    @ivar flushPast: within a chunk, lines wait to leave together at its
+        end, unless they pass this many bytes (one read's worth).
+    """
+
+    def __init__(self, owner: ILinkOwner, limits: Limits, callLater: Callable[..., Any]) -> None:
+        self._owner = owner
+        self.limits = limits
+        self._maxDepth = limits.maxDepth
+        self.remote = Remote()
+        self.remoteReady = False
+        self.exposed: Dict[str, Any] = {}
+        # The exposed members that can be called, with their arity, worked
+        # out once when they are exposed.
+        self._targets: Dict[str, Entry] = {}
+        self._exposedIds: FrozenSet[int] = frozenset()
+        self.sender = Sender(self.request)
+        self.local = LocalCallbacks(None)
+        self.proxies = RemoteProxies(limits.maxRemoteCallbacks, self.sender, callLater, self._cullsDue)
+        # Bound once: handed on for each callback received, and request sent.
+        self._proxyFor = self.proxies.proxyFor
+        self._idOf = self.local.idOf
+        self.out: Callable[[bytes], None] = _nowhere
+        self.receiving = False
+        self._outgoing: List[bytes] = []
+        self._outgoingBytes = 0
+        self.flushPast = 16 * 1024
+        self.closing = False
+        self.closed = True
+
+    def open(self, out: Callable[[bytes], None], maxLocalCallbacks: int, flushPast: int) -> None:
+        """
+        The connection is made: write to C{out}; bound the callables the
+        peer may make us keep to C{maxLocalCallbacks} (-1: no bound, as a
+        client keeps what its server does not cull).
+        """
+        self.out = out
+        self.local.limit = maxLocalCallbacks
+        self.flushPast = flushPast
+        self.closed = False
+
+    # -- A received chunk ------------------------------------------------------
+
+    def beginChunk(self) -> None:
+        # Lines written while a received chunk is handled go out in one
+        # write when it has been: one trip through the transport, not one
+        # a line.
+        self.receiving = self.proxies.receiving = True
+
+    def endChunk(self) -> None:
+        self.receiving = self.proxies.receiving = False
+        proxies = self.proxies
+        if proxies.pending and not self.closing:
+            # Proxies that died while this chunk was handled (those of
+            # answered calls) are culled in the same write as the answers,
+            # after them: no timer, no packet of their own.
+            if self._owner.sendCulls:  # type: ignore[attr-defined]
+                self._outgoing.append(proxies.takeCulls())
+            else:
+                proxies.dropCulls()
+        self.flush()
+
+    def flush(self) -> None:
+        """
+        Hand over what waits for the end of the chunk.
+        """
+        if self._outgoing:
+            lines, self._outgoing, self._outgoingBytes = self._outgoing, [], 0
+            if not self.closed:
+                self.out(b"".join(lines))
+
+    def write(self, data: bytes) -> None:
+        """
+        Write C{data} (whole lines) in order with our requests.
+        """
+        if self.receiving:
+            self._outgoing.append(data)
+            self._outgoingBytes += len(data)
+            if self._outgoingBytes > self.flushPast:
+                self.flush()
+        else:
+            self.out(data)
+
+    # -- Dispatch ----------------------------------------------------------------
+
+    def lineReceived(self, line: bytes) -> None:
+        """
+        Handle one line from the peer.
+        """
+        try:
+            message = decodeLine(line, self._maxDepth)
+        except ProtocolError as e:
+            self._owner.violation(e)
+            return
+        try:
+            self._dispatch(message)
+        except RejectedMessage as e:
+            # A fresh error, with no traceback: one kept (by a fail
+            # handler, or a log buffer) must not keep the message's values
+            # alive, nor anything made from them.
+            self._owner.rejected(RejectedMessage(*e.args))
+        except ProtocolError as e:
+            self._owner.violation(ProtocolError(*e.args))
+
+    def observedLineReceived(self, observer: IConnectionObserver) -> Callable[[bytes], None]:
+        """
+        L{lineReceived}, telling C{observer} of every call of ours the peer
+        makes (for a connection that is watched: no other pays for it).
+        """
+        called = observer.called
+        entries = self.local.entries
+
+        def observed(line: bytes) -> None:
+            try:
+                message = decodeLine(line, self._maxDepth)
+            except ProtocolError as e:
+                self._owner.violation(e)
+                return
+            method = message.get("method") if type(message) is dict else None
+            if type(method) is int:
+                # dnode calls exposed methods by callback id too, as any
+                # callback: an id whose target is one we expose is a call.
+                entry = entries.get(method)
+                if entry is not None:
+                    called(id(entry[0]) in self._exposedIds)
+            elif type(method) is str and method in self._targets and method not in ("methods", "cull"):
+                called(True)
+            try:
+                self._dispatch(message)
+            except RejectedMessage as e:
+                self._owner.rejected(RejectedMessage(*e.args))
+            except ProtocolError as e:
+                self._owner.violation(ProtocolError(*e.args))
+
+        return observed
+
+    def _dispatch(self, message: Any) -> None:
+        if type(message) is not dict:
+            raise RejectedMessage("a message must be a JSON object")
+        method: Any = message.get("method")
+        kind = type(method)
+        if kind is int:
+            entry = self.local.entries.get(method)
+            if entry is None:
+                raise RejectedMessage(f"no callback with id {method}")
+        elif kind is str:
+            if method == "methods":
+                self._receiveMethods(unscrub(message, self._proxyFor, self.limits))
+                return
+            if method == "cull":
+                self.local.cull(message.get("arguments", []))
+                return
+            entry = self._targets.get(method)
+            if entry is None:
+                raise RejectedMessage(f"no callable method {method!r:.60} is exposed")
+        else:
+            raise RejectedMessage(f"method must be a string or an integer, not {method!r:.40}")
+        arguments = unscrub(message, self._proxyFor, self.limits)
+        # Arguments beyond what the function takes are left off, as
+        # JavaScript does (see _arity); its arity was worked out once.
+        target, limit = entry
+        if 0 <= limit < len(arguments):
+            arguments = arguments[:limit]
+        try:
+            result = target(*arguments)
+        except DeadRemoteError:
+            if not self.closing:
+                self._owner.localError(Failure())
+            return  # (the link went while the method ran: said already)
+        except Exception:
+            self._owner.localError(Failure())
+            return
+        if result is None:
+            return
+        if iscoroutine(result):
+            result = Deferred.fromCoroutine(result)
+        if isinstance(result, Deferred):
+            result.addErrback(self._owner.localError)
+
+    def _receiveMethods(self, arguments: List[Any]) -> None:
+        members = arguments[0] if arguments else None
+        replaceMembers(
+            self.remote,
+            {k: v for k, v in members.items() if type(k) is str} if isinstance(members, dict) else {}
+        )
+        self.remoteReady = True
+        self._owner.remoteArrived()
+
+    # -- Requests out --------------------------------------------------------------
+
+    def expose(self, members: Dict[str, Any]) -> None:
+        """
+        Expose C{members}: send them (C{methods}), and answer calls of the
+        callable ones.
+        """
+        self.exposed = members
+        self._targets = {name: entryFor(value) for name, value in members.items() if type(name) is str and callable(value)}
+        self._exposedIds = frozenset(id(entry[0]) for entry in self._targets.values())
+        self.request("methods", [members])
+
+    def request(self, method: Any, arguments: Sequence[Any]) -> None:
+        """
+        Send one dnode request: call the peer's method by name or callback
+        id.  Callables in C{arguments}, at any depth, become callbacks.
+
+        @raise TypeError: a value has no JSON form; nothing is sent.
+        @raise DeadRemoteError: the connection is gone.
+        """
+        if self.closed:
+            raise DeadRemoteError(f"the dnode link is gone: {describe(method)} was not called")
+        local = self.local
+        firstNewId = local.nextId
+        try:
+            line = encodeRequest(method, arguments, self._idOf, self._maxDepth)
+        except TooManyCallbacks as e:
+            local.takeBack(firstNewId)
+            # A server's peer that never culls what we send it (every Node
+            # dnode client, whose weak module no longer builds), with a
+            # method that sends back what it is given, would have us keep
+            # every callable for ever.
+            self._owner.tooManyCallbacks(e)
+            raise DeadRemoteError(
+                f"the connection was closed: the peer never culls, and {local.limit} callbacks are held"
+            ) from None
+        except Exception:
+            # Nothing is sent, so the ids handed out for it are taken back.
+            local.takeBack(firstNewId)
+            raise
+        if self.receiving:
+            self._outgoing.append(line)
+            self._outgoingBytes += len(line)
+            # Past one read's worth, hand it over: the transport then tells
+            # writers that can wait (a queue flush) when to stop.
+            if self._outgoingBytes > self.flushPast:
+                self.flush()
+        else:
+            self.out(line)
+
+    def _cullsDue(self) -> None:
+        # Culls due outside a received chunk (those leave with its answers:
+        # see endChunk).
+        if self.closing or self.closed:
+            self.proxies.dropCulls()
+        elif self._owner.sendCulls:  # type: ignore[attr-defined]
+            self.out(self.proxies.takeCulls())
+        else:
+            self.proxies.dropCulls()
+
+    def callbackCount(self) -> Dict[str, int]:
+        return {"local": len(self.local), "remote": len(self.proxies)}
+
+    # -- The end -----------------------------------------------------------------------
+
+    def dropOutgoing(self) -> None:
+        self._outgoing, self._outgoingBytes = [], 0
+
+    def close(self) -> None:
+        """
+        The connection is lost: forget both tables, let no proxy send, and
+        let go of the owner (whatever still holds the session or a proxy
+        does not hold the connection).
+        """
+        self.closing = self.closed = True
+        self.proxies.stop()
+        self.local.clear()
+        self.sender.close()
+        self.dropOutgoing()
+        self.out = _nowhere
+        self._owner = _GONE
+
+
+def _nowhere(data: bytes) -> None:
+    pass
+
+
+class _Gone:
+    """
+    The owner of a closed session: hears nothing, wants no culls.
+    """
+
+    sendCulls = False
+
+    def remoteArrived(self) -> None:
+        pass
+
+    def violation(self, error: ProtocolError) -> None:
+        pass
+
+    def rejected(self, error: RejectedMessage) -> None:
+        pass
+
+    def localError(self, failure: Failure) -> None:
+        pass
+
+    def tooManyCallbacks(self, error: ProtocolError) -> None:
+        pass
+
+
+_GONE: Any = _Gone()
