@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_guard -*-
 """
 Server-wide budgets: what every connection of one server costs together,
 so that N hostile peers do not cost N times a per-connection limit.
@@ -8,9 +9,9 @@ included), caps live connections (evicting the oldest that has not finished
 its handshake first), budgets the output that peers leave unread across all
 connections (shedding the connection holding the most), drops
 connections whose unfinished line makes no progress, and splits each turn
-of the reactor's reads between the connections that are busy at once.  Every drop is counted
-by reason and logged once per reason and period, so a flood of attackers
-does not become a flood of log lines.
+of the reactor's reads between the connections that are busy at once (see
+L{upnode._readshare}).  Every drop is counted by reason and logged once per
+reason and period (see L{upnode._droplog}).
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from ._droplog import DropLog
+from ._framing import LARGE_LINE
 from ._memory import releaseFreedMemory
-from ._reactor import cancel
+from ._outflow import LARGE
+from ._reactor import cancel, resolve
+from ._readshare import BUSY_WINDOW, MIN_READ, START_READ, TURN_READ, BusyWindow, readShare
+from .errors import DropReason
 
 #: Descriptors kept back from the connection cap: for listening sockets,
 #: log files and the process's own use, and for a burst of accepts.  A
@@ -34,35 +40,30 @@ from ._reactor import cancel
 #: so the descriptors in use can pass the cap by one burst for a moment.
 DESCRIPTOR_RESERVE = 256
 
-#: A connection holding this much output or more for its peer, or a line
-#: LARGE_LINE long, is large: when it goes, freed memory is handed back to
-#: the system.
-LARGE = 1024 * 1024
-LARGE_LINE = LARGE // 4
-
-#: Bytes read by all the connections that are busy together, in one turn
-#: of the reactor: about 10 ms of calls to handle on one core, so that a
-#: call from anyone else waits a few of those at most.  Up to 8 busy
-#: connections each still read all of their own readSize (16 KiB).
-TURN_READ = 128 * 1024
-#: The least any connection reads at once, however many are busy.
-MIN_READ = 2 * 1024
-#: What a new connection reads at once until it shows it is busy: fifty
-#: peers that connect together and then each send as fast as they can
-#: would otherwise make their first turn fifty full reads long.
-START_READ = 4 * 1024
-#: Seconds over which the busy connections are counted.
-BUSY_WINDOW = 0.1
-
+#: A connection holding LARGE bytes of output or more for its peer, or a
+#: line LARGE_LINE long, is large: when it goes, freed memory is handed
+#: back to the system.
 #: Why connections are dropped: the keys of C{status()["dropped"]}.
-HOSTILE = "hostile input"
-HANDSHAKE = "handshake timeout"
-UNREAD = "unread output"
-BUDGET = "server output budget"
-CAPACITY = "connection cap"
-SLOW_LINE = "unfinished line"
-PING = "ping timeout"
-REASONS = (HOSTILE, HANDSHAKE, UNREAD, BUDGET, CAPACITY, SLOW_LINE, PING)
+HOSTILE = DropReason.HOSTILE
+HANDSHAKE = DropReason.HANDSHAKE
+UNREAD = DropReason.UNREAD
+BUDGET = DropReason.BUDGET
+CAPACITY = DropReason.CAPACITY
+SLOW_LINE = DropReason.SLOW_LINE
+PING = DropReason.PING
+REASONS = DropReason.ALL
+
+__all__ = [
+    "BUSY_WINDOW",
+    "LARGE",
+    "LARGE_LINE",
+    "MIN_READ",
+    "START_READ",
+    "TURN_READ",
+    "REASONS",
+    "ServerGuard",
+    "ServerLimits",
+]
 
 
 def descriptorCap() -> int:
@@ -136,8 +137,6 @@ class ServerGuard:
     """
 
     _log = Logger()
-    #: Seconds between the summaries of repeated drops for one reason.
-    logPeriod = 10.0
 
     def __init__(self, limits: Optional[ServerLimits] = None, clock: Optional[IReactorTime] = None) -> None:
         self.limits = limits or ServerLimits()
@@ -153,29 +152,36 @@ class ServerGuard:
         self._handshakeTimer: Optional[IDelayedCall] = None
         self._unread: Dict[Any, int] = {}
         self.unreadTotal = 0
-        self.dropped: Dict[str, int] = {reason: 0 for reason in REASONS}
         self.accepted = 0
-        self._unlogged: Dict[str, int] = {}
-        self._summary: Optional[IDelayedCall] = None
+        self._drops = DropLog(self._callLater, 10.0)
+        #: Connections dropped so far, by reason (see L{REASONS}).
+        self.dropped = self._drops.dropped
         self._sweep: Optional[LoopingCall] = None
         self._lineWatch: Dict[Any, Tuple[int, float]] = {}
         # Connections that held LARGE bytes or more: when one goes, freed
         # memory is handed back to the system (see _memory).
         self._large: Set[Any] = set()
         self._release: Optional[IDelayedCall] = None
-        self._stopped = False
-        # Connections that read all they could at once, in this window and
-        # (how many) in the one before (see readShare).
-        self._busy: Set[int] = set()
-        self._busyBefore = 0
-        self._busySince = 0.0
+        self._stopped = self._drops.stopped = False
+        self._busy = BusyWindow()
+
+    @property
+    def logPeriod(self) -> float:
+        """
+        Seconds between the summaries of repeated drops for one reason.
+        """
+        return self._drops.period
+
+    @logPeriod.setter
+    def logPeriod(self, period: float) -> None:
+        self._drops.period = period
 
     def _clock(self) -> IReactorTime:
-        if self.clock is None:
-            from twisted.internet import reactor
-
-            self.clock = reactor  # type: ignore[assignment]
+        self.clock = resolve(self.clock)
         return self.clock  # type: ignore[return-value]
+
+    def _callLater(self, delay: float, f: Any, *args: Any) -> IDelayedCall:
+        return self._clock().callLater(delay, f, *args)
 
     # -- Admission and handshake ------------------------------------------------
 
@@ -306,15 +312,8 @@ class ServerGuard:
         Split, a turn stays short however many are busy, and a peer with
         calls to spare waits longer for each read instead.
         """
-        now = self._clock().seconds()
-        age = now - self._busySince
-        if age >= BUSY_WINDOW:
-            self._busyBefore = len(self._busy) if age < 2 * BUSY_WINDOW else 0
-            self._busy = set()
-            self._busySince = now
-        self._busy.add(id(conn))
-        busy = max(len(self._busy), self._busyBefore)
-        return max(MIN_READ, min(full, TURN_READ // busy))
+        busy = self._busy.note(id(conn), self._clock().seconds())
+        return readShare(busy, full)
 
     # -- Slow lines -------------------------------------------------------------
 
@@ -349,31 +348,7 @@ class ServerGuard:
         Count a drop; the first for a reason in each period is logged with
         its peer, the rest are summed up once when the period ends.
         """
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
-        if reason in self._unlogged:
-            self._unlogged[reason] += 1
-            return
-        self._unlogged[reason] = 0
-        self._log.warn(
-            "Dropping the connection from {peer} ({reason}): " + message,
-            peer=_peerName(conn),
-            reason=reason,
-            **fields,
-        )
-        if self._summary is None and not self._stopped:
-            self._summary = self._clock().callLater(self.logPeriod, self._logSummary)
-
-    def _logSummary(self) -> None:
-        self._summary = None
-        counts, self._unlogged = self._unlogged, {}
-        for reason, count in counts.items():
-            if count:
-                self._log.warn(
-                    "Dropped {count} more connections ({reason}) in the last {period} seconds",
-                    count=count,
-                    reason=reason,
-                    period=self.logPeriod,
-                )
+        self._drops.count(reason, conn, message, **fields)
 
     def status(self) -> Dict[str, Any]:
         """
@@ -392,19 +367,18 @@ class ServerGuard:
         """
         The server listens (again).
         """
-        self._stopped = False
+        self._stopped = self._drops.stopped = False
 
     def stop(self) -> None:
         """
         Cancel every timer (the server is going); what is still to be
         said or released is, now.
         """
-        self._stopped = True
-        cancel(self._summary)
+        self._stopped = self._drops.stopped = True
         if self._release is not None:
             cancel(self._release)
             releaseFreedMemory()
-        self._logSummary()  # (sets _summary to None)
+        self._drops.summarize()
         self._release = None
         self._stopHandshakeTimer()
         self._handshaking.clear()
@@ -412,9 +386,3 @@ class ServerGuard:
             self._sweep.stop()
         self._sweep = None
 
-
-def _peerName(conn: Any) -> str:
-    try:
-        return str(conn.transport.getPeer())
-    except Exception:
-        return "a peer"

@@ -31,19 +31,20 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._droplog import peerName
 from ._events import EventEmitter
 from ._expose import Cons, construct, exposedMembers
 from ._framing import NO_SHARE, LineFramer
-from ._guard import HOSTILE, START_READ, UNREAD, ServerGuard
 from ._limits import Limits
 from ._outflow import READ_PAUSE, SAMPLE_EVERY, STALL_CHECK_EVERY, WATCH_EVERY, WRITE_SLICE, OutputFlow, Role
 from ._progress import ackedBytesProbe
 from ._reactor import resolve
+from ._readshare import START_READ
 from ._session import DnodeSession
 from ._tables import CULL_BATCH, CULL_DELAY
 from ._tuning import setReadSize, tune
-from ._wiring import IConnectionObserver
-from .errors import ProtocolError, RejectedMessage
+from ._wiring import IConnectionObserver, IServerBudget
+from .errors import DropReason, ProtocolError, RejectedMessage
 from .tls import verifyServerIdentity
 
 __all__ = [
@@ -105,9 +106,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     #: may turn it off per connection, in its cons, at the cost of the
     #: peer's memory.  Our own table shrinks either way.
     sendCulls = True
-    #: The server-wide L{ServerGuard} this connection answers to, if any
-    #: (set by the server factory); it hears about drops and unread output.
-    guard: Optional[ServerGuard] = None
+    #: The server-wide L{upnode._guard.ServerGuard} this connection answers
+    #: to, if any (set by the server factory); it hears about drops and
+    #: unread output.
+    guard: Optional[IServerBudget] = None
     #: Set when the guard refused the connection: it is dropped as it
     #: connects (a factory cannot return None instead: a TLS factory wraps
     #: whatever its factory builds).
@@ -305,7 +307,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     def drop(self, reason: str, why: str) -> None:
         """
         Drop the connection for its peer's fault: counted under C{reason}
-        (one of L{upnode._guard.REASONS}) by a server's guard, and logged
+        (one of L{DropReason.ALL}) by a server's guard, and logged
         with C{why}.
         """
         if self.guard is not None:
@@ -407,7 +409,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._close()
 
     def flowFailed(self, error: ProtocolError) -> None:
-        self._violation(error, UNREAD)
+        self._violation(error, DropReason.UNREAD)
         self.abort()
 
     def flowUnread(self, size: int) -> None:
@@ -426,7 +428,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     def readFull(self) -> None:
         """
         We read all we could at once: with many connections as busy, read
-        less at a time (see L{ServerGuard.readShare}).
+        less at a time (see L{upnode._readshare}).
         """
         framer = self._framer
         if self.guard is None or self.transport is None:
@@ -463,7 +465,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._violation(error)
         self.abort()
 
-    def _violation(self, error: ProtocolError, reason: str = HOSTILE) -> None:
+    def _violation(self, error: ProtocolError, reason: str = DropReason.HOSTILE) -> None:
         """
         The peer broke a limit: say so (a server's guard counts it, and logs
         once per reason and period), and close.
@@ -478,10 +480,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self.end()
 
     def _peerName(self) -> str:
-        try:
-            return str(self.transport.getPeer())  # type: ignore[union-attr]
-        except Exception:
-            return "peer"
+        return peerName(self, "peer")
 
 
 def _counted(count: Callable[[int], None], f: Callable[[bytes], None]) -> Callable[[bytes], None]:

@@ -192,7 +192,7 @@ def encodeRequest(
             if id(value) in seen:
                 break
             seen.add(id(value))
-            # The first level inline (a call saved on most messages).
+            # The first level inline: no call for it on most messages.
             for item in value.values() if kind is dict else value:
                 kind = type(item)
                 if kind is dict:
@@ -221,8 +221,8 @@ def encodeRequest(
         else:
             # No callable at the top level.  A reply (to a callback id) is
             # its arguments in a template; anything else is one orjson call
-            # for the whole message (a third of the cost of building it from
-            # pieces).
+            # for the whole message, cheaper than building it from pieces
+            # (see docs/benchmarks.md).
             try:
                 if type(method) is int:
                     encoded = _fastDumps(arguments, option=JSON_OPTIONS)
@@ -277,7 +277,7 @@ def _refuseDeeper(encoded: bytes, outside: int, maxDepth: int) -> None:
     Raise ValueError if C{encoded}, inside C{outside} levels of the message
     around it, would nest deeper than C{maxDepth}.
     """
-    # (nestsDeeper's first bound, here too: a call saved on every message.)
+    # (nestsDeeper's first bound, here too: no call for most messages.)
     if len(encoded) > 2 * (maxDepth - outside) and nestsDeeper(encoded, maxDepth - outside):
         raise ValueError(f"the message would nest deeper than {maxDepth}")
 

@@ -111,6 +111,38 @@ class ILinkOwner(Protocol):
         """
 
 
+class IServerBudget(Protocol):
+    """
+    What a server's connection tells the guard of the whole server (see
+    L{upnode._guard.ServerGuard}), and asks it.
+    """
+
+    def noteUnread(self, conn: Any, size: int) -> None:
+        """
+        C{conn} now holds C{size} bytes its peer has not read.
+        """
+
+    def noteLarge(self, conn: Any) -> None:
+        """
+        C{conn} made us build a lot at once.
+        """
+
+    def readShare(self, conn: Any, full: int) -> int:
+        """
+        C{conn} read all it could at once: how much it may read from now on.
+        """
+
+    def count(self, reason: str, conn: Any, message: str, **fields: Any) -> None:
+        """
+        Count (and maybe log) a drop of C{conn} for C{reason}.
+        """
+
+    def drop(self, conn: Any, reason: str, why: str) -> None:
+        """
+        Abort C{conn}, counted under C{reason}.
+        """
+
+
 class IConnectionObserver(Protocol):
     """
     Hooks for who watches a connection (metrics), called by it as things
@@ -137,7 +169,7 @@ class IConnectionObserver(Protocol):
     def dropped(self, reason: str) -> None:
         """
         The connection is being closed for the peer's fault (see
-        L{upnode._guard.REASONS}).
+        L{upnode.errors.DropReason}).
         """
 
     def ended(self) -> None:

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_server -*-
 """
 Plain dnode, with no reconnect logic: serve an object, or call a peer::
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional, Set
 
+import attr
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
@@ -24,19 +26,10 @@ from ._limits import Limits
 from ._protocol import DnodeProtocol
 from ._reactor import resolve
 
-LIMIT_OPTIONS = (
-    "maxLineLength",
-    "maxDepth",
-    "maxCallbacks",
-    "maxLinks",
-    "maxPathLength",
-    "maxRate",
-    "maxBuffered",
-    "maxRemoteCallbacks",
-    "maxLocalCallbacks",
-)
+#: Options that bound each connection (see L{Limits}).
+LIMIT_OPTIONS = tuple(attr.fields_dict(Limits))
 #: Options that bound a whole server (see L{ServerLimits}).
-SERVER_LIMIT_OPTIONS = ("maxConnections", "handshakeTimeout", "maxBufferedTotal", "lineTimeout")
+SERVER_LIMIT_OPTIONS = tuple(attr.fields_dict(ServerLimits))
 _OPTIONS = ("port", "host", "path", "endpoint") + LIMIT_OPTIONS
 _SERVER_OPTIONS = _OPTIONS + SERVER_LIMIT_OPTIONS
 
@@ -84,7 +77,9 @@ class DnodeFactory(Factory, EventEmitter):
         if self.guard is not None:
             conn.guard = self.guard
             if not self.guard.admit(conn):
-                conn.refused = True  # dropped as it connects
+                # Dropped as it connects: returning None instead would
+                # crash a TLS factory, which wraps whatever is built.
+                conn.refused = True
                 return conn
         conn.on("local", lambda local, conn: self.emit("local", local, conn))
         conn.on("remote", lambda remote, conn: self.emit("remote", remote, conn))

@@ -60,3 +60,20 @@ class ConnectionLostError(UpnodeError):
     """
     The link dropped before the reply to a call arrived.
     """
+
+
+class DropReason:
+    """
+    Why a server drops a connection: the keys of its C{status()["dropped"]}
+    and the C{reason} of L{upnode.metrics}' drop counts.
+    """
+
+    HOSTILE = "hostile input"
+    HANDSHAKE = "handshake timeout"
+    UNREAD = "unread output"
+    BUDGET = "server output budget"
+    CAPACITY = "connection cap"
+    SLOW_LINE = "unfinished line"
+    PING = "ping timeout"
+    #: Every reason, in the order they are reported.
+    ALL = (HOSTILE, HANDSHAKE, UNREAD, BUDGET, CAPACITY, SLOW_LINE, PING)

@@ -25,22 +25,21 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from twisted.internet.defer import CancelledError
 
-from ._guard import BUDGET, CAPACITY, HANDSHAKE, HOSTILE, PING, REASONS, SLOW_LINE, UNREAD
 from ._reactor import resolve
-from .errors import Closed, ConnectionLostError, UpTimeout
+from .errors import Closed, ConnectionLostError, DropReason, UpTimeout
 
 #: Call outcomes, the values of the C{outcome} label.
 OUTCOMES = ("ok", "timeout", "lost", "closed", "error")
 CLIENT_STATES = ("idle", "connecting", "handshaking", "up", "waiting", "closed")
 #: The C{reason} label of each drop reason.
 REASON_LABELS = {
-    HOSTILE: "hostile_input",
-    PING: "ping_timeout",
-    HANDSHAKE: "handshake_timeout",
-    UNREAD: "unread_output",
-    BUDGET: "budget_shedding",
-    CAPACITY: "connection_cap",
-    SLOW_LINE: "unfinished_line",
+    DropReason.HOSTILE: "hostile_input",
+    DropReason.PING: "ping_timeout",
+    DropReason.HANDSHAKE: "handshake_timeout",
+    DropReason.UNREAD: "unread_output",
+    DropReason.BUDGET: "budget_shedding",
+    DropReason.CAPACITY: "connection_cap",
+    DropReason.SLOW_LINE: "unfinished_line",
 }
 
 
@@ -225,7 +224,7 @@ class _Collector:
             live.add_metric(n, len(stats.factory.connections))
             if guard is not None:
                 accepted.add_metric(n, guard.accepted)
-                for reason in REASONS:
+                for reason in DropReason.ALL:
                     dropped.add_metric(n + [REASON_LABELS[reason]], guard.dropped.get(reason, 0))
                 unread.add_metric(n, guard.unreadTotal)
             bytesIn.add_metric(n, stats.bytesIn)
