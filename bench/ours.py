@@ -4,6 +4,9 @@ Our side of the benchmark, as a process.
     python bench/ours.py server PORT
     python bench/ours.py server-without-culls PORT
     python bench/ours.py lockstep|pipelined PORT CALLS WARMUP
+    python bench/ours.py call-lockstep|call-pipelined PORT CALLS WARMUP      (through up.call)
+    python bench/ours.py partial-lockstep|partial-pipelined PORT CALLS WARMUP
+                                   (a callback with no __code__: functools.partial)
     python bench/ours.py flush PORT CALLS          (queue while down, then time the flush)
     python bench/ours.py queue-memory CALLS
     python bench/ours.py idle PORT CLIENTS PING
@@ -13,6 +16,7 @@ Prints one JSON line with its result.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -59,9 +63,12 @@ def serve(port: int, cull: bool = True, metrics: bool = False) -> None:
     reactor.run()
 
 
-def calls(mode: str, port: int, total: int, warmup: int) -> None:
+def calls(mode: str, port: int, total: int, warmup: int, style: str = "up") -> None:
     """
-    Make C{warmup} calls, then time C{total} more.
+    Make C{warmup} calls, then time C{total} more: through C{up(cb)} with
+    a fresh lambda per call (style C{up}), through C{up.call} (C{call}), or
+    through C{up(cb)} with a callback that has no C{__code__}, as C{print}
+    or a bound builtin has (C{partial}).
     """
     up = upnode.connect(port, "127.0.0.1", {"ping": 0, "reconnect": 0.05, "jitter": 0})
     inFlight = 1 if mode == "lockstep" else PIPELINE
@@ -72,6 +79,14 @@ def calls(mode: str, port: int, total: int, warmup: int) -> None:
         state["sent"] += 1
         up(lambda remote, conn: remote.echo(PAYLOAD, lambda value: replied(value)))
 
+    def sendCall() -> None:
+        state["sent"] += 1
+        up.call("echo", PAYLOAD).addCallback(replied)
+
+    def sendPartial() -> None:
+        state["sent"] += 1
+        up(lambda remote, conn: remote.echo(PAYLOAD, cCallback))
+
     def replied(value: Any) -> None:
         state["done"] += 1
         if state["done"] == warmup:
@@ -80,8 +95,14 @@ def calls(mode: str, port: int, total: int, warmup: int) -> None:
             send()
         elif state["done"] == warmup + total:
             seconds = time.perf_counter() - state["start"]
-            report(mode=mode, calls=total, seconds=seconds, rate=total / seconds)
+            report(mode=mode if style == "up" else f"{style}-{mode}", calls=total, seconds=seconds, rate=total / seconds)
             reactor.stop()
+
+    cCallback = functools.partial(replied)
+    if style == "call":
+        send = sendCall
+    elif style == "partial":
+        send = sendPartial
 
     def start(remote: Any) -> None:
         state["start"] = time.perf_counter()
@@ -178,6 +199,9 @@ if __name__ == "__main__":
         serve(int(sys.argv[2]), metrics=True)
     elif mode in ("lockstep", "pipelined"):
         calls(mode, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    elif mode.partition("-")[2] in ("lockstep", "pipelined") and mode.partition("-")[0] in ("call", "partial"):
+        style, _, how = mode.partition("-")
+        calls(how, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), style)
     elif mode == "flush":
         flush(int(sys.argv[2]), int(sys.argv[3]))
     elif mode == "queue-memory":

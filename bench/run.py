@@ -55,6 +55,11 @@ PY = sys.executable
 #: server never culls, as Node's does not), ours does not.
 LONG = "pipelined, long connection"
 CALL_RATES = ("lockstep", "pipelined", LONG)
+#: Our client calling through up.call, and with a callback that has no
+#: __code__ (functools.partial, as print or a bound builtin), beside up(cb)
+#: with a fresh lambda.
+UP_CALL = "ours, through up.call"
+C_CALLBACK = "ours, C callback (functools.partial)"
 #: The other peers: row name, then program and the library it needs (the
 #: module, and the package to install), None for what every install has.
 PEERS = {
@@ -136,6 +141,8 @@ class Bench:
         args_ = [str(a) for a in args]
         if impl == "ours":
             return [PY, str(HERE / "ours.py"), *args_]
+        if impl.startswith("ours "):  # a client style: "ours call" runs "call-lockstep"
+            return [PY, str(HERE / "ours.py"), f"{impl.split()[1]}-{args_[0]}", *args_[1:]]
         if impl == "node":
             return ["node", "--expose-gc", str(HERE / "node.js"), *args_]
         if impl in PEERS:
@@ -166,8 +173,9 @@ class Bench:
             print(f"  {server}: {e}", file=sys.stderr)
             return float("nan")
         cli = Proc(self.command(client, mode, port, calls, warmup, *more), self.env)
+        reported = f"{client.split()[1]}-{mode}" if client.startswith("ours ") else mode
         try:
-            return float(cli.until(mode)["rate"])
+            return float(cli.until(reported)["rate"])
         except TimeoutError as e:
             print(f"  {e}", file=sys.stderr)
             return float("nan")
@@ -206,6 +214,10 @@ class Bench:
             "Node client, our server": ("ours", "node"),
             "Node client, our server without culls": ("ours without culls", "node"),
             "ours, server metrics on": ("ours with metrics", "ours"),
+            # The same server; the client calls through up.call, or passes
+            # a callback with no __code__ (as print or list.append has).
+            UP_CALL: ("ours", "ours call"),
+            C_CALLBACK: ("ours", "ours partial"),
         }
         for key, (calls, warmup) in sizes.items():
             mode = "pipelined" if key == LONG else key
@@ -226,6 +238,9 @@ class Bench:
                 "ours/ceiling": _median([o / c for o, c in zip(rates["ours"], rates["ceiling"], strict=True)]),
                 "ours/node": _median([o / n for o, n in zip(rates["ours"], rates["node"], strict=True)]),
             }
+            for name, label in ((UP_CALL, "up.call/up(cb)"), (C_CALLBACK, "C callback/lambda")):
+                if name in rates:
+                    self.ratios[key][label] = _median([c / o for c, o in zip(rates[name], rates["ours"], strict=True)])
             if "ours, server metrics on" in rates:
                 self.ratios[key]["metrics on/off"] = _median(
                     [m / o for m, o in zip(rates["ours, server metrics on"], rates["ours"], strict=True)]
@@ -347,6 +362,10 @@ def table(results: Dict[str, Any], ratios: Dict[str, Dict[str, float]], peers: O
                 extra = f"   {ratio['ours/ceiling']:.2f} x ceiling, {ratio['ours/node']:.2f} x Node"
             elif name == "ours, server metrics on" and "metrics on/off" in ratios[mode]:
                 extra = f"   {ratios[mode]['metrics on/off']:.2f} x ours with metrics off"
+            elif name == UP_CALL and "up.call/up(cb)" in ratios[mode]:
+                extra = f"   {ratios[mode]['up.call/up(cb)']:.2f} x ours through up(cb)"
+            elif name == C_CALLBACK and "C callback/lambda" in ratios[mode]:
+                extra = f"   {ratios[mode]['C callback/lambda']:.2f} x ours with a lambda"
             lines.append(f"  {name:<{width}}{rate:>10,.0f}{extra}")
         if peers is not None and mode in peers["results"]:
             for name, rate in peers["results"][mode].items():

@@ -36,7 +36,12 @@ class BenchSmoke(TestCase):
             ratios = raw["ratios"][mode]
             self.assertEqual(
                 set(ratios),
-                {"ours/ceiling", "ours/node"} | ({"metrics on/off"} if mode != "pipelined, long connection" else set()),
+                {"ours/ceiling", "ours/node"}
+                | (
+                    {"metrics on/off", "up.call/up(cb)", "C callback/lambda"}
+                    if mode != "pipelined, long connection"
+                    else set()
+                ),
             )
             self.assertTrue(all(v > 0 and not math.isnan(v) for v in ratios.values()), ratios)
         for mode in ("lockstep", "pipelined"):
@@ -51,6 +56,8 @@ class BenchSmoke(TestCase):
                     "Node client, our server",
                     "Node client, our server without culls",
                     "ours, server metrics on",
+                    "ours, through up.call",
+                    "ours, C callback (functools.partial)",
                 },
             )
             self.assertTrue(all(v > 0 and not math.isnan(v) for v in results[mode].values()), results[mode])
