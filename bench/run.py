@@ -16,6 +16,12 @@ is not installed shows as n/a.
     python bench/run.py --json out.json
     python bench/run.py --calls-only    the call rates only
 
+The fan-in rows (bench/fanin.py drives them) put a thousand clients, each
+calling now and then, on ours, Node's upnode server and the bare asyncio
+floor server, and report the highest rate each answers with a p99 under
+50 ms, the latency at the first rung, the server's CPU and its memory per
+connection, active and idle.
+
 Call rates are the median of --repeat rounds (5), each run timed after a
 warm-up; each round runs every pair once, and the ratios are the medians of
 each round's own ratios, so that the machine's drift over minutes does not
@@ -71,6 +77,12 @@ PEERS = {
 #: The peers' modes, and the seconds a timed run may take at most.
 PEER_RATES = ("lockstep", "pipelined")
 PEER_SECONDS = 3.0
+#: Fan-in: the clients, the offered rates' ladder (each client's interval
+#: between calls, in seconds), the p99 a rung must keep, and the idle ones.
+FANIN_CLIENTS = 1000
+FANIN_LADDER = (0.1, 0.05, 0.025, 1 / 60, 0.0125, 0.01)
+FANIN_P99_MS = 50
+FANIN_IDLE = 10000
 
 
 def freePort() -> int:
@@ -136,6 +148,8 @@ class Bench:
         #: The other peers' medians, ratios and runs, by call-rate figure,
         #: and the packages missing for the ones not installed.
         self.peers: Dict[str, Any] = {"results": {}, "ratios": {}, "runs": {}, "not installed": missingPeers()}
+        #: Every fan-in rung's result, by server.
+        self.fanins: Dict[str, Any] = {}
 
     def command(self, impl: str, *args: Any) -> List[str]:
         args_ = [str(a) for a in args]
@@ -300,6 +314,79 @@ class Bench:
                 cli.stop()
                 srv.stop()
 
+    def fanin(self) -> None:
+        """
+        Many clients at once, each calling now and then (bench/fanin.py is
+        the generator): for each server, in rounds, the offered rate climbs
+        a ladder until the server no longer answers it with a p99 under
+        FANIN_P99_MS; the highest rung it held is its sustained rate.  Each
+        rung also gives the server's CPU (seconds a second), and the first
+        the server's memory per connection.  Then FANIN_IDLE connections
+        that call nothing: the server's memory per connection and CPU.
+        """
+        clients = 100 if self.smoke else FANIN_CLIENTS
+        ladder = FANIN_LADDER[:2] if self.smoke else FANIN_LADDER
+        seconds, warmup = (1.0, 0.5) if self.smoke else (4.0, 1.0)
+        servers = {"ours": "dnode", "node": "dnode", "asyncio floor": "lines"}
+        key = f"fan-in ({clients} clients)"
+        rows: Dict[str, Dict[str, Any]] = {name: {"sustained": [], "rungs": {}} for name in servers}
+        for run in range(max(1, self.repeat // 2) if not self.smoke else 1):
+            for name, wire in servers.items():
+                print(f"  {key}: {name} ({run + 1})", file=sys.stderr, flush=True)
+                port = freePort()
+                srv = self.server(name, port)
+                base = srv.rss()
+                held = 0.0
+                try:
+                    for rung, interval in enumerate(ladder):
+                        cli = Proc([PY, str(HERE / "fanin.py"), "load", *map(str, (port, clients, interval, seconds, warmup)), wire], self.env)
+                        try:
+                            cli.until("connected")
+                            if rung == 0 and run == 0:
+                                rows[name]["bytes per connection"] = (srv.rss() - base) / clients
+                            cpu0, t0 = srv.cpu(), time.monotonic()
+                            result = cli.until("load")
+                            result["serverCpu"] = (srv.cpu() - cpu0) / (time.monotonic() - t0)
+                        finally:
+                            cli.stop()
+                        rows[name]["rungs"].setdefault(f"{clients / interval:.0f}/s", []).append(result)
+                        if result["p99"] is None or result["p99"] >= FANIN_P99_MS or result["answered"] < 0.95 * result["offered"]:
+                            break
+                        held = result["answered"]
+                finally:
+                    srv.stop()
+                rows[name]["sustained"].append(held)
+        idle = 200 if self.smoke else FANIN_IDLE
+        for name, wire in servers.items():
+            port = freePort()
+            srv = self.server(name, port)
+            base = srv.rss()
+            cli = Proc([PY, str(HERE / "fanin.py"), "idle", *map(str, (port, idle, 600)), wire], self.env)
+            try:
+                cli.until("connected")
+                time.sleep(1.0)
+                cpu0 = srv.cpu()
+                time.sleep(2.0)
+                rows[name]["idle CPU s/s"] = (srv.cpu() - cpu0) / 2.0
+                rows[name]["idle bytes per connection"] = (srv.rss() - base) / idle
+            finally:
+                cli.stop()
+                srv.stop()
+        results = self.results.setdefault(f"{key}: calls/s sustained at p99 < {FANIN_P99_MS} ms", {})
+        for name, row in rows.items():
+            results[name] = _median(row["sustained"])
+        for label, field in (("p50 ms", "p50"), ("p99 ms", "p99"), ("server CPU s/s", "serverCpu")):
+            first = f"{clients / ladder[0]:.0f}/s"
+            self.results[f"{key} at {first}: {label}"] = {
+                name: _median([r[field] for r in row["rungs"][first] if r[field] is not None]) for name, row in rows.items()
+            }
+        self.results[f"{key}: server bytes per connection"] = {name: row["bytes per connection"] for name, row in rows.items()}
+        self.results[f"{idle} idle connections: server bytes per connection"] = {
+            name: row["idle bytes per connection"] for name, row in rows.items()
+        }
+        self.results[f"{idle} idle connections: server CPU s/s"] = {name: row["idle CPU s/s"] for name, row in rows.items()}
+        self.fanins = rows
+
     def detect(self) -> None:
         ping, timeout = 0.5, 0.5
         for impl in ("ours", "node"):
@@ -323,6 +410,7 @@ class Bench:
         self.calls()
         if callsOnly:
             return self.results
+        self.fanin()
         self.flush()
         self.queueMemory()
         self.detect()
@@ -405,7 +493,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     }
     Path(options.json).write_text(
         json.dumps(
-            {"machine": machine, "results": results, "ratios": bench.ratios, "runs": bench.runs, "peers": bench.peers},
+            {
+                "machine": machine,
+                "results": results,
+                "ratios": bench.ratios,
+                "runs": bench.runs,
+                "peers": bench.peers,
+                "fanin": bench.fanins,
+            },
             indent=2,
         )
     )

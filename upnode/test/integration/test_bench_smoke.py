@@ -64,9 +64,17 @@ class BenchSmoke(TestCase):
         long = results["pipelined, long connection"]
         self.assertEqual(set(long), {"ours", "node", "ceiling"})
         self.assertTrue(all(v > 0 and not math.isnan(v) for v in long.values()), long)
+        fanin = [key for key in results if "fan-in" in key or "idle connections" in key]
+        self.assertEqual(len(fanin), 7, fanin)
         for key, row in results.items():
-            if key not in ("lockstep", "pipelined", "pipelined, long connection"):
+            if key in fanin:
+                # The fan-in rows put the bare asyncio floor server beside.
+                self.assertEqual(set(row), {"ours", "node", "asyncio floor"}, key)
+                self.assertTrue(all(v >= 0 and not math.isnan(v) for v in row.values()), (key, row))
+            elif key not in ("lockstep", "pipelined", "pipelined, long connection"):
                 self.assertEqual(set(row), {"ours", "node"}, key)
+        sustained = next(key for key in fanin if "sustained" in key)
+        self.assertTrue(all(v > 0 for v in results[sustained].values()), results[sustained])
 
     async def test_cpuSmoke(self) -> None:
         """
