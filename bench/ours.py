@@ -11,7 +11,9 @@ Our side of the benchmark, as a process.
     python bench/ours.py queue-memory CALLS
     python bench/ours.py idle PORT CLIENTS PING
 
-Prints one JSON line with its result.
+Prints one JSON line with its result.  With UPNODE_BENCH_REACTOR=asyncio it
+runs on Twisted's asyncio reactor, and with UPNODE_BENCH_REACTOR=uvloop on
+that reactor over uvloop's event loop, as a program on asyncio would.
 """
 
 from __future__ import annotations
@@ -24,7 +26,28 @@ import sys
 import time
 from typing import Any, Dict
 
-from twisted.internet import reactor
+
+def installReactor(kind: str) -> None:
+    if kind == "default":
+        return
+    import asyncio
+
+    from twisted.internet import asyncioreactor
+
+    if kind == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    elif kind == "asyncio":
+        loop = asyncio.new_event_loop()
+    else:
+        raise SystemExit(f"UPNODE_BENCH_REACTOR: default, asyncio or uvloop, not {kind!r}")
+    asyncio.set_event_loop(loop)
+    asyncioreactor.install(loop)
+
+
+installReactor(os.environ.get("UPNODE_BENCH_REACTOR", "default"))
+from twisted.internet import reactor  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import upnode  # noqa: E402

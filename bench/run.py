@@ -66,10 +66,16 @@ CALL_RATES = ("lockstep", "pipelined", LONG)
 #: with a fresh lambda.
 UP_CALL = "ours, through up.call"
 C_CALLBACK = "ours, C callback (functools.partial)"
+#: Their clients' styles (see bench/ours.py).
+STYLES = {"ours call": "call", "ours partial": "partial"}
+#: Ours, client and server, on Twisted's asyncio reactor, and on it over
+#: uvloop: the reactor a program on asyncio brings.
+REACTORS = {"ours on the asyncio reactor": "asyncio", "ours on asyncio over uvloop": "uvloop"}
 #: The other peers: row name, then program and the library it needs (the
 #: module, and the package to install), None for what every install has.
 PEERS = {
     "asyncio floor": ("floor.py", None),
+    "uvloop floor": ("floor.py", ("uvloop", "uvloop")),
     "PB": ("pbpeer.py", None),
     "RPyC": ("rpycpeer.py", ("rpyc", "rpyc")),
     "gRPC": ("grpcpeer.py", ("grpc", "grpcio")),
@@ -155,13 +161,26 @@ class Bench:
         args_ = [str(a) for a in args]
         if impl == "ours":
             return [PY, str(HERE / "ours.py"), *args_]
-        if impl.startswith("ours "):  # a client style: "ours call" runs "call-lockstep"
-            return [PY, str(HERE / "ours.py"), f"{impl.split()[1]}-{args_[0]}", *args_[1:]]
+        if impl in STYLES:  # a client style: "ours call" runs "call-lockstep"
+            return [PY, str(HERE / "ours.py"), f"{STYLES[impl]}-{args_[0]}", *args_[1:]]
         if impl == "node":
             return ["node", "--expose-gc", str(HERE / "node.js"), *args_]
+        if impl in REACTORS:
+            return [PY, str(HERE / "ours.py"), *args_]
         if impl in PEERS:
             return [PY, str(HERE / PEERS[impl][0]), *args_]
         return [PY, str(HERE / "ceiling.py"), "tuned" if impl == "ceiling" else "stock", *args_]
+
+    def envOf(self, impl: str) -> Dict[str, str]:
+        """
+        The environment of C{impl}'s processes: ours on another reactor,
+        the floor on uvloop.
+        """
+        if impl in REACTORS:
+            return dict(self.env, UPNODE_BENCH_REACTOR=REACTORS[impl])
+        if impl == "uvloop floor":
+            return dict(self.env, UPNODE_BENCH_LOOP="uvloop")
+        return self.env
 
     def server(self, impl: str, port: int) -> Proc:
         if impl in ("ours without culls", "ours with metrics"):
@@ -169,7 +188,7 @@ class Bench:
             proc = Proc(self.command("ours", kind, port), self.env)
             proc.until("listening")
             return proc
-        proc = Proc(self.command(impl, "server", port), self.env)
+        proc = Proc(self.command(impl, "server", port), self.envOf(impl))
         proc.until("listening")
         return proc
 
@@ -186,8 +205,8 @@ class Bench:
                 raise
             print(f"  {server}: {e}", file=sys.stderr)
             return float("nan")
-        cli = Proc(self.command(client, mode, port, calls, warmup, *more), self.env)
-        reported = f"{client.split()[1]}-{mode}" if client.startswith("ours ") else mode
+        cli = Proc(self.command(client, mode, port, calls, warmup, *more), self.envOf(client))
+        reported = f"{STYLES[client]}-{mode}" if client in STYLES else mode
         try:
             return float(cli.until(reported)["rate"])
         except TimeoutError as e:
@@ -233,6 +252,9 @@ class Bench:
             UP_CALL: ("ours", "ours call"),
             C_CALLBACK: ("ours", "ours partial"),
         }
+        for name in REACTORS:
+            if name != "ours on asyncio over uvloop" or importlib.util.find_spec("uvloop") is not None:
+                rows[name] = (name, name)
         for key, (calls, warmup) in sizes.items():
             mode = "pipelined" if key == LONG else key
             names = [n for n in rows if key != LONG or n in ("ours", "node", "ceiling")]
@@ -255,6 +277,10 @@ class Bench:
             for name, label in ((UP_CALL, "up.call/up(cb)"), (C_CALLBACK, "C callback/lambda")):
                 if name in rates:
                     self.ratios[key][label] = _median([c / o for c, o in zip(rates[name], rates["ours"], strict=True)])
+            if "ours on asyncio over uvloop" in rates and "uvloop floor" in rates:
+                self.ratios[key]["ours on uvloop/uvloop floor"] = _median(
+                    [o / f for o, f in zip(rates["ours on asyncio over uvloop"], rates["uvloop floor"], strict=True)]
+                )
             if "ours, server metrics on" in rates:
                 self.ratios[key]["metrics on/off"] = _median(
                     [m / o for m, o in zip(rates["ours, server metrics on"], rates["ours"], strict=True)]
@@ -454,6 +480,8 @@ def table(results: Dict[str, Any], ratios: Dict[str, Dict[str, float]], peers: O
                 extra = f"   {ratios[mode]['up.call/up(cb)']:.2f} x ours through up(cb)"
             elif name == C_CALLBACK and "C callback/lambda" in ratios[mode]:
                 extra = f"   {ratios[mode]['C callback/lambda']:.2f} x ours with a lambda"
+            elif name == "ours on asyncio over uvloop" and "ours on uvloop/uvloop floor" in ratios[mode]:
+                extra = f"   {ratios[mode]['ours on uvloop/uvloop floor']:.2f} x the uvloop floor"
             lines.append(f"  {name:<{width}}{rate:>10,.0f}{extra}")
         if peers is not None and mode in peers["results"]:
             for name, rate in peers["results"][mode].items():

@@ -5,6 +5,7 @@ it checks that every figure came out.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -30,6 +31,10 @@ class BenchSmoke(TestCase):
         self.assertIn(b"x ceiling", stdout)
         raw = json.load(open(out))
         results = raw["results"]
+        # Ours over uvloop, and its ratio to the uvloop floor, where uvloop is installed.
+        hasUvloop = importlib.util.find_spec("uvloop") is not None
+        uvloopRow = {"ours on asyncio over uvloop"} if hasUvloop else set()
+        uvloopRatio = {"ours on uvloop/uvloop floor"} if hasUvloop else set()
         for mode in ("lockstep", "pipelined", "pipelined, long connection"):
             # Two rounds, each with every pair; a ratio for each comparison.
             self.assertTrue(all(len(rates) == 2 for rates in raw["runs"][mode].values()), raw["runs"][mode])
@@ -38,7 +43,7 @@ class BenchSmoke(TestCase):
                 set(ratios),
                 {"ours/ceiling", "ours/node"}
                 | (
-                    {"metrics on/off", "up.call/up(cb)", "C callback/lambda"}
+                    {"metrics on/off", "up.call/up(cb)", "C callback/lambda"} | uvloopRatio
                     if mode != "pipelined, long connection"
                     else set()
                 ),
@@ -58,7 +63,9 @@ class BenchSmoke(TestCase):
                     "ours, server metrics on",
                     "ours, through up.call",
                     "ours, C callback (functools.partial)",
-                },
+                    "ours on the asyncio reactor",
+                }
+                | uvloopRow,
             )
             self.assertTrue(all(v > 0 and not math.isnan(v) for v in results[mode].values()), results[mode])
         long = results["pipelined, long connection"]
