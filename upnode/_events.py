@@ -1,32 +1,56 @@
 """
-Node-style events on pyee, made safe for a protocol's bookkeeping.
+Node-style events on pyee, made safe for a protocol's bookkeeping, with
+Node's method names and JavaScript's rule for a handler's arguments.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Tuple
+from inspect import iscoroutine
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from pyee import EventEmitter as _PyeeEmitter
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._arity import callTruncated, runCoroutine
+
 
 class EventEmitter(_PyeeEmitter):
     """
-    pyee's emitter (C{on}, C{once}, C{remove_listener}, C{emit}) with two
-    changes: a handler that raises is logged instead of unwinding into the
-    code that emitted (which is usually in the middle of a state change), and
-    an C{error} nobody listens for is logged (as a critical failure) instead
-    of raised.
+    pyee's emitter (C{on}, C{once}, C{remove_listener}, C{emit}) with
+    Node's names (C{addListener}, C{removeListener}, C{off},
+    C{removeAllListeners}, C{listenerCount}) and these changes:
+
+      - a handler gets the arguments it takes, as in JavaScript:
+        C{on("remote", lambda remote: ...)} for an event that carries
+        C{(remote, conn)}; unlike a callback (see L{upnode._arity}), a
+        handler that names more than the event carries is a C{TypeError},
+        logged: an event's arguments are fixed, so that is a mistake;
+      - an C{async def} handler is run, and its failure treated as a
+        handler that raised;
+      - a handler that raises (or whose coroutine fails) is logged as a
+        failure instead of unwinding into the code that emitted, which is
+        usually in the middle of a state change;
+      - an C{error} nobody listens for is logged (as a critical failure)
+        instead of raised.
     """
 
     _log = Logger()
 
     def _emit_run(self, f: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
         try:
-            f(*args, **kwargs)
+            if kwargs:
+                result = f(*args, **kwargs)
+            else:
+                result = callTruncated(f, args)
         except Exception:
-            self._log.failure("An event handler {handler!r} raised", handler=f)
+            self._handlerFailed(Failure(), f)
+            return
+        if iscoroutine(result):
+            runCoroutine(result).addErrback(self._handlerFailed, f)
+
+    def _handlerFailed(self, failure: Failure, handler: Any) -> None:
+        self._log.failure("An event handler {handler!r} raised", failure, handler=handler)
 
     def _emit_handle_potential_error(self, event: str, error: Any) -> None:
         # An error nobody listens for is unexpected: a critical failure, as
@@ -40,6 +64,26 @@ class EventEmitter(_PyeeEmitter):
 
     def off(self, event: str, handler: Callable[..., Any]) -> None:
         """
-        Node's C{removeListener}.
+        Node's C{removeListener}: C{handler} no longer runs on C{event}.
         """
         self.remove_listener(event, handler)
+
+    def addListener(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """
+        Node's name for C{on(event, handler)}; returns C{handler}.
+        """
+        return self.add_listener(event, handler)
+
+    removeListener = off
+
+    def removeAllListeners(self, event: Optional[str] = None) -> None:
+        """
+        Remove every handler of C{event}, or of every event.
+        """
+        self.remove_all_listeners(event)
+
+    def listenerCount(self, event: str) -> int:
+        """
+        How many handlers C{event} has.
+        """
+        return len(self.listeners(event))

@@ -26,7 +26,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._arity import positionalLimit
+from ._arity import droppedResult, positionalArity, runCoroutine
 from ._events import EventEmitter
 from ._expose import Cons, construct, exposedMembers
 from ._guard import HOSTILE, LARGE, LARGE_LINE, START_READ, UNREAD, ServerGuard
@@ -667,9 +667,13 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         arguments = unscrub(message, self._proxyFor, self.limits)
         # Arguments beyond what the function takes are left off, as
         # JavaScript does (see _arity); inline, as this is every call's path.
-        limit = positionalLimit(target)
+        # A callback we handed out gets None for the ones it is not given
+        # (Node's error-first cb(err) to a def cb(err, result)).
+        limit, required = positionalArity(target)
         if 0 <= limit < len(arguments):
             arguments = arguments[:limit]
+        elif kind is int and len(arguments) < required:
+            arguments = [*arguments, *(None,) * (required - len(arguments))]
         try:
             result = target(*arguments)
         except DeadRemoteError:
@@ -682,9 +686,11 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if result is None:
             return
         if iscoroutine(result):
-            result = Deferred.fromCoroutine(result)
+            result = runCoroutine(result)
         if isinstance(result, Deferred):
-            result.addErrback(self._localError)
+            result.addCallbacks(droppedResult, self._localError, (target, kind))
+        else:
+            droppedResult(result, target, kind)
 
     def _localError(self, failure: Failure) -> None:
         self._log.failure("A local method raised", failure)

@@ -31,9 +31,10 @@ class DeadRemoteError(UpnodeError):
     """
 
 
-class UpTimeout(UpnodeError):
+class UpTimeout(UpnodeError, TimeoutError):
     """
-    A transaction or a call did not get a link (or a reply) in time.
+    A transaction or a call did not get a link (or a reply) in time.  A
+    L{TimeoutError} too, so C{except TimeoutError} catches it.
     """
 
 
@@ -56,7 +57,8 @@ class RemoteError(UpnodeError):
     """
 
 
-class ConnectionLostError(UpnodeError):
+class ConnectionLostError(UpnodeError, ConnectionError):
     """
-    The link dropped before the reply to a call arrived.
+    The link dropped before the reply to a call arrived.  A
+    L{ConnectionError} too, so C{except ConnectionError} catches it.
     """
