@@ -159,20 +159,17 @@ def runCoroutine(coroutine: Coroutine[Any, Any, Any]) -> Deferred[Any]:
 _warnedDropped: Dict[Any, None] = {}
 
 
-def droppedResult(result: Any, method: Any, kind: type) -> Any:
+def droppedResult(result: Any, method: Any) -> None:
     """
-    A method the peer called by name returned (or its Deferred or coroutine
-    fired with) C{result}, which dnode does not send anywhere: the caller
-    gets an answer only through a callback.  A C{None} is what a method
-    that answers through its callback returns; anything else is most likely
+    An exposed method the peer called returned (or its Deferred or
+    coroutine fired with) C{result}, not None, which dnode sends nowhere:
+    the caller gets an answer only through a callback.  It is most likely
     meant as the answer, so say once per method how to send it.
     """
-    if result is None or kind is not str:
-        return result
     key = getattr(method, "__func__", method)
     try:
         if key in _warnedDropped:
-            return result
+            return
         if len(_warnedDropped) >= _CACHE_BOUND:
             _warnedDropped.clear()
         _warnedDropped[key] = None
@@ -187,4 +184,3 @@ def droppedResult(result: Any, method: Any, kind: type) -> Any:
         method=name,
         value=repr(result)[:60],
     )
-    return result

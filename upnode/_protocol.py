@@ -668,11 +668,12 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         # Arguments beyond what the function takes are left off, as
         # JavaScript does (see _arity); inline, as this is every call's path.
         # A callback we handed out gets None for the ones it is not given
-        # (Node's error-first cb(err) to a def cb(err, result)).
+        # (Node's error-first cb(err) to a def cb(err, result)); a method we
+        # expose called with too few is the caller's mistake: a TypeError.
         limit, required = positionalArity(target)
         if 0 <= limit < len(arguments):
             arguments = arguments[:limit]
-        elif kind is int and len(arguments) < required:
+        elif len(arguments) < required and not self._exposes(target, kind):
             arguments = [*arguments, *(None,) * (required - len(arguments))]
         try:
             result = target(*arguments)
@@ -688,9 +689,19 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if iscoroutine(result):
             result = runCoroutine(result)
         if isinstance(result, Deferred):
-            result.addCallbacks(droppedResult, self._localError, (target, kind))
+            result.addCallbacks(self._returned, self._localError, (target, kind))
         else:
-            droppedResult(result, target, kind)
+            self._returned(result, target, kind)
+
+    def _exposes(self, target: Any, kind: type) -> bool:
+        # Whether the peer called one of our exposed methods (by name, or
+        # by the id its methods message gave it) rather than a callback we
+        # passed it; asked only off the common path.
+        return kind is str or any(member is target for member in self._exposed.values())
+
+    def _returned(self, result: Any, target: Any, kind: type) -> None:
+        if result is not None and self._exposes(target, kind):
+            droppedResult(result, target)
 
     def _localError(self, failure: Failure) -> None:
         self._log.failure("A local method raised", failure)
