@@ -56,8 +56,11 @@ def parseArguments(args: Sequence[Any], known: Sequence[str]) -> Arguments:
         elif isinstance(arg, dict):
             unknown = sorted(set(arg) - set(known), key=str)
             if unknown:
+                hint = ""
+                if any(callable(arg[key]) for key in unknown):
+                    hint = " (a dict of functions to serve is a cons: upnode.upnode(cons).listen(...))"
                 raise TypeError(
-                    f"unknown option(s) {', '.join(map(repr, unknown))}; the options are: "
+                    f"unknown option(s) {', '.join(map(repr, unknown))}{hint}; the options are: "
                     + ", ".join(sorted(known))
                 )
             for key, value in arg.items():
