@@ -145,7 +145,7 @@ def runCoroutine(coroutine: Coroutine[Any, Any, Any]) -> Deferred[Any]:
     Run a coroutine that a callback or a method returned, and return a
     Deferred of its result.  In a Twisted program (any reactor, started by
     C{reactor.run} or C{task.react}) it runs as Twisted runs coroutines
-    (L{Deferred.fromCoroutine}: it may await Deferreds); in an asyncio
+    (C{Deferred.fromCoroutine}: it may await Deferreds); in an asyncio
     program started through L{upnode.aio}, as an asyncio task (it may await
     anything asyncio code awaits; a Deferred with C{d.asFuture(loop)}).
     """

@@ -48,7 +48,7 @@ class Upnode:
         a callable C{cons(remote, conn)} (a class is one) that makes the
         object for each connection.  C{None} exposes nothing (upnode's
         C{ping} is always added).
-    @param reactor: the reactor (or a L{twisted.internet.task.Clock} in
+    @param reactor: the reactor (or a C{twisted.internet.task.Clock} in
         tests); the global reactor by default.
     """
 

@@ -34,7 +34,7 @@ class DeadRemoteError(UpnodeError):
 class UpTimeout(UpnodeError, TimeoutError):
     """
     A transaction or a call did not get a link (or a reply) in time.  A
-    L{TimeoutError} too, so C{except TimeoutError} catches it.
+    C{TimeoutError} too, so C{except TimeoutError} catches it.
     """
 
 
@@ -60,5 +60,5 @@ class RemoteError(UpnodeError):
 class ConnectionLostError(UpnodeError, ConnectionError):
     """
     The link dropped before the reply to a call arrived.  A
-    L{ConnectionError} too, so C{except ConnectionError} catches it.
+    C{ConnectionError} too, so C{except ConnectionError} catches it.
     """
