@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import warnings
 from types import MethodType
 from typing import Any, Callable, Coroutine, Dict, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from .errors import UpnodeWarning
 
 #: A function that takes any number of positional arguments.
 ANY = -1
@@ -176,11 +179,20 @@ def droppedResult(result: Any, method: Any) -> None:
     except TypeError:
         pass  # unhashable: say it every time
     name = getattr(method, "__qualname__", None) or repr(method)
-    _log.warn(
-        "{method}() returned {value}, which is not sent to the caller: "
-        "decorate it with @upnode.replies to answer with what it returns "
-        "(the caller reads it with up.call(..., errorFirst=True)), or call the "
-        "callback it was passed (this is said once per method)",
-        method=name,
-        value=repr(result)[:60],
+    message = (
+        f"{name}() returned {repr(result)[:60]}, which is not sent to the caller: decorate it with "
+        "@upnode.replies to answer with what it returns (the caller reads it with "
+        "up.call(..., errorFirst=True)), or call the callback it was passed (said once per method)"
     )
+    code = getattr(getattr(method, "__func__", method), "__code__", None)
+    if code is None:
+        warnings.warn(message, UpnodeWarning, stacklevel=2)
+    else:
+        # Pointing at the method, wherever the call came from.
+        warnings.warn_explicit(
+            message,
+            UpnodeWarning,
+            code.co_filename,
+            code.co_firstlineno,
+            getattr(method, "__module__", None) or "upnode",
+        )

@@ -5,7 +5,10 @@ out with C{connect()}, as Node's upnode does.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List
+import os
+import sys
+import warnings
+from typing import Any, Callable, Dict, List
 
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
 
@@ -19,6 +22,7 @@ from ._limits import Limits
 from ._reactor import resolve
 from ._server import UpnodeServerFactory
 from .dnode import LIMIT_OPTIONS, SERVER_LIMIT_OPTIONS, listenFailed
+from .errors import UpnodeWarning
 
 _ENDPOINT_OPTIONS = ("port", "host", "path", "endpoint")
 _CLIENT_TIMING = (
@@ -36,6 +40,51 @@ _CLIENT_TIMING = (
 )
 CLIENT_OPTIONS = _ENDPOINT_OPTIONS + ("createStream", "endpoints", "metrics") + _CLIENT_TIMING + LIMIT_OPTIONS
 SERVER_OPTIONS = _ENDPOINT_OPTIONS + ("ping", "timeout", "metrics") + LIMIT_OPTIONS + SERVER_LIMIT_OPTIONS
+
+#: Options in seconds that a Node habit writes in milliseconds.  1000 or
+#: more is refused as surely milliseconds; an integer from this threshold
+#: up is most likely milliseconds too (Node's reconnect of 100 would wait
+#: 100 s here), so it is said, as a Python warning.
+_SECONDS_OPTIONS = ("ping", "timeout", "reconnect", "handshakeTimeout", "lineTimeout")
+MILLISECONDS_HINT = 100
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_TESTS = _PACKAGE + "test" + os.sep
+
+
+def callerLevel() -> int:
+    """
+    The C{stacklevel} of L{warnings.warn} that names the first caller
+    outside this package, for a warning called from here.
+    """
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_PACKAGE) or filename.startswith(_TESTS):
+            break
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def warnMilliseconds(options: Dict[str, Any]) -> None:
+    """
+    Warn (L{UpnodeWarning}, pointing at the caller's C{connect} or
+    C{listen}) about each seconds option given as an integer from
+    L{MILLISECONDS_HINT} to 999: most likely Node's milliseconds.  A float
+    (C{100.0}) says seconds are meant, and is not warned about.
+    """
+    for name in _SECONDS_OPTIONS:
+        value = options.get(name)
+        if type(value) is int and MILLISECONDS_HINT <= value < 1000:
+            warnings.warn(
+                f"{name}={value} is taken as {value} seconds: upnode's times are in seconds, Node's in "
+                f"milliseconds (for {value} ms write {value / 1000}); write {value}.0 if you mean seconds",
+                UpnodeWarning,
+                stacklevel=callerLevel(),
+            )
 
 
 class Upnode:
@@ -109,6 +158,7 @@ class Upnode:
         """
         parsed = parseArguments(withOptions(args, options), CLIENT_OPTIONS)
         options = parsed.options
+        warnMilliseconds(options)
         factory = UpnodeClientFactory(
             self.cons,
             parsed.callback,
@@ -171,6 +221,7 @@ class Upnode:
         """
         parsed = parseArguments(withOptions(args, options), SERVER_OPTIONS)
         options = parsed.options
+        warnMilliseconds(options)
         factory = UpnodeServerFactory(
             self.cons,
             ping=options.get("ping", 10.0),

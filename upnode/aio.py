@@ -137,6 +137,9 @@ class Client:
     def __call__(self, *, timeout: Optional[float] = None) -> asyncio.Future[Any]: ...
 
     @overload
+    def __call__(self, timeout: float, /) -> asyncio.Future[Any]: ...
+
+    @overload
     def __call__(self, callback: Callable[..., Any], /) -> None: ...
 
     @overload

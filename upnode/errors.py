@@ -62,3 +62,13 @@ class ConnectionLostError(UpnodeError, ConnectionError):
     The link dropped before the reply to a call arrived.  A
     C{ConnectionError} too, so C{except ConnectionError} catches it.
     """
+
+
+class UpnodeWarning(UserWarning):
+    """
+    Something upnode was given is most likely a mistake, though it runs:
+    an integer of seconds that looks like Node's milliseconds, a server
+    method whose return value goes nowhere.  A Python warning, so a plain
+    script shows it on stderr once per place, and C{-W error::upnode.UpnodeWarning}
+    (or C{warnings.simplefilter}) makes it an error.
+    """

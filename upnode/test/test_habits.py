@@ -13,7 +13,6 @@ from typing import Any, List
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -23,6 +22,7 @@ from upnode import ConnectionLostError, UpnodeServerFactory, UpTimeout, replies
 from upnode._arity import ANY, callLikeJavaScript, fitArguments, positionalArity
 from upnode._events import EventEmitter
 from upnode._upnode import isCons
+from upnode.errors import UpnodeWarning
 from upnode.testing import FakeEndpoint, MemoryLink
 
 
@@ -325,11 +325,8 @@ class ReturnTests(LinkedTestCase):
     def test_returnWithoutRepliesIsSaid(self) -> None:
         """
         A method that returns its answer instead of calling back is pointed
-        out once, with the way to answer.
+        out once, as an UpnodeWarning at the method, with the way to answer.
         """
-        events: List[dict] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
 
         class Service:
             def __init__(self, remote: Any, conn: Any) -> None:
@@ -343,12 +340,26 @@ class ReturnTests(LinkedTestCase):
         self.accept()
         d2 = up.call("add", 3, 4, timeout=5)
         self.links[0].flush()
-        said = [e for e in events if e.get("log_level") is LogLevel.warn and "upnode.replies" in e["log_format"]]
-        self.assertEqual(len(said), 1)
-        self.assertIn("add", said[0]["method"])
+        said = self.flushWarnings()
+        self.assertEqual([w["category"] for w in said], [UpnodeWarning])
+        self.assertIn("Service.add() returned 3", said[0]["message"])
+        self.assertIn("@upnode.replies", said[0]["message"])
+        self.assertEqual(said[0]["filename"], __file__.replace(".pyc", ".py"))
         self.clock.advance(5)
         self.failureResultOf(d, UpTimeout)
         self.failureResultOf(d2, UpTimeout)
+
+    def test_callbackReturnIsNotSaid(self) -> None:
+        """
+        A callback we passed (not an exposed method) may return anything.
+        """
+        up = self.link({"echo": lambda v, cb: cb(v)})
+        self.accept()
+        seen: List[Any] = []
+        up(lambda remote: remote.echo(1, lambda v: seen.append(v) or v))
+        self.links[0].flush()
+        self.assertEqual(seen, [1])
+        self.assertEqual(self.flushWarnings(), [])
 
     def test_repliesReadErrorFirst(self) -> None:
         """
@@ -367,6 +378,29 @@ class ReturnTests(LinkedTestCase):
         self.accept().flush()
         self.assertEqual(self.successResultOf(raw), (None, 3))
         self.assertEqual(self.successResultOf(read), 3)
+
+
+class MillisecondsTests(SynchronousTestCase):
+    def test_integerThatLooksLikeMilliseconds(self) -> None:
+        """
+        Node's C{reconnect: 100} (ms) would wait 100 s here: a warning at
+        the caller's line says so; a float, or a small integer, is seconds
+        said plainly.
+        """
+        clock = Clock()
+        up = upnode.upnode(reactor=clock).connect(FakeEndpoint(clock), {"reconnect": 100}, ping=0)
+        up.close()
+        said = self.flushWarnings()
+        self.assertEqual([w["category"] for w in said], [UpnodeWarning])
+        self.assertIn("reconnect=100 is taken as 100 seconds", said[0]["message"])
+        self.assertIn("write 0.1", said[0]["message"])
+        self.assertEqual(said[0]["filename"], __file__.replace(".pyc", ".py"))
+        for fine in ({"reconnect": 100.0}, {"reconnect": 5}, {"timeout": 99}):
+            upnode.upnode(reactor=clock).connect(FakeEndpoint(clock), fine, ping=0).close()
+        self.assertEqual(self.flushWarnings(), [])
+        upnode.listen(RecordingEndpoint(), ping=500, reactor=clock)
+        self.assertEqual(len(self.flushWarnings()), 1)
+        self.assertRaises(ValueError, upnode.connect, FakeEndpoint(clock), reconnect=1000, reactor=clock)
 
 
 class ErrorTypeTests(SynchronousTestCase):
