@@ -55,7 +55,7 @@ _TESTS = _PACKAGE + "test" + os.sep
 
 def callerLevel() -> int:
     """
-    The C{stacklevel} of L{warnings.warn} that names the first caller
+    The C{stacklevel} of C{warnings.warn} that names the first caller
     outside this package, for a warning called from here.
     """
     frame = sys._getframe(1)
