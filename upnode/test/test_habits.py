@@ -271,6 +271,15 @@ class OptionTests(SynchronousTestCase):
         self.assertEqual(up.ping, 0)  # a keyword wins over the dict
         up.close()
 
+    def test_dnodeKeywordOptions(self) -> None:
+        from upnode import dnode
+
+        endpoint = RecordingEndpoint()
+        dnode.listen({}, endpoint, maxLineLength=4096, reactor=Clock())
+        self.assertEqual(endpoint.factories[0].limits.maxLineLength, 4096)
+        e = self.assertRaises(TypeError, dnode.connect, 7000, pingg=1, reactor=Clock())
+        self.assertIn("'pingg'", str(e))
+
     def test_unknownKeywordNamesTheValidOnes(self) -> None:
         clock = Clock()
         e = self.assertRaises(TypeError, upnode.upnode(reactor=clock).connect, 7000, pong=0)
