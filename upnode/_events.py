@@ -6,13 +6,39 @@ Node's method names and JavaScript's rule for a handler's arguments.
 from __future__ import annotations
 
 from inspect import iscoroutine
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from pyee import EventEmitter as _PyeeEmitter
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._arity import callTruncated, runCoroutine
+
+
+class _Once:
+    """
+    A C{once} handler as pyee holds it: called with the arguments it takes,
+    and equal to the handler itself, so that C{off(event, handler)} still
+    finds it.
+    """
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Callable[..., Any]) -> None:
+        self.handler = handler
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            return self.handler(*args, **kwargs)
+        return callTruncated(self.handler, args)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _Once):
+            other = other.handler
+        return bool(self.handler == other)
+
+    def __hash__(self) -> int:
+        return hash(self.handler)
 
 
 class EventEmitter(_PyeeEmitter):
@@ -48,6 +74,24 @@ class EventEmitter(_PyeeEmitter):
             return
         if iscoroutine(result):
             runCoroutine(result).addErrback(self._handlerFailed, f)
+
+    def once(self, event: str, f: Optional[Callable[..., Any]] = None) -> Callable[..., Any]:
+        """
+        Run C{f} the next time C{event} is emitted only (also as a
+        decorator, C{@emitter.once(event)}); returns C{f}.
+        """
+        if f is None:
+            return lambda handler: self.once(event, handler)
+        # pyee's once calls its handler with every argument: ours takes
+        # what it takes, as on() does.
+        super().once(event, _Once(f))
+        return f
+
+    def listeners(self, event: str) -> List[Callable[..., Any]]:
+        """
+        The handlers of C{event}, in order.
+        """
+        return [each.handler if isinstance(each, _Once) else each for each in super().listeners(event)]
 
     def _handlerFailed(self, failure: Failure, handler: Any) -> None:
         self._log.failure("An event handler {handler!r} raised", failure, handler=handler)

@@ -86,6 +86,27 @@ class EmitterTests(SynchronousTestCase):
         emitter.emit("remote", "R2", "C2")
         self.assertEqual(seen, ["none", "R", ("R", "C"), "none", "R2"])
 
+    def test_onceTakesWhatItTakes(self) -> None:
+        emitter = EventEmitter()
+        seen: List[Any] = []
+        emitter.once("x", lambda: seen.append("none"))
+        emitter.once("x", lambda a: seen.append(a))
+        dropped = emitter.once("x", lambda a, b: seen.append("never"))
+        self.assertEqual(emitter.listenerCount("x"), 3)
+        self.assertIs(emitter.listeners("x")[2], dropped)
+        emitter.off("x", dropped)
+        emitter.emit("x", 1, 2)
+        emitter.emit("x", 3, 4)
+        self.assertEqual(seen, ["none", 1])
+        self.assertEqual(emitter.listenerCount("x"), 0)
+
+        @emitter.once("y")
+        def decorated(value: Any) -> None:
+            seen.append(value)
+
+        emitter.emit("y", "v", "extra")
+        self.assertEqual(seen[-1], "v")
+
     def test_asyncHandler(self) -> None:
         emitter = EventEmitter()
         gate: Deferred[None] = Deferred()
