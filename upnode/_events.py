@@ -44,8 +44,8 @@ class _Once:
 class EventEmitter(_PyeeEmitter):
     """
     pyee's emitter (C{on}, C{once}, C{remove_listener}, C{emit}) with
-    Node's names (C{addListener}, C{removeListener}, C{off},
-    C{removeAllListeners}, C{listenerCount}) and these changes:
+    Node's names (C{addListener}, C{prependListener}, C{removeListener},
+    C{off}, C{removeAllListeners}, C{listenerCount}) and these changes:
 
       - a handler gets the arguments it takes, as in JavaScript:
         C{on("remote", lambda remote: ...)} for an event that carries
@@ -119,6 +119,21 @@ class EventEmitter(_PyeeEmitter):
         return self.add_listener(event, handler)
 
     removeListener = off
+
+    def prependListener(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """
+        Node's C{prependListener}: like C{on}, but C{handler} runs before
+        the handlers C{event} has; returns C{handler}.
+        """
+        rest = super().listeners(event)
+        self.remove_all_listeners(event)
+        self.on(event, handler)
+        for each in rest:
+            if isinstance(each, _Once):
+                super().once(event, each)  # still once
+            else:
+                self.on(event, each)
+        return handler
 
     def removeAllListeners(self, event: Optional[str] = None) -> None:
         """

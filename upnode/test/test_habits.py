@@ -107,6 +107,17 @@ class EmitterTests(SynchronousTestCase):
         emitter.emit("y", "v", "extra")
         self.assertEqual(seen[-1], "v")
 
+    def test_prependListener(self) -> None:
+        emitter = EventEmitter()
+        seen: List[Any] = []
+        emitter.on("x", lambda: seen.append("on"))
+        emitter.once("x", lambda: seen.append("once"))
+        first = emitter.prependListener("x", lambda v: seen.append(("first", v)))
+        emitter.emit("x", 1)
+        emitter.emit("x", 2)
+        self.assertEqual(seen, [("first", 1), "on", "once", ("first", 2), "on"])
+        self.assertEqual(emitter.listeners("x")[0], first)
+
     def test_asyncHandler(self) -> None:
         emitter = EventEmitter()
         gate: Deferred[None] = Deferred()
