@@ -97,8 +97,11 @@ def start() -> Any:
     if not reactor.running:
         reactor.startRunning(installSignalHandlers=False)  # asyncio handles signals
         _keeper = loop.create_task(_keepRunning(reactor, loop))
+        # An asyncio program: coroutines run as asyncio tasks.  (A Twisted
+        # program that already runs the asyncio reactor keeps Twisted's
+        # coroutines, which await Deferreds.)
+        _arity.asyncioLoop = loop
     _loop = loop
-    _arity.asyncioLoop = loop
     return reactor
 
 
