@@ -699,9 +699,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         # passed it; asked only off the common path.
         return kind is str or any(member is target for member in self._exposed.values())
 
-    def _returned(self, result: Any, target: Any, kind: type) -> None:
+    def _returned(self, result: Any, target: Any, kind: type) -> Any:
         if result is not None and self._exposes(target, kind):
             droppedResult(result, target)
+        return result  # a Deferred the method also handed elsewhere keeps its value
 
     def _localError(self, failure: Failure) -> None:
         self._log.failure("A local method raised", failure)
