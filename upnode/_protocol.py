@@ -26,7 +26,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._arity import positionalLimit
+from ._arity import droppedResult, positionalArity, runCoroutine
 from ._events import EventEmitter
 from ._expose import Cons, construct, exposedMembers
 from ._guard import HOSTILE, LARGE, LARGE_LINE, START_READ, UNREAD, ServerGuard
@@ -667,9 +667,14 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         arguments = unscrub(message, self._proxyFor, self.limits)
         # Arguments beyond what the function takes are left off, as
         # JavaScript does (see _arity); inline, as this is every call's path.
-        limit = positionalLimit(target)
+        # A callback we handed out gets None for the ones it is not given
+        # (Node's error-first cb(err) to a def cb(err, result)); a method we
+        # expose called with too few is the caller's mistake: a TypeError.
+        limit, required = positionalArity(target)
         if 0 <= limit < len(arguments):
             arguments = arguments[:limit]
+        elif len(arguments) < required and not self._exposes(target, kind):
+            arguments = [*arguments, *(None,) * (required - len(arguments))]
         try:
             result = target(*arguments)
         except DeadRemoteError:
@@ -682,9 +687,22 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if result is None:
             return
         if iscoroutine(result):
-            result = Deferred.fromCoroutine(result)
+            result = runCoroutine(result)
         if isinstance(result, Deferred):
-            result.addErrback(self._localError)
+            result.addCallbacks(self._returned, self._localError, (target, kind))
+        else:
+            self._returned(result, target, kind)
+
+    def _exposes(self, target: Any, kind: type) -> bool:
+        # Whether the peer called one of our exposed methods (by name, or
+        # by the id its methods message gave it) rather than a callback we
+        # passed it; asked only off the common path.
+        return kind is str or any(member is target for member in self._exposed.values())
+
+    def _returned(self, result: Any, target: Any, kind: type) -> Any:
+        if result is not None and self._exposes(target, kind):
+            droppedResult(result, target)
+        return result  # a Deferred the method also handed elsewhere keeps its value
 
     def _localError(self, failure: Failure) -> None:
         self._log.failure("A local method raised", failure)
