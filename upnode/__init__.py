@@ -22,6 +22,7 @@ The public surface:
 from ._calls import replies
 from ._client import UpnodeClientFactory
 from ._limits import Limits
+from ._outbox import OutboxError, OutboxFull
 from ._protocol import DnodeProtocol
 from ._remote import Remote, RemoteCallback
 from ._server import UpnodeServerFactory
@@ -36,6 +37,7 @@ from .errors import (
     RejectedMessage,
     RemoteError,
     UpnodeError,
+    UpnodeWarning,
     UpTimeout,
 )
 
@@ -45,6 +47,8 @@ __all__ = [
     "DeadRemoteError",
     "DnodeProtocol",
     "Limits",
+    "OutboxError",
+    "OutboxFull",
     "ProtocolError",
     "QueueFull",
     "RejectedMessage",
@@ -52,6 +56,7 @@ __all__ = [
     "Remote",
     "RemoteCallback",
     "UpnodeError",
+    "UpnodeWarning",
     "UpTimeout",
     "Upnode",
     "UpnodeClientFactory",

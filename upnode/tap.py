@@ -28,7 +28,7 @@ from twisted.python.reflect import namedAny
 
 from ._args import serverFromDescription
 from ._guard import ServerLimits
-from ._limits import Limits
+from ._limits import Limits, seconds
 from ._server import UpnodeServerFactory
 from ._version import __version__
 
@@ -38,10 +38,13 @@ DEFAULT_PORT = "tcp:7000:interface=127.0.0.1"
 
 
 def _seconds(value: str) -> float:
-    seconds = float(value)
-    if not seconds >= 0:
-        raise ValueError(f"{value!r} is not a number of seconds >= 0")
-    return seconds
+    # The one rule for seconds (see upnode._limits.seconds): "10000" is an
+    # integer, and so surely Node's milliseconds; "10000.0" is meant.
+    try:
+        number: float = int(value)
+    except ValueError:
+        number = float(value)
+    return seconds("the value", number)
 
 
 def _positive(value: str) -> int:
