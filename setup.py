@@ -1,12 +1,15 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).resolve().parent
+# One place for the version: upnode/_version.py (upnode.__version__).
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "upnode" / "_version.py").read_text()).group(1)
 
 setup(
     name="upnode",
-    version="0.1.0",
+    version=VERSION,
     description=(
         "Keep a dnode connection alive, re-establish state between reconnects "
         "and queue calls while the link is down: Node's upnode on Twisted."

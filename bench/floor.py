@@ -7,6 +7,9 @@ reply written as it is made, as asyncio's streams are meant to be used.
     python bench/floor.py server PORT
     python bench/floor.py lockstep|pipelined PORT CALLS WARMUP SECONDS
 
+With UPNODE_BENCH_LOOP=uvloop both run on uvloop's event loop (the floor
+for this framing in Python) instead of asyncio's own.
+
 The client times CALLS calls after WARMUP, or as many as SECONDS allow,
 and prints one JSON line with the rate.
 """
@@ -91,12 +94,24 @@ async def calls(mode: str, port: int, total: int, warmup: int, seconds: float) -
     writer.close()
 
 
+def run(main: Any) -> None:
+    if os.environ.get("UPNODE_BENCH_LOOP") == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            report(event="failed", error="not installed: uvloop")
+            sys.exit(1)
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
+
+
 if __name__ == "__main__":
     mode, port = sys.argv[1], int(sys.argv[2])
     if mode == "server":
         try:
-            asyncio.run(serve(port))
+            run(serve(port))
         except OSError as e:
             report(event="failed", error=str(e))
     else:
-        asyncio.run(calls(mode, port, int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])))
+        run(calls(mode, port, int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])))

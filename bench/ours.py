@@ -4,15 +4,21 @@ Our side of the benchmark, as a process.
     python bench/ours.py server PORT
     python bench/ours.py server-without-culls PORT
     python bench/ours.py lockstep|pipelined PORT CALLS WARMUP
+    python bench/ours.py call-lockstep|call-pipelined PORT CALLS WARMUP      (through up.call)
+    python bench/ours.py partial-lockstep|partial-pipelined PORT CALLS WARMUP
+                                   (a callback with no __code__: functools.partial)
     python bench/ours.py flush PORT CALLS          (queue while down, then time the flush)
     python bench/ours.py queue-memory CALLS
     python bench/ours.py idle PORT CLIENTS PING
 
-Prints one JSON line with its result.
+Prints one JSON line with its result.  With UPNODE_BENCH_REACTOR=asyncio it
+runs on Twisted's asyncio reactor, and with UPNODE_BENCH_REACTOR=uvloop on
+that reactor over uvloop's event loop, as a program on asyncio would.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -20,7 +26,28 @@ import sys
 import time
 from typing import Any, Dict
 
-from twisted.internet import reactor
+
+def installReactor(kind: str) -> None:
+    if kind == "default":
+        return
+    import asyncio
+
+    from twisted.internet import asyncioreactor
+
+    if kind == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    elif kind == "asyncio":
+        loop = asyncio.new_event_loop()
+    else:
+        raise SystemExit(f"UPNODE_BENCH_REACTOR: default, asyncio or uvloop, not {kind!r}")
+    asyncio.set_event_loop(loop)
+    asyncioreactor.install(loop)
+
+
+installReactor(os.environ.get("UPNODE_BENCH_REACTOR", "default"))
+from twisted.internet import reactor  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import upnode  # noqa: E402
@@ -59,9 +86,12 @@ def serve(port: int, cull: bool = True, metrics: bool = False) -> None:
     reactor.run()
 
 
-def calls(mode: str, port: int, total: int, warmup: int) -> None:
+def calls(mode: str, port: int, total: int, warmup: int, style: str = "up") -> None:
     """
-    Make C{warmup} calls, then time C{total} more.
+    Make C{warmup} calls, then time C{total} more: through C{up(cb)} with
+    a fresh lambda per call (style C{up}), through C{up.call} (C{call}), or
+    through C{up(cb)} with a callback that has no C{__code__}, as C{print}
+    or a bound builtin has (C{partial}).
     """
     up = upnode.connect(port, "127.0.0.1", {"ping": 0, "reconnect": 0.05, "jitter": 0})
     inFlight = 1 if mode == "lockstep" else PIPELINE
@@ -72,6 +102,14 @@ def calls(mode: str, port: int, total: int, warmup: int) -> None:
         state["sent"] += 1
         up(lambda remote, conn: remote.echo(PAYLOAD, lambda value: replied(value)))
 
+    def sendCall() -> None:
+        state["sent"] += 1
+        up.call("echo", PAYLOAD).addCallback(replied)
+
+    def sendPartial() -> None:
+        state["sent"] += 1
+        up(lambda remote, conn: remote.echo(PAYLOAD, cCallback))
+
     def replied(value: Any) -> None:
         state["done"] += 1
         if state["done"] == warmup:
@@ -80,8 +118,14 @@ def calls(mode: str, port: int, total: int, warmup: int) -> None:
             send()
         elif state["done"] == warmup + total:
             seconds = time.perf_counter() - state["start"]
-            report(mode=mode, calls=total, seconds=seconds, rate=total / seconds)
+            report(mode=mode if style == "up" else f"{style}-{mode}", calls=total, seconds=seconds, rate=total / seconds)
             reactor.stop()
+
+    cCallback = functools.partial(replied)
+    if style == "call":
+        send = sendCall
+    elif style == "partial":
+        send = sendPartial
 
     def start(remote: Any) -> None:
         state["start"] = time.perf_counter()
@@ -178,6 +222,9 @@ if __name__ == "__main__":
         serve(int(sys.argv[2]), metrics=True)
     elif mode in ("lockstep", "pipelined"):
         calls(mode, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    elif mode.partition("-")[2] in ("lockstep", "pipelined") and mode.partition("-")[0] in ("call", "partial"):
+        style, _, how = mode.partition("-")
+        calls(how, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), style)
     elif mode == "flush":
         flush(int(sys.argv[2]), int(sys.argv[3]))
     elif mode == "queue-memory":

@@ -16,6 +16,12 @@ is not installed shows as n/a.
     python bench/run.py --json out.json
     python bench/run.py --calls-only    the call rates only
 
+The fan-in rows (bench/fanin.py drives them) put a thousand clients, each
+calling now and then, on ours, Node's upnode server and the bare asyncio
+floor server, and report the highest rate each answers with a p99 under
+50 ms, the latency at the first rung, the server's CPU and its memory per
+connection, active and idle.
+
 Call rates are the median of --repeat rounds (5), each run timed after a
 warm-up; each round runs every pair once, and the ratios are the medians of
 each round's own ratios, so that the machine's drift over minutes does not
@@ -55,10 +61,21 @@ PY = sys.executable
 #: server never culls, as Node's does not), ours does not.
 LONG = "pipelined, long connection"
 CALL_RATES = ("lockstep", "pipelined", LONG)
+#: Our client calling through up.call, and with a callback that has no
+#: __code__ (functools.partial, as print or a bound builtin), beside up(cb)
+#: with a fresh lambda.
+UP_CALL = "ours, through up.call"
+C_CALLBACK = "ours, C callback (functools.partial)"
+#: Their clients' styles (see bench/ours.py).
+STYLES = {"ours call": "call", "ours partial": "partial"}
+#: Ours, client and server, on Twisted's asyncio reactor, and on it over
+#: uvloop: the reactor a program on asyncio brings.
+REACTORS = {"ours on the asyncio reactor": "asyncio", "ours on asyncio over uvloop": "uvloop"}
 #: The other peers: row name, then program and the library it needs (the
 #: module, and the package to install), None for what every install has.
 PEERS = {
     "asyncio floor": ("floor.py", None),
+    "uvloop floor": ("floor.py", ("uvloop", "uvloop")),
     "PB": ("pbpeer.py", None),
     "RPyC": ("rpycpeer.py", ("rpyc", "rpyc")),
     "gRPC": ("grpcpeer.py", ("grpc", "grpcio")),
@@ -66,6 +83,12 @@ PEERS = {
 #: The peers' modes, and the seconds a timed run may take at most.
 PEER_RATES = ("lockstep", "pipelined")
 PEER_SECONDS = 3.0
+#: Fan-in: the clients, the offered rates' ladder (each client's interval
+#: between calls, in seconds), the p99 a rung must keep, and the idle ones.
+FANIN_CLIENTS = 1000
+FANIN_LADDER = (0.1, 0.05, 0.025, 1 / 60, 0.0125, 0.01)
+FANIN_P99_MS = 50
+FANIN_IDLE = 10000
 
 
 def freePort() -> int:
@@ -131,16 +154,33 @@ class Bench:
         #: The other peers' medians, ratios and runs, by call-rate figure,
         #: and the packages missing for the ones not installed.
         self.peers: Dict[str, Any] = {"results": {}, "ratios": {}, "runs": {}, "not installed": missingPeers()}
+        #: Every fan-in rung's result, by server.
+        self.fanins: Dict[str, Any] = {}
 
     def command(self, impl: str, *args: Any) -> List[str]:
         args_ = [str(a) for a in args]
         if impl == "ours":
             return [PY, str(HERE / "ours.py"), *args_]
+        if impl in STYLES:  # a client style: "ours call" runs "call-lockstep"
+            return [PY, str(HERE / "ours.py"), f"{STYLES[impl]}-{args_[0]}", *args_[1:]]
         if impl == "node":
             return ["node", "--expose-gc", str(HERE / "node.js"), *args_]
+        if impl in REACTORS:
+            return [PY, str(HERE / "ours.py"), *args_]
         if impl in PEERS:
             return [PY, str(HERE / PEERS[impl][0]), *args_]
         return [PY, str(HERE / "ceiling.py"), "tuned" if impl == "ceiling" else "stock", *args_]
+
+    def envOf(self, impl: str) -> Dict[str, str]:
+        """
+        The environment of C{impl}'s processes: ours on another reactor,
+        the floor on uvloop.
+        """
+        if impl in REACTORS:
+            return dict(self.env, UPNODE_BENCH_REACTOR=REACTORS[impl])
+        if impl == "uvloop floor":
+            return dict(self.env, UPNODE_BENCH_LOOP="uvloop")
+        return self.env
 
     def server(self, impl: str, port: int) -> Proc:
         if impl in ("ours without culls", "ours with metrics"):
@@ -148,7 +188,7 @@ class Bench:
             proc = Proc(self.command("ours", kind, port), self.env)
             proc.until("listening")
             return proc
-        proc = Proc(self.command(impl, "server", port), self.env)
+        proc = Proc(self.command(impl, "server", port), self.envOf(impl))
         proc.until("listening")
         return proc
 
@@ -165,9 +205,10 @@ class Bench:
                 raise
             print(f"  {server}: {e}", file=sys.stderr)
             return float("nan")
-        cli = Proc(self.command(client, mode, port, calls, warmup, *more), self.env)
+        cli = Proc(self.command(client, mode, port, calls, warmup, *more), self.envOf(client))
+        reported = f"{STYLES[client]}-{mode}" if client in STYLES else mode
         try:
-            return float(cli.until(mode)["rate"])
+            return float(cli.until(reported)["rate"])
         except TimeoutError as e:
             print(f"  {e}", file=sys.stderr)
             return float("nan")
@@ -206,7 +247,14 @@ class Bench:
             "Node client, our server": ("ours", "node"),
             "Node client, our server without culls": ("ours without culls", "node"),
             "ours, server metrics on": ("ours with metrics", "ours"),
+            # The same server; the client calls through up.call, or passes
+            # a callback with no __code__ (as print or list.append has).
+            UP_CALL: ("ours", "ours call"),
+            C_CALLBACK: ("ours", "ours partial"),
         }
+        for name in REACTORS:
+            if name != "ours on asyncio over uvloop" or importlib.util.find_spec("uvloop") is not None:
+                rows[name] = (name, name)
         for key, (calls, warmup) in sizes.items():
             mode = "pipelined" if key == LONG else key
             names = [n for n in rows if key != LONG or n in ("ours", "node", "ceiling")]
@@ -226,6 +274,13 @@ class Bench:
                 "ours/ceiling": _median([o / c for o, c in zip(rates["ours"], rates["ceiling"], strict=True)]),
                 "ours/node": _median([o / n for o, n in zip(rates["ours"], rates["node"], strict=True)]),
             }
+            for name, label in ((UP_CALL, "up.call/up(cb)"), (C_CALLBACK, "C callback/lambda")):
+                if name in rates:
+                    self.ratios[key][label] = _median([c / o for c, o in zip(rates[name], rates["ours"], strict=True)])
+            if "ours on asyncio over uvloop" in rates and "uvloop floor" in rates:
+                self.ratios[key]["ours on uvloop/uvloop floor"] = _median(
+                    [o / f for o, f in zip(rates["ours on asyncio over uvloop"], rates["uvloop floor"], strict=True)]
+                )
             if "ours, server metrics on" in rates:
                 self.ratios[key]["metrics on/off"] = _median(
                     [m / o for m, o in zip(rates["ours, server metrics on"], rates["ours"], strict=True)]
@@ -285,6 +340,79 @@ class Bench:
                 cli.stop()
                 srv.stop()
 
+    def fanin(self) -> None:
+        """
+        Many clients at once, each calling now and then (bench/fanin.py is
+        the generator): for each server, in rounds, the offered rate climbs
+        a ladder until the server no longer answers it with a p99 under
+        FANIN_P99_MS; the highest rung it held is its sustained rate.  Each
+        rung also gives the server's CPU (seconds a second), and the first
+        the server's memory per connection.  Then FANIN_IDLE connections
+        that call nothing: the server's memory per connection and CPU.
+        """
+        clients = 100 if self.smoke else FANIN_CLIENTS
+        ladder = FANIN_LADDER[:2] if self.smoke else FANIN_LADDER
+        seconds, warmup = (1.0, 0.5) if self.smoke else (4.0, 1.0)
+        servers = {"ours": "dnode", "node": "dnode", "asyncio floor": "lines"}
+        key = f"fan-in ({clients} clients)"
+        rows: Dict[str, Dict[str, Any]] = {name: {"sustained": [], "rungs": {}} for name in servers}
+        for run in range(max(1, self.repeat // 2) if not self.smoke else 1):
+            for name, wire in servers.items():
+                print(f"  {key}: {name} ({run + 1})", file=sys.stderr, flush=True)
+                port = freePort()
+                srv = self.server(name, port)
+                base = srv.rss()
+                held = 0.0
+                try:
+                    for rung, interval in enumerate(ladder):
+                        cli = Proc([PY, str(HERE / "fanin.py"), "load", *map(str, (port, clients, interval, seconds, warmup)), wire], self.env)
+                        try:
+                            cli.until("connected")
+                            if rung == 0 and run == 0:
+                                rows[name]["bytes per connection"] = (srv.rss() - base) / clients
+                            cpu0, t0 = srv.cpu(), time.monotonic()
+                            result = cli.until("load")
+                            result["serverCpu"] = (srv.cpu() - cpu0) / (time.monotonic() - t0)
+                        finally:
+                            cli.stop()
+                        rows[name]["rungs"].setdefault(f"{clients / interval:.0f}/s", []).append(result)
+                        if result["p99"] is None or result["p99"] >= FANIN_P99_MS or result["answered"] < 0.95 * result["offered"]:
+                            break
+                        held = result["answered"]
+                finally:
+                    srv.stop()
+                rows[name]["sustained"].append(held)
+        idle = 200 if self.smoke else FANIN_IDLE
+        for name, wire in servers.items():
+            port = freePort()
+            srv = self.server(name, port)
+            base = srv.rss()
+            cli = Proc([PY, str(HERE / "fanin.py"), "idle", *map(str, (port, idle, 600)), wire], self.env)
+            try:
+                cli.until("connected")
+                time.sleep(1.0)
+                cpu0 = srv.cpu()
+                time.sleep(2.0)
+                rows[name]["idle CPU s/s"] = (srv.cpu() - cpu0) / 2.0
+                rows[name]["idle bytes per connection"] = (srv.rss() - base) / idle
+            finally:
+                cli.stop()
+                srv.stop()
+        results = self.results.setdefault(f"{key}: calls/s sustained at p99 < {FANIN_P99_MS} ms", {})
+        for name, row in rows.items():
+            results[name] = _median(row["sustained"])
+        for label, field in (("p50 ms", "p50"), ("p99 ms", "p99"), ("server CPU s/s", "serverCpu")):
+            first = f"{clients / ladder[0]:.0f}/s"
+            self.results[f"{key} at {first}: {label}"] = {
+                name: _median([r[field] for r in row["rungs"][first] if r[field] is not None]) for name, row in rows.items()
+            }
+        self.results[f"{key}: server bytes per connection"] = {name: row["bytes per connection"] for name, row in rows.items()}
+        self.results[f"{idle} idle connections: server bytes per connection"] = {
+            name: row["idle bytes per connection"] for name, row in rows.items()
+        }
+        self.results[f"{idle} idle connections: server CPU s/s"] = {name: row["idle CPU s/s"] for name, row in rows.items()}
+        self.fanins = rows
+
     def detect(self) -> None:
         ping, timeout = 0.5, 0.5
         for impl in ("ours", "node"):
@@ -308,6 +436,7 @@ class Bench:
         self.calls()
         if callsOnly:
             return self.results
+        self.fanin()
         self.flush()
         self.queueMemory()
         self.detect()
@@ -347,6 +476,12 @@ def table(results: Dict[str, Any], ratios: Dict[str, Dict[str, float]], peers: O
                 extra = f"   {ratio['ours/ceiling']:.2f} x ceiling, {ratio['ours/node']:.2f} x Node"
             elif name == "ours, server metrics on" and "metrics on/off" in ratios[mode]:
                 extra = f"   {ratios[mode]['metrics on/off']:.2f} x ours with metrics off"
+            elif name == UP_CALL and "up.call/up(cb)" in ratios[mode]:
+                extra = f"   {ratios[mode]['up.call/up(cb)']:.2f} x ours through up(cb)"
+            elif name == C_CALLBACK and "C callback/lambda" in ratios[mode]:
+                extra = f"   {ratios[mode]['C callback/lambda']:.2f} x ours with a lambda"
+            elif name == "ours on asyncio over uvloop" and "ours on uvloop/uvloop floor" in ratios[mode]:
+                extra = f"   {ratios[mode]['ours on uvloop/uvloop floor']:.2f} x the uvloop floor"
             lines.append(f"  {name:<{width}}{rate:>10,.0f}{extra}")
         if peers is not None and mode in peers["results"]:
             for name, rate in peers["results"][mode].items():
@@ -386,7 +521,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     }
     Path(options.json).write_text(
         json.dumps(
-            {"machine": machine, "results": results, "ratios": bench.ratios, "runs": bench.runs, "peers": bench.peers},
+            {
+                "machine": machine,
+                "results": results,
+                "ratios": bench.ratios,
+                "runs": bench.runs,
+                "peers": bench.peers,
+                "fanin": bench.fanins,
+            },
             indent=2,
         )
     )

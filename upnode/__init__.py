@@ -1,15 +1,33 @@
 """
 upnode for Twisted: keep a dnode connection alive, re-establish state
-between reconnects, and queue calls while the link is down.
+between reconnects, and queue calls while the link is down; Node's upnode
+0.6.0 and dnode 1.2.2, wire-compatible.
+
+The public surface:
+  - L{connect}, L{listen} and L{upnode} (an L{Upnode}): Node's
+    C{upnode.connect(...)}, C{upnode.listen(...)} and C{upnode(cons)};
+  - L{UpnodeClientFactory}: the client, which is the C{up()} transaction
+    function (C{up(cb)}, C{await up()}, C{await up.call(name, *args)});
+  - L{UpnodeServerFactory}: the server's factory; L{replies}: a server
+    method that returns its answer;
+  - L{DnodeProtocol}: one connection; L{Remote} and L{RemoteCallback}: the
+    peer's objects and callbacks; L{Limits}: per-connection bounds;
+  - the errors (L{UpnodeError} and its subclasses);
+  - L{upnode.aio}: the same from an asyncio program (C{asyncio.run});
+  - L{upnode.dnode}: the protocol layer alone, like Node's C{dnode};
+    L{upnode.testing}: a client and a server in memory for tests;
+    L{upnode.tls}, L{upnode.metrics}.
 """
 
 from ._calls import replies
 from ._client import UpnodeClientFactory
 from ._limits import Limits
+from ._outbox import OutboxError, OutboxFull
 from ._protocol import DnodeProtocol
 from ._remote import Remote, RemoteCallback
 from ._server import UpnodeServerFactory
 from ._upnode import Upnode, connect, listen, upnode
+from ._version import __version__
 from .errors import (
     Closed,
     ConnectionLostError,
@@ -19,6 +37,7 @@ from .errors import (
     RejectedMessage,
     RemoteError,
     UpnodeError,
+    UpnodeWarning,
     UpTimeout,
 )
 
@@ -28,6 +47,8 @@ __all__ = [
     "DeadRemoteError",
     "DnodeProtocol",
     "Limits",
+    "OutboxError",
+    "OutboxFull",
     "ProtocolError",
     "QueueFull",
     "RejectedMessage",
@@ -35,10 +56,12 @@ __all__ = [
     "Remote",
     "RemoteCallback",
     "UpnodeError",
+    "UpnodeWarning",
     "UpTimeout",
     "Upnode",
     "UpnodeClientFactory",
     "UpnodeServerFactory",
+    "__version__",
     "connect",
     "listen",
     "replies",

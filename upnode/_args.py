@@ -54,9 +54,15 @@ def parseArguments(args: Sequence[Any], known: Sequence[str]) -> Arguments:
         elif isinstance(arg, str):
             _parseString(arg, parsed)
         elif isinstance(arg, dict):
-            unknown = sorted(set(arg) - set(known))
+            unknown = sorted(set(arg) - set(known), key=str)
             if unknown:
-                raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))}")
+                hint = ""
+                if any(callable(arg[key]) for key in unknown):
+                    hint = " (a dict of functions to serve is a cons: upnode.upnode(cons).listen(...))"
+                raise TypeError(
+                    f"unknown option(s) {', '.join(map(repr, unknown))}{hint}; the options are: "
+                    + ", ".join(sorted(known))
+                )
             for key, value in arg.items():
                 if key == "port":
                     parsed.port = _port(int(value))
@@ -173,3 +179,13 @@ def serverEndpoint(reactor: Any, parsed: Arguments) -> Any:
     if parsed.port is not None:
         return TCP4ServerEndpoint(reactor, parsed.port, backlog=BACKLOG, interface=parsed.host or "")
     raise ValueError("no port, unix path or endpoint given")
+
+
+def withOptions(args: Sequence[Any], options: Dict[str, Any]) -> Sequence[Any]:
+    """
+    The dnode-style C{args} with keyword C{options} as one more options
+    dict (keywords win over a dict given among C{args}).
+    """
+    if not options:
+        return args
+    return (*args, options)

@@ -1,59 +1,205 @@
 """
-Calling Python functions the way JavaScript calls functions: arguments
-beyond what a function takes are left off, so that Node habits such as
-C{up(lambda remote: ...)} (upnode passes C{remote, conn}) or a callback that
-ignores the peer's extra arguments work as they do in Node.
+Calling Python functions the way JavaScript calls functions, the one rule
+for every function the library calls: arguments beyond what a function
+takes are left off (C{up(lambda remote: ...)}, while upnode passes
+C{remote, conn}; an event handler that ignores what the event carries), and,
+where a Node habit relies on JavaScript's C{undefined}, the required
+arguments it is not given are C{None} (C{up(t, cb)}'s C{cb()} on timeout,
+an error-first callback answered C{cb(err)}).  Coroutine functions are run
+(see L{runCoroutine}).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from types import MethodType
-from typing import Any, Callable, Dict, Sequence
+import warnings
+from types import CoroutineType, MethodType
+from typing import Any, Callable, Coroutine, Dict, Optional, Sequence, Tuple
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .errors import UpnodeWarning
 
 #: A function that takes any number of positional arguments.
 ANY = -1
 
-# Code object -> how many positional arguments it takes, or ANY.  Code
-# objects are few (every closure made by one def shares one), but a bound
-# keeps exec'd code from piling up.
-_byCode: Dict[Any, int] = {}
+# Code object -> (how many positional arguments it takes or ANY, how many
+# of them have no default).  Code objects are few (every closure made by
+# one def shares one), but a bound keeps exec'd code from piling up.
+_byCode: Dict[Any, Tuple[int, int]] = {}
 _CACHE_BOUND = 4096
+
+_log = Logger()
+
+
+def positionalArity(function: Callable[..., Any]) -> Tuple[int, int]:
+    """
+    How many positional arguments C{function} takes (or L{ANY}), and how
+    many of them it requires (those without a default).
+    """
+    code = getattr(function, "__code__", None)
+    if code is not None:
+        arity = _byCode.get(code)
+        if arity is None:
+            count = code.co_argcount
+            defaults = getattr(function, "__defaults__", None)
+            required = count - (len(defaults) if defaults else 0)
+            arity = (ANY if code.co_flags & inspect.CO_VARARGS else count, required)
+            if len(_byCode) >= _CACHE_BOUND:
+                _byCode.clear()
+            _byCode[code] = arity
+        if type(function) is MethodType:
+            limit, required = arity
+            return (limit - 1 if limit != ANY else ANY, max(0, required - 1))
+        return arity
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return ANY, 0  # a builtin that will not say: give it everything, fill nothing
+    count = required = 0
+    for parameter in parameters:
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            return ANY, required
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            count += 1
+            if parameter.default is parameter.empty:
+                required += 1
+    return count, required
 
 
 def positionalLimit(function: Callable[..., Any]) -> int:
     """
     How many positional arguments C{function} takes, or L{ANY}.
     """
-    code = getattr(function, "__code__", None)
-    if code is not None:
-        limit = _byCode.get(code)
-        if limit is None:
-            limit = ANY if code.co_flags & inspect.CO_VARARGS else code.co_argcount
-            if len(_byCode) >= _CACHE_BOUND:
-                _byCode.clear()
-            _byCode[code] = limit
-        if limit != ANY and type(function) is MethodType:
-            limit -= 1
-        return limit
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return ANY  # a builtin that will not say: give it everything
-    count = 0
-    for parameter in parameters:
-        if parameter.kind is parameter.VAR_POSITIONAL:
-            return ANY
-        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
-            count += 1
-    return count
+    return positionalArity(function)[0]
 
 
-def callLikeJavaScript(function: Callable[..., Any], arguments: Sequence[Any]) -> Any:
+def fitArguments(limit: int, required: int, arguments: Sequence[Any]) -> Sequence[Any]:
     """
-    C{function(*arguments)}, leaving off the arguments it does not take.
+    C{arguments} fitted to a function of L{positionalArity} C{(limit,
+    required)}: those beyond C{limit} left off, and C{None} for each
+    required one not given (JavaScript's C{undefined}).
     """
-    limit = positionalLimit(function)
-    if limit != ANY and limit < len(arguments):
+    given = len(arguments)
+    if 0 <= limit < given:
+        return arguments[:limit]
+    if given < required:
+        return (*arguments, *(None,) * (required - given))
+    return arguments
+
+
+def callLikeJavaScript(
+    function: Callable[..., Any],
+    arguments: Sequence[Any],
+    onError: Optional[Callable[[Failure], Any]] = None,
+) -> Any:
+    """
+    Call a Node-style callback: C{function(*arguments)}, leaving off the
+    arguments it does not take and giving C{None} for required ones it is
+    not given (see L{fitArguments}).  A coroutine function is run (see
+    L{runCoroutine}); its failure goes to C{onError}, or is logged.
+    """
+    limit, required = positionalArity(function)
+    given = len(arguments)
+    # fitArguments, inline: this is every transaction's path.
+    if 0 <= limit < given:
+        result = function(*arguments[:limit])
+    elif given < required:
+        result = function(*arguments, *(None,) * (required - given))
+    else:
+        result = function(*arguments)
+    if type(result) is CoroutineType:
+        return whenDone(runCoroutine(result), onError, function)
+    return result
+
+
+def callTruncated(function: Callable[..., Any], arguments: Sequence[Any]) -> Any:
+    """
+    C{function(*arguments)}, leaving off the arguments it does not take (a
+    missing one is still a C{TypeError}: see the module docstring).  A
+    coroutine function's coroutine is returned as is.
+    """
+    limit = positionalArity(function)[0]
+    if 0 <= limit < len(arguments):
         return function(*arguments[:limit])
     return function(*arguments)
+
+
+def whenDone(
+    d: Deferred[Any], onError: Optional[Callable[[Failure], Any]], function: Any = None
+) -> Deferred[Any]:
+    """
+    Send C{d}'s failure to C{onError}, or log it as a failure naming
+    C{function}; C{d} then fires with None.
+    """
+    if onError is None:
+
+        def logIt(failure: Failure) -> None:
+            _log.failure("The callback {callback!r} failed", failure, callback=function)
+
+        return d.addErrback(logIt)
+    return d.addErrback(onError)
+
+
+#: The event loop that coroutines run on as asyncio tasks: set by
+#: L{upnode.aio} for a program run by C{asyncio.run}; None in a Twisted
+#: program.
+asyncioLoop: Optional[asyncio.AbstractEventLoop] = None
+
+
+def runCoroutine(coroutine: Coroutine[Any, Any, Any]) -> Deferred[Any]:
+    """
+    Run a coroutine that a callback or a method returned, and return a
+    Deferred of its result.  In a Twisted program (any reactor, started by
+    C{reactor.run} or C{task.react}) it runs as Twisted runs coroutines
+    (C{Deferred.fromCoroutine}: it may await Deferreds); in an asyncio
+    program started through L{upnode.aio}, as an asyncio task (it may await
+    anything asyncio code awaits; a Deferred with C{d.asFuture(loop)}).
+    """
+    loop = asyncioLoop
+    if loop is not None:
+        return Deferred.fromFuture(loop.create_task(coroutine))
+    return Deferred.fromCoroutine(coroutine)
+
+
+# The functions whose dropped return value was pointed out: once each.
+_warnedDropped: Dict[Any, None] = {}
+
+
+def droppedResult(result: Any, method: Any) -> None:
+    """
+    An exposed method the peer called returned (or its Deferred or
+    coroutine fired with) C{result}, not None, which dnode sends nowhere:
+    the caller gets an answer only through a callback.  It is most likely
+    meant as the answer, so say once per method how to send it.
+    """
+    key = getattr(method, "__func__", method)
+    try:
+        if key in _warnedDropped:
+            return
+        if len(_warnedDropped) >= _CACHE_BOUND:
+            _warnedDropped.clear()
+        _warnedDropped[key] = None
+    except TypeError:
+        pass  # unhashable: say it every time
+    name = getattr(method, "__qualname__", None) or repr(method)
+    message = (
+        f"{name}() returned {repr(result)[:60]}, which is not sent to the caller: decorate it with "
+        "@upnode.replies to answer with what it returns (the caller reads it with "
+        "up.call(..., errorFirst=True)), or call the callback it was passed (said once per method)"
+    )
+    code = getattr(getattr(method, "__func__", method), "__code__", None)
+    if code is None:
+        warnings.warn(message, UpnodeWarning, stacklevel=2)
+    else:
+        # Pointing at the method, wherever the call came from.
+        warnings.warn_explicit(
+            message,
+            UpnodeWarning,
+            code.co_filename,
+            code.co_firstlineno,
+            getattr(method, "__module__", None) or "upnode",
+        )

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
+from ._arity import runCoroutine
 from ._reactor import cancel
 from .errors import Closed, ConnectionLostError, RemoteError, UpTimeout
 
@@ -134,7 +135,7 @@ def replies(method: Callable[..., Any]) -> Callable[..., Any]:
 
         def call() -> Any:
             result = method(*given)
-            return Deferred.fromCoroutine(result) if iscoroutine(result) else result
+            return runCoroutine(result) if iscoroutine(result) else result
 
         d = maybeDeferred(call)
         d.addCallbacks(

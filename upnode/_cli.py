@@ -29,6 +29,7 @@ from . import dnode
 from ._args import parseArguments
 from ._reactor import cancel
 from ._scrub import scrub
+from ._version import __version__
 
 EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, EXIT_CONNECT, EXIT_NO_METHOD = 0, 1, 2, 3, 4
 
@@ -74,7 +75,8 @@ def parser() -> argparse.ArgumentParser:
         prog="upnode",
         description="Call a method of a running upnode (or dnode) server and print what its callback receives.",
     )
-    p.add_argument("target", help="7000, host:7000, /unix/path, or an endpoint description (tls:host:port:trustRoots=ca.pem)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("target", nargs="?", help="7000, host:7000, /unix/path, or an endpoint description (tls:host:port:trustRoots=ca.pem)")
     p.add_argument("method", nargs="?", help="the method to call; without it, list what the server exposes")
     p.add_argument("args", nargs="*", help="arguments, each JSON or a plain string")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for everything (default 10)")
@@ -144,6 +146,9 @@ async def run(reactor: Any, options: argparse.Namespace, out: Any) -> int:
 
 def main(argv: Optional[List[str]] = None) -> None:
     options = parser().parse_args(argv)
+    if options.target is None:
+        # (argparse would name "args" as required too, though it is optional.)
+        parser().error("a target is required: 7000, host:7000, /unix/path or an endpoint description")
     try:
         endpointArguments(options.target)
     except ValueError as e:

@@ -233,9 +233,13 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         critical failure).
         """
         try:
-            callLikeJavaScript(callback, arguments)
+            callLikeJavaScript(callback, arguments, self._callbackFailed)
         except Exception:
             self.emit("error", Failure())  # with nobody listening, a logged failure
+
+    def _callbackFailed(self, failure: Failure) -> None:
+        # An async def callback's coroutine failed: as if it had raised.
+        self.emit("error", failure)
 
     def _flush(self) -> None:
         # Transactions fire while the link they were flushed for is up and

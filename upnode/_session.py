@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Sequence
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from ._arity import droppedResult, runCoroutine
 from ._json import decodeLine
 from ._limits import Limits
 from ._remote import Remote, Sender, describe, replaceMembers
@@ -199,10 +200,15 @@ class DnodeSession:
             raise RejectedMessage(f"method must be a string or an integer, not {method!r:.40}")
         arguments = unscrub(message, self._proxyFor, self.limits)
         # Arguments beyond what the function takes are left off, as
-        # JavaScript does (see _arity); its arity was worked out once.
-        target, limit = entry
+        # JavaScript does (see _arity); its arity was worked out once.  A
+        # callback we handed out gets None for the ones it is not given
+        # (Node's error-first cb(err) to a def cb(err, result)); a method we
+        # expose called with too few is the caller's mistake: a TypeError.
+        target, limit, required = entry
         if 0 <= limit < len(arguments):
             arguments = arguments[:limit]
+        elif len(arguments) < required and not self._exposes(target, kind):
+            arguments = [*arguments, *(None,) * (required - len(arguments))]
         try:
             result = target(*arguments)
         except DeadRemoteError:
@@ -215,9 +221,22 @@ class DnodeSession:
         if result is None:
             return
         if iscoroutine(result):
-            result = Deferred.fromCoroutine(result)
+            result = runCoroutine(result)
         if isinstance(result, Deferred):
-            result.addErrback(self._owner.localError)
+            result.addCallbacks(self._returned, self._owner.localError, (target, kind))
+        else:
+            self._returned(result, target, kind)
+
+    def _exposes(self, target: Any, kind: type) -> bool:
+        # Whether the peer called one of our exposed methods (by name, or
+        # by the id its methods message gave it) rather than a callback we
+        # passed it; asked only off the common path.
+        return kind is str or id(target) in self._exposedIds
+
+    def _returned(self, result: Any, target: Any, kind: type) -> Any:
+        if result is not None and self._exposes(target, kind):
+            droppedResult(result, target)
+        return result  # a Deferred the method also handed elsewhere keeps its value
 
     def _receiveMethods(self, arguments: List[Any]) -> None:
         members = arguments[0] if arguments else None

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.interfaces import IDelayedCall
 
-from ._arity import positionalLimit
+from ._arity import positionalArity
 from ._json import encodeLine
 from ._reactor import cancel
 from ._remote import RemoteCallback, Sender
@@ -32,8 +32,9 @@ from .errors import ProtocolError, RejectedMessage
 CULL_BATCH = 64
 CULL_DELAY = 0.05
 
-#: A callable and how many positional arguments it takes (see L{_arity}).
-Entry = Tuple[Callable[..., Any], int]
+#: A callable, how many positional arguments it takes and how many of them
+#: it requires (see L{upnode._arity.positionalArity}).
+Entry = Tuple[Callable[..., Any], int, int]
 
 
 class TooManyCallbacks(ProtocolError):
@@ -45,9 +46,9 @@ class TooManyCallbacks(ProtocolError):
 
 def entryFor(target: Callable[..., Any]) -> Entry:
     """
-    C{target} with its positional limit, as the tables keep it.
+    C{target} with its arity, as the tables keep it.
     """
-    return (target, positionalLimit(target))
+    return (target, *positionalArity(target))
 
 
 class LocalCallbacks:
@@ -98,7 +99,7 @@ class LocalCallbacks:
         callbackId = self.nextId
         self.nextId = callbackId + 1
         self.ids[key] = callbackId
-        self.entries[callbackId] = (callback, positionalLimit(callback))
+        self.entries[callbackId] = (callback, *positionalArity(callback))
         return callbackId
 
     def takeBack(self, firstNewId: int) -> None:

@@ -18,7 +18,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._args import clientEndpoint, parseArguments, serverEndpoint
+from ._args import clientEndpoint, parseArguments, serverEndpoint, withOptions
 from ._events import EventEmitter
 from ._expose import Cons
 from ._guard import ServerGuard, ServerLimits
@@ -104,14 +104,14 @@ class DnodeFactory(Factory, EventEmitter):
         return self.guard.status()
 
 
-def listen(cons: Cons, *args: Any, reactor: Any = None) -> Deferred[Any]:
+def listen(cons: Cons, *args: Any, reactor: Any = None, **options: Any) -> Deferred[Any]:
     """
     Serve C{cons} with dnode-style arguments (port, host, unix path, options
     dict, endpoint, callback called once listening).  Fires with the
     C{IListeningPort}.
     """
     reactor = resolve(reactor)
-    parsed = parseArguments(args, _SERVER_OPTIONS)
+    parsed = parseArguments(withOptions(args, options), _SERVER_OPTIONS)
     guard = ServerGuard(ServerLimits.fromOptions(parsed.options), reactor)
     factory = DnodeFactory(cons, Limits.fromOptions(parsed.options), reactor, guard=guard)
     d = serverEndpoint(reactor, parsed).listen(factory)
@@ -142,14 +142,14 @@ def listenFailed(failure: Failure, parsed: Any) -> Failure:
     return failure
 
 
-def connect(*args: Any, cons: Cons = None, reactor: Any = None) -> Deferred[DnodeProtocol]:
+def connect(*args: Any, cons: Cons = None, reactor: Any = None, **options: Any) -> Deferred[DnodeProtocol]:
     """
     Connect to a dnode peer with dnode-style arguments.  Fires with the
     connection once the peer's methods have arrived (C{conn.remote}); a
     callback among the arguments is called as C{callback(remote, conn)}.
     """
     reactor = resolve(reactor)
-    parsed = parseArguments(args, _OPTIONS)
+    parsed = parseArguments(withOptions(args, options), _OPTIONS)
     factory = DnodeFactory(cons, Limits.fromOptions(parsed.options), reactor)
     factory.isClient = True
     ready: Deferred[DnodeProtocol] = Deferred()

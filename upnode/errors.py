@@ -31,9 +31,10 @@ class DeadRemoteError(UpnodeError):
     """
 
 
-class UpTimeout(UpnodeError):
+class UpTimeout(UpnodeError, TimeoutError):
     """
-    A transaction or a call did not get a link (or a reply) in time.
+    A transaction or a call did not get a link (or a reply) in time.  A
+    C{TimeoutError} too, so C{except TimeoutError} catches it.
     """
 
 
@@ -56,9 +57,20 @@ class RemoteError(UpnodeError):
     """
 
 
-class ConnectionLostError(UpnodeError):
+class ConnectionLostError(UpnodeError, ConnectionError):
     """
-    The link dropped before the reply to a call arrived.
+    The link dropped before the reply to a call arrived.  A
+    C{ConnectionError} too, so C{except ConnectionError} catches it.
+    """
+
+
+class UpnodeWarning(UserWarning):
+    """
+    Something upnode was given is most likely a mistake, though it runs:
+    an integer of seconds that looks like Node's milliseconds, a server
+    method whose return value goes nowhere.  A Python warning, so a plain
+    script shows it on stderr once per place, and C{-W error::upnode.UpnodeWarning}
+    (or C{warnings.simplefilter}) makes it an error.
     """
 
 

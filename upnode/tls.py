@@ -208,6 +208,15 @@ def verifyServerIdentity(transport: Any) -> Optional[Exception]:
     return None
 
 
+#: How to make a key and a self-signed certificate that OpenSSL and our
+#: clients accept (a subjectAltName for the host: clients check it, not
+#: the CN), as the error for a refused key suggests.
+SELF_SIGNED_COMMAND = (
+    "openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 365"
+    ' -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1"'
+)
+
+
 def checkServerDescription(description: str) -> None:
     """
     Load the key and certificate of an C{ssl:} server description into an
@@ -236,7 +245,8 @@ def checkServerDescription(description: str) -> None:
         if "too small" in reasons:
             hint = (
                 " This OpenSSL refuses keys below its security level (RSA under 2048 bits among them,"
-                " such as the 1024-bit key of Node's upnode example); make a new key, for example"
-                " `openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem`."
+                " such as the 1024-bit key of Node's upnode example); make a new key and a"
+                " certificate naming the host (our clients check its subjectAltName), for example"
+                f" `{SELF_SIGNED_COMMAND}`."
             )
         raise ValueError(f"the TLS key {key} and certificate {cert} cannot be used: {reasons}.{hint}") from None

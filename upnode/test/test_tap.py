@@ -74,6 +74,17 @@ class OptionsTests(SynchronousTestCase):
         ]:
             self.assertRaises(usage.UsageError, parse, *argv)
 
+    def test_millisecondsRefused(self) -> None:
+        """
+        Every seconds flag follows the library's one rule: an integer of
+        1000 or more is surely Node's milliseconds and is refused, saying
+        so; the same number written as a float is taken as meant.
+        """
+        for flag in ("--ping", "--timeout", "--handshake-timeout", "--line-timeout"):
+            error = self.assertRaises(usage.UsageError, parse, flag, "10000")
+            self.assertIn("milliseconds", str(error))
+            self.assertEqual(parse(flag, "10000.0")[flag[2:]], 10000.0)
+
 
 class ServiceTests(SynchronousTestCase):
     def test_makeService(self) -> None:

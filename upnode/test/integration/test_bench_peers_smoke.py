@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 from .nodepeer import requireNode
 from .test_twistd_cli import ENV, ROOT
 
-PEERS = {"asyncio floor": None, "PB": None, "RPyC": ("rpyc", "rpyc"), "gRPC": ("grpc", "grpcio")}
+PEERS = {"asyncio floor": None, "uvloop floor": ("uvloop", "uvloop"), "PB": None, "RPyC": ("rpyc", "rpyc"), "gRPC": ("grpc", "grpcio")}
 
 
 def loadRun() -> Any:

@@ -5,6 +5,7 @@ it checks that every figure came out.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -30,13 +31,22 @@ class BenchSmoke(TestCase):
         self.assertIn(b"x ceiling", stdout)
         raw = json.load(open(out))
         results = raw["results"]
+        # Ours over uvloop, and its ratio to the uvloop floor, where uvloop is installed.
+        hasUvloop = importlib.util.find_spec("uvloop") is not None
+        uvloopRow = {"ours on asyncio over uvloop"} if hasUvloop else set()
+        uvloopRatio = {"ours on uvloop/uvloop floor"} if hasUvloop else set()
         for mode in ("lockstep", "pipelined", "pipelined, long connection"):
             # Two rounds, each with every pair; a ratio for each comparison.
             self.assertTrue(all(len(rates) == 2 for rates in raw["runs"][mode].values()), raw["runs"][mode])
             ratios = raw["ratios"][mode]
             self.assertEqual(
                 set(ratios),
-                {"ours/ceiling", "ours/node"} | ({"metrics on/off"} if mode != "pipelined, long connection" else set()),
+                {"ours/ceiling", "ours/node"}
+                | (
+                    {"metrics on/off", "up.call/up(cb)", "C callback/lambda"} | uvloopRatio
+                    if mode != "pipelined, long connection"
+                    else set()
+                ),
             )
             self.assertTrue(all(v > 0 and not math.isnan(v) for v in ratios.values()), ratios)
         for mode in ("lockstep", "pipelined"):
@@ -51,15 +61,27 @@ class BenchSmoke(TestCase):
                     "Node client, our server",
                     "Node client, our server without culls",
                     "ours, server metrics on",
-                },
+                    "ours, through up.call",
+                    "ours, C callback (functools.partial)",
+                    "ours on the asyncio reactor",
+                }
+                | uvloopRow,
             )
             self.assertTrue(all(v > 0 and not math.isnan(v) for v in results[mode].values()), results[mode])
         long = results["pipelined, long connection"]
         self.assertEqual(set(long), {"ours", "node", "ceiling"})
         self.assertTrue(all(v > 0 and not math.isnan(v) for v in long.values()), long)
+        fanin = [key for key in results if "fan-in" in key or "idle connections" in key]
+        self.assertEqual(len(fanin), 7, fanin)
         for key, row in results.items():
-            if key not in ("lockstep", "pipelined", "pipelined, long connection"):
+            if key in fanin:
+                # The fan-in rows put the bare asyncio floor server beside.
+                self.assertEqual(set(row), {"ours", "node", "asyncio floor"}, key)
+                self.assertTrue(all(v >= 0 and not math.isnan(v) for v in row.values()), (key, row))
+            elif key not in ("lockstep", "pipelined", "pipelined, long connection"):
                 self.assertEqual(set(row), {"ours", "node"}, key)
+        sustained = next(key for key in fanin if "sustained" in key)
+        self.assertTrue(all(v > 0 for v in results[sustained].values()), results[sustained])
 
     async def test_cpuSmoke(self) -> None:
         """

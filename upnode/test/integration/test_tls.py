@@ -161,6 +161,36 @@ class TLSTests(TestCase):
         message = str(caught.exception)
         self.assertIn("too small", message)
         self.assertIn("openssl req -x509 -newkey rsa:2048", message)
+        self.assertIn("subjectAltName=DNS:localhost", message)
+
+    async def test_suggestedCommandMakesAUsableCertificate(self) -> None:
+        """
+        The openssl command the refused-key error suggests makes a key and
+        certificate that a server listens with and our own client accepts
+        (subjectAltName included), run as a user would copy it.
+        """
+        import shlex
+        import shutil
+        import subprocess
+
+        from upnode.tls import SELF_SIGNED_COMMAND
+
+        if shutil.which("openssl") is None:
+            raise SkipTest("no openssl command")
+        folder = Path(self.mktemp())
+        folder.mkdir(parents=True)
+        made = subprocess.run(shlex.split(SELF_SIGNED_COMMAND), cwd=folder, capture_output=True, timeout=60)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        key, cert = folder / "key.pem", folder / "cert.pem"
+        server = upnode.upnode({"echo": lambda v, cb: cb(v)})
+        self.addCleanup(server.end)
+        port = await server.listen(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}", ping=0)
+        up = upnode.connect(f"tls:localhost:{port.getHost().port}:trustRoots={cert}", ping=0)
+        self.addCleanup(up.close)
+        failures: List[Any] = []
+        up.on("error", failures.append)
+        self.assertEqual(await up.call("echo", "over TLS", timeout=10), "over TLS")
+        self.assertEqual(failures, [])
 
     async def test_expired(self) -> None:
         await self.assertFailsClosed("expired", SSLError)

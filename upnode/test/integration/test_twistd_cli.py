@@ -141,3 +141,108 @@ class CommandLineTests(TestCase):
         self.assertIn("cannot connect", err)
         code, _, err = await self.cli("no port here", "time")
         self.assertEqual(code, 2)
+
+
+# twistd as its installed script runs it: sys.path[0] is the script's
+# folder, not the current folder (which "python -c" would put there).
+TWISTD_SCRIPT = "import sys; del sys.path[0]; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
+
+# No empty entry in PYTHONPATH: an empty entry is the current folder.
+PLAIN_ENV = dict(
+    os.environ, PYTHONPATH=os.pathsep.join(p for p in [str(ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)] if p)
+)
+
+LOGGING_SERVICE = """
+from twisted.internet import reactor
+from twisted.logger import Logger
+
+Logger().debug("DEBUG-MARK")
+Logger().info("INFO-MARK")
+reactor.callLater(0.5, reactor.stop)
+Service = {"x": 1}
+"""
+
+
+class TwistdMessageTests(TestCase):
+    """
+    What twistd upnode-server says to a user who runs it by hand.
+    """
+
+    timeout = 60
+
+    async def twistd(self, folder: str, *args: str, env: Any = PLAIN_ENV) -> Tuple[int, str]:
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, ["-c", TWISTD_SCRIPT, "-n", "--pidfile=", "upnode-server", *args], env=env, path=folder
+        )
+        return code, (out + err).decode()
+
+    def folder(self, **files: str) -> str:
+        folder = tempfile.mkdtemp(prefix="upnode-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        for name, text in files.items():
+            Path(folder, name + ".py").write_text(text)
+        return folder
+
+    async def test_serviceBesideUsIsNotOnThePath(self) -> None:
+        """
+        --service naming a module in the current folder says that folder is
+        not on sys.path and how to put it there; with PYTHONPATH=. it runs.
+        """
+        folder = self.folder(myservice="class Service:\n    pass\n", logsvc=LOGGING_SERVICE)
+        code, output = await self.twistd(folder, "--service", "myservice.Service")
+        self.assertNotEqual(code, 0)
+        self.assertIn("'myservice' cannot be imported", output)
+        self.assertIn("not on sys.path", output)
+        self.assertIn("PYTHONPATH=.", output)
+        self.assertNotIn("does not name an object", output)
+        env = dict(PLAIN_ENV, PYTHONPATH=os.pathsep.join([PLAIN_ENV["PYTHONPATH"], "."]))
+        code, output = await self.twistd(folder, "--service", "logsvc.Service", "--port", "tcp:0:interface=127.0.0.1", env=env)
+        self.assertEqual(code, 0, output)
+
+    async def test_serviceImportErrorIsShown(self) -> None:
+        folder = self.folder(broken="import nosuchmodule\n", fine="Service = {}\n")
+        env = dict(PLAIN_ENV, PYTHONPATH=os.pathsep.join([PLAIN_ENV["PYTHONPATH"], folder]))
+        code, output = await self.twistd(folder, "--service", "broken.Service", env=env)
+        self.assertNotEqual(code, 0)
+        self.assertIn("No module named 'nosuchmodule'", output)
+        code, output = await self.twistd(folder, "--service", "fine.Servce", env=env)
+        self.assertIn("the module 'fine' has no 'Servce'; it has: Service", output)
+
+    async def test_debugIsNotLoggedByDefault(self) -> None:
+        """
+        Under twistd, debug events (the client's state changes among them)
+        stay out of the log unless --log-level debug asks for them.
+        """
+        folder = self.folder(logsvc=LOGGING_SERVICE)
+        env = dict(PLAIN_ENV, PYTHONPATH=os.pathsep.join([PLAIN_ENV["PYTHONPATH"], folder]))
+        args = ("--service", "logsvc.Service", "--port", "tcp:0:interface=127.0.0.1")
+        code, output = await self.twistd(folder, *args, env=env)
+        self.assertEqual(code, 0, output)
+        self.assertIn("INFO-MARK", output)
+        self.assertNotIn("DEBUG-MARK", output)
+        code, output = await self.twistd(folder, *args, "--log-level", "debug", env=env)
+        self.assertIn("DEBUG-MARK", output)
+        code, output = await self.twistd(folder, *args, "--log-level", "loud", env=env)
+        self.assertNotEqual(code, 0)
+        self.assertIn("--log-level must be one of", output)
+
+    async def test_version(self) -> None:
+        code, output = await self.twistd(self.folder(), "--version")
+        self.assertEqual(code, 0, output)
+        self.assertIn(f"upnode {upnode.__version__} (Twisted ", output)
+
+
+class CommandLineHelpTests(TestCase):
+    timeout = 60
+
+    async def test_noArgumentsAsksForATarget(self) -> None:
+        out, err, code = await getProcessOutputAndValue(sys.executable, ["-m", "upnode"], env=ENV, path=str(ROOT))
+        self.assertEqual(code, 2)
+        self.assertIn(b"a target is required", err)
+        self.assertNotIn(b"args", err.splitlines()[-1])
+
+    async def test_version(self) -> None:
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, ["-m", "upnode", "--version"], env=ENV, path=str(ROOT)
+        )
+        self.assertEqual((code, out.decode().strip()), (0, f"upnode {upnode.__version__}"))
