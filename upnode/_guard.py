@@ -154,7 +154,6 @@ class ServerGuard:
         self.unreadTotal = 0
         self.accepted = 0
         self._drops = DropLog(self._callLater, 10.0)
-        #: Connections dropped so far, by reason (see L{REASONS}).
         self.dropped = self._drops.dropped
         self._sweep: Optional[LoopingCall] = None
         self._lineWatch: Dict[Any, Tuple[int, float]] = {}

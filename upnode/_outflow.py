@@ -435,3 +435,37 @@ class _Gone:
 
 
 _GONE: Any = _Gone()
+
+
+class _NoFlow:
+    """
+    The flow of a connection not yet made (or refused): nothing is paused,
+    held or written.
+    """
+
+    paused = False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def endWhenSent(self) -> bool:
+        return True
+
+    def drop(self) -> None:
+        pass
+
+    def detach(self) -> None:
+        pass
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+#: The flow of a connection not yet made.
+NO_FLOW: Any = _NoFlow()

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime, ISSLTransport
+from twisted.internet.interfaces import IHandshakeListener, IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -36,9 +36,18 @@ from ._events import EventEmitter
 from ._expose import Cons, construct, exposedMembers
 from ._framing import NO_SHARE, LineFramer
 from ._limits import Limits
-from ._outflow import READ_PAUSE, SAMPLE_EVERY, STALL_CHECK_EVERY, WATCH_EVERY, WRITE_SLICE, OutputFlow, Role
+from ._outflow import (
+    NO_FLOW,
+    READ_PAUSE,
+    SAMPLE_EVERY,
+    STALL_CHECK_EVERY,
+    WATCH_EVERY,
+    WRITE_SLICE,
+    OutputFlow,
+    Role,
+)
 from ._progress import ackedBytesProbe
-from ._reactor import resolve
+from ._reactor import LazyClock
 from ._readshare import START_READ
 from ._session import DnodeSession
 from ._tables import CULL_BATCH, CULL_DELAY
@@ -141,7 +150,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self.cons = cons
         self.limits = limits = limits or Limits()
         self.MAX_LENGTH = limits.maxLineLength
-        self._clock = _LazyClock(clock)
+        self._clock = LazyClock(clock)
         self._expose = expose
         self._phase = NEW
         self._lossHooks: List[Callable[[Failure], None]] = []
@@ -150,7 +159,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self.remote = session.remote
         self._framer = LineFramer(self, session, session.lineReceived, limits.maxLineLength, limits.maxRate, self._clock)
         #: What we write, on its way to the transport (made on connection).
-        self._flow: OutputFlow = _NO_FLOW
+        self._flow: OutputFlow = NO_FLOW
         self._registered = False
         # How much the transport reads at once, where we set it (see readFull).
         self._readShare = 0
@@ -493,56 +502,3 @@ def _counted(count: Callable[[int], None], f: Callable[[bytes], None]) -> Callab
         f(data)
 
     return counted
-
-
-class _LazyClock:
-    """
-    The given clock, or the global reactor, found when first needed
-    (library code never installs a reactor at import or construction).
-    """
-
-    def __init__(self, clock: Optional[IReactorTime]) -> None:
-        self._clock = clock
-
-    def resolve(self) -> IReactorTime:
-        self._clock = clock = resolve(self._clock)
-        return clock  # type: ignore[no-any-return]
-
-    def seconds(self) -> float:
-        return self.resolve().seconds()
-
-    def callLater(self, delay: float, f: Callable[..., Any], *args: Any) -> IDelayedCall:
-        return self.resolve().callLater(delay, f, *args)
-
-
-class _NoFlow:
-    """
-    The flow of a connection not yet made (or refused): nothing is paused,
-    held or written.
-    """
-
-    paused = False
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def endWhenSent(self) -> bool:
-        return True
-
-    def drop(self) -> None:
-        pass
-
-    def detach(self) -> None:
-        pass
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
-_NO_FLOW: Any = _NoFlow()

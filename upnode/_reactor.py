@@ -7,9 +7,9 @@ calls.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 
 def cancel(call: Optional[IDelayedCall]) -> None:
@@ -26,3 +26,23 @@ def resolve(given: Any) -> Any:
     from twisted.internet import reactor
 
     return reactor
+
+
+class LazyClock:
+    """
+    The given clock, or the global reactor, found when first needed
+    (library code never installs a reactor at import or construction).
+    """
+
+    def __init__(self, clock: Optional[IReactorTime]) -> None:
+        self._clock = clock
+
+    def resolve(self) -> IReactorTime:
+        self._clock = clock = resolve(self._clock)
+        return clock  # type: ignore[no-any-return]
+
+    def seconds(self) -> float:
+        return self.resolve().seconds()
+
+    def callLater(self, delay: float, f: Callable[..., Any], *args: Any) -> IDelayedCall:
+        return self.resolve().callLater(delay, f, *args)

@@ -325,6 +325,29 @@ class UnscrubRejectionTests(SynchronousTestCase):
         self.assertRaises(RejectedMessage, unscrub, message, made.append, Limits())
         self.assertEqual(made, [])
 
+    def test_nothingBuiltForBadLinks(self) -> None:
+        """
+        Nor does a message whose links are bad: they are checked before any
+        callback is put in place.
+        """
+        for links in [
+            "x",
+            [{"from": ["9"], "to": ["1", "x"]}],
+            [{"from": ["1"], "to": ["0", "y"]}],  # through the callback's place
+            [{"from": ["1"], "to": ["7", "x"]}],
+        ]:
+            made: List[int] = []
+            message = {"arguments": ["[Function]", {}], "callbacks": {"3": ["0"]}, "links": links}
+            self.assertRaises(RejectedMessage, unscrub, message, made.append, Limits())
+            self.assertEqual(made, [], links)
+
+    def test_linkFromACallbackPastTheEnd(self) -> None:
+        """
+        A link may copy a callback put just past the end of the arguments.
+        """
+        message = {"arguments": [{}], "callbacks": {"3": ["1"]}, "links": [{"from": ["1"], "to": ["0", "f"]}]}
+        self.assertEqual(unscrub(message, lambda i: f"cb{i}", Limits()), [{"f": "cb3"}, "cb3"])
+
 
 class RemoteObjectTests(SynchronousTestCase):
     def test_objectsHoldingCallbacksAllowAttributes(self) -> None:
