@@ -271,9 +271,6 @@ class OutputFlow:
             if self.handed >= self._nextSample:
                 self.progress.sample(self)
 
-    def hasHeld(self) -> bool:
-        return bool(self._held)
-
     def _hold(self, data: bytes) -> None:
         held = self._held
         if held is None:

@@ -168,8 +168,8 @@ class IConnectionObserver(Protocol):
 
     def dropped(self, reason: str) -> None:
         """
-        The connection is being closed for the peer's fault (see
-        L{upnode.errors.DropReason}).
+        The connection is closing for a limit it enforces itself (see
+        L{upnode.errors.DropReason}); a server's guard counts its own drops.
         """
 
     def ended(self) -> None:
