@@ -34,6 +34,7 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTim
 from zope.interface import implementer
 
 from ._reactor import cancel
+from ._tuning import sendNowFor
 from .errors import ProtocolError
 
 if TYPE_CHECKING:
@@ -225,6 +226,7 @@ class OutputFlow:
         self.owner = owner
         self._transport = transport
         self._send: Callable[[bytes], None] = send if send is not None else transport.write
+        self._sendNow = sendNowFor(transport)
         self._countKernel = role is Role.SERVER
         self._maxBuffered = maxBuffered
         self.progress = KernelProgress(clock, probe) if probe is not None else TransportProgress(clock)
@@ -270,6 +272,16 @@ class OutputFlow:
             self.handed += len(data)
             if self.handed >= self._nextSample:
                 self.progress.sample(self)
+
+    def sendNow(self) -> None:
+        """
+        The end of a received chunk, whose answers were just written: have
+        the transport send them now where it can (see
+        L{upnode._tuning.sendNowFor}).  Not while the transport has us
+        paused or we hold output: the reactor's own turn resumes us.
+        """
+        if self._sendNow is not None and not self.paused and not self._held and not self.dropped:
+            self._sendNow()
 
     def _hold(self, data: bytes) -> None:
         held = self._held
@@ -377,6 +389,7 @@ class OutputFlow:
         self.owner = _GONE
         self._transport = None
         self._send = _discard
+        self._sendNow = None
 
     # IPushProducer: the transport's side
 
@@ -443,6 +456,9 @@ class _NoFlow:
     paused = False
 
     def write(self, data: bytes) -> None:
+        pass
+
+    def sendNow(self) -> None:
         pass
 
     def endWhenSent(self) -> bool:

@@ -198,7 +198,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         )
         self._framer.maxLength = self.MAX_LENGTH
         self._session.open(
-            flow.write, self.limits.maxLocalCallbacks if role is Role.SERVER else -1, self.readSize
+            flow.write, self.limits.maxLocalCallbacks if role is Role.SERVER else -1, self.readSize, flow.sendNow
         )
         # The flow is the producer of what we write: when the peer stops
         # reading and the transport's buffer fills, it is paused.

@@ -14,7 +14,7 @@ attributes and methods bound once.
 from __future__ import annotations
 
 from inspect import iscoroutine
-from typing import Any, Callable, Dict, FrozenSet, List, Sequence
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -64,6 +64,7 @@ class DnodeSession:
         self._proxyFor = self.proxies.proxyFor
         self._idOf = self.local.idOf
         self.out: Callable[[bytes], None] = _nowhere
+        self.sendNow: Callable[[], None] = _nothing
         self.receiving = False
         self._outgoing: List[bytes] = []
         self._outgoingBytes = 0
@@ -71,13 +72,22 @@ class DnodeSession:
         self.closing = False
         self.closed = True
 
-    def open(self, out: Callable[[bytes], None], maxLocalCallbacks: int, flushPast: int) -> None:
+    def open(
+        self,
+        out: Callable[[bytes], None],
+        maxLocalCallbacks: int,
+        flushPast: int,
+        sendNow: Optional[Callable[[], None]] = None,
+    ) -> None:
         """
         The connection is made: write to C{out}; bound the callables the
         peer may make us keep to C{maxLocalCallbacks} (-1: no bound, as a
-        client keeps what its server does not cull).
+        client keeps what its server does not cull); after a received
+        chunk's answers are written, call C{sendNow} (they are what the
+        peer waits for).
         """
         self.out = out
+        self.sendNow = sendNow or _nothing
         self.local.limit = maxLocalCallbacks
         self.flushPast = flushPast
         self.closed = False
@@ -101,7 +111,9 @@ class DnodeSession:
                 self._outgoing.append(proxies.takeCulls())
             else:
                 proxies.dropCulls()
-        self.flush()
+        if self._outgoing:
+            self.flush()
+            self.sendNow()
 
     def flush(self) -> None:
         """
@@ -327,7 +339,12 @@ class DnodeSession:
         self.sender.close()
         self.dropOutgoing()
         self.out = _nowhere
+        self.sendNow = _nothing
         self._owner = _GONE
+
+
+def _nothing() -> None:
+    pass
 
 
 def _nowhere(data: bytes) -> None:

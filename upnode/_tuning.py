@@ -1,18 +1,20 @@
 """
 Socket settings for a dnode link, on public interfaces where Twisted has
-them, and the one fast path that needs more, behind a feature check.
+them, and the fast paths that need more, each behind a feature check.
 
 A transport here may be TCP, TLS over TCP (a protocol wrapper whose
 C{transport} is the TCP one), UNIX, or a test's in-memory transport: every
-setting is skipped where it does not apply, and nothing here ever writes.
+setting is skipped where it does not apply, and nothing here ever writes:
+what reaches the socket is only ever what the transport's own C{write()}
+put in its buffer (a TLS layer's records, after C{startTLS} too).
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 from twisted.internet.abstract import FileDescriptor
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import ITCPTransport, IWriteDescriptor
 
 
 def tune(transport: Any, readSize: int) -> bool:
@@ -64,6 +66,41 @@ def setReadSize(transport: Any, readSize: int) -> bool:
                 return True
             return False
     return False
+
+
+def sendNowFor(transport: Any) -> Optional[Callable[[], None]]:
+    """
+    Fast path: a function that makes a socket transport send what its
+    C{write()} has buffered at once, instead of on the reactor's next turn;
+    None where the transport is not such a descriptor (the fallback: it
+    sends on its next turn, as it always does).
+
+    A reply written with C{write()} waits for the reactor to poll again,
+    see the socket writable and call the descriptor's C{doWrite}: a second
+    trip round the reactor for every exchange, which is what a call made
+    one at a time waits for.  C{doWrite} is the descriptor's side of the
+    public C{IWriteDescriptor} interface, and it sends only the
+    transport's own buffer.  It is not asked of a transport that is
+    disconnecting (its C{doWrite} then finishes the close, which is the
+    reactor's to do); an error it meets stays the reactor's to report, as
+    the descriptor remains registered for writing.  Under TLS the
+    descriptor is the TCP transport under the TLS layer, so what it sends
+    is the TLS layer's records.
+    """
+    for layer in layers(transport):
+        if isinstance(layer, FileDescriptor):
+            return _sendNow(layer) if IWriteDescriptor.providedBy(layer) else None
+    return None
+
+
+def _sendNow(descriptor: FileDescriptor) -> Callable[[], None]:
+    doWrite = descriptor.doWrite
+
+    def sendNow() -> None:
+        if not descriptor.disconnecting:
+            doWrite()
+
+    return sendNow
 
 
 def layers(transport: Any) -> Iterator[Any]:

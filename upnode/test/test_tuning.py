@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any, List
 
 from twisted.internet.abstract import FileDescriptor
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import IPushProducer, ITCPTransport
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
+from zope.interface import implementer, implementer_only
 
 from upnode import _tuning
 from upnode._protocol import DnodeProtocol
@@ -75,3 +75,108 @@ class TuningTests(SynchronousTestCase):
         transport = StringTransport()
         proto.makeConnection(transport)
         self.assertIn(b'"method":"methods"', transport.value())
+
+
+class SocketLike(FileDescriptor):
+    """
+    A descriptor whose socket takes everything: what C{doWrite} sends is
+    in C{sent}, what waits for the reactor is in the transport's buffer.
+    """
+
+    def __init__(self) -> None:
+        FileDescriptor.__init__(self, reactor=object())
+        self.connected = 1
+        self.sent: List[bytes] = []
+        self.doWrites = 0
+
+    def startWriting(self) -> None:
+        pass  # (the reactor's registration: the test is the reactor)
+
+    def stopWriting(self) -> None:
+        pass
+
+    def writeSomeData(self, data: bytes) -> int:
+        self.sent.append(bytes(data))
+        return len(data)
+
+    def doWrite(self) -> Any:
+        self.doWrites += 1
+        return FileDescriptor.doWrite(self)
+
+
+@implementer_only(IPushProducer)
+class NotAWriteDescriptor(FileDescriptor):
+    pass
+
+
+class SendNowTests(SynchronousTestCase):
+    def test_sendsTheTransportsOwnBuffer(self) -> None:
+        """
+        The fast path sends what the transport's write() buffered, through
+        a wrapper (as TLS is) too, and only that.
+        """
+        socket = SocketLike()
+        sendNow = _tuning.sendNowFor(Wrapper(socket))
+        assert sendNow is not None
+        socket.write(b"one\n")
+        socket.write(b"two\n")
+        self.assertEqual(socket.sent, [])
+        sendNow()
+        self.assertEqual(b"".join(socket.sent), b"one\ntwo\n")
+
+    def test_notWhileDisconnecting(self) -> None:
+        """
+        A transport asked to close finishes that on the reactor's turn: the
+        fast path leaves it alone.
+        """
+        socket = SocketLike()
+        sendNow = _tuning.sendNowFor(socket)
+        assert sendNow is not None
+        socket.write(b"one\n")
+        socket.disconnecting = True
+        sendNow()
+        self.assertEqual((socket.sent, socket.doWrites), ([], 0))
+
+    def test_fallback(self) -> None:
+        """
+        Where the transport is no write descriptor, there is no fast path:
+        it sends on the reactor's turn, as it always does.
+        """
+        self.assertIsNone(_tuning.sendNowFor(StringTransport()))
+        self.assertIsNone(_tuning.sendNowFor(None))
+        self.assertIsNone(_tuning.sendNowFor(NotAWriteDescriptor(reactor=object())))
+
+    def test_chunkAnswersLeaveAtOnce(self) -> None:
+        """
+        A server's answers to a received chunk leave in one write, sent at
+        once, not on the reactor's next turn; a write outside a chunk waits
+        for the reactor, as before.
+        """
+        socket = SocketLike()
+        proto = DnodeProtocol({"echo": lambda value, cb: cb(value)})
+        proto.makeConnection(socket)
+        self.assertEqual(socket.doWrites, 0)  # the methods message waits for the reactor
+        proto.dataReceived(
+            b"".join(
+                b'{"method":"echo","arguments":[%d,"[Function]"],"callbacks":{"%d":["1"]},"links":[]}\n' % (i, i)
+                for i in range(3)
+            )
+        )
+        self.assertEqual(socket.doWrites, 1)
+        self.assertEqual(len(socket.sent), 1)
+        sent = socket.sent[0]
+        self.assertTrue(sent.startswith(b'{"method":"methods"'), sent)
+        for i in range(3):
+            self.assertIn(b'{"method":%d,"arguments":[%d]' % (i, i), sent)
+
+    def test_notWhilePaused(self) -> None:
+        """
+        While the transport has us paused, answers are held, and the fast
+        path does not run (the transport's own turn resumes us).
+        """
+        socket = SocketLike()
+        proto = DnodeProtocol({"echo": lambda value, cb: cb(value)})
+        proto.makeConnection(socket)
+        socket.producer.pauseProducing()  # the flow, registered as the transport's producer
+        proto.dataReceived(b'{"method":"echo","arguments":[1,"[Function]"],"callbacks":{"5":["1"]},"links":[]}\n')
+        self.assertEqual(socket.doWrites, 0)
