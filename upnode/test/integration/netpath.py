@@ -398,11 +398,11 @@ class Peer:
     input held open so that it can tell when we are gone.
     """
 
-    def __init__(self, process: "subprocess.Popen[bytes]", name: str) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], name: str) -> None:
         self.process = process
         self.pid = process.pid
         self.name = name
-        self.lines: "queue.Queue[Optional[Dict[str, Any]]]" = queue.Queue()
+        self.lines: queue.Queue[Optional[Dict[str, Any]]] = queue.Queue()
         self.seen: List[Dict[str, Any]] = []
         self.stderr: List[str] = []
         threading.Thread(target=self._pump, args=(process.stdout, True), daemon=True).start()
@@ -495,11 +495,11 @@ class NetPath:
         self.lifetime = lifetime
         self.seed = seed
         self.peers: List[Peer] = []
-        self.emulator: Optional["subprocess.Popen[bytes]"] = None
+        self.emulator: Optional[subprocess.Popen[bytes]] = None
         self.names: Dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def start(self) -> "NetPath":
+    def start(self) -> NetPath:
         sweep()
         self.emulator = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "serve", str(self.lifetime), str(self.seed)],
@@ -513,7 +513,7 @@ class NetPath:
         self.names = {"a": ready["a"], "b": ready["b"]}
         return self
 
-    def __enter__(self) -> "NetPath":
+    def __enter__(self) -> NetPath:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
