@@ -18,7 +18,8 @@ between the two addresses through, per direction (C{"ab"}: from A to B,
 C{"ba"}: back), a model of a link: random loss, a serialiser at C{rate} bits
 a second in front of a tail-drop queue of C{queue} bytes, a one-way C{delay}
 with C{jitter} (packets keep their order), a C{blackhole} (everything
-dropped, in flight too: no FIN, RST or ICMP ever comes back) and a C{freeze}
+dropped, in flight too: no FIN, RST or ICMP ever comes back; or only the
+packets from or to some ports, C{block}) and a C{freeze}
 (packets held, then released at once or dropped). Both kernels' TCP stacks
 therefore see what they would see on a real path: nothing acknowledges a
 byte or a SYN on their behalf. Anything else (IPv6, other addresses) is
@@ -87,6 +88,7 @@ class Direction:
         self.loss = 0.0
         self.blackhole = False
         self.freeze = False
+        self.block: frozenset[int] = frozenset()  # TCP/UDP ports blackholed alone
         self.busyUntil = 0.0
         self.lastRelease = 0.0
         self.flight: Deque[Tuple[float, bytes]] = collections.deque()
@@ -104,12 +106,25 @@ class Direction:
             "loss": self.loss,
             "blackhole": self.blackhole,
             "freeze": self.freeze,
+            "block": sorted(self.block),
         }
+
+    def blocked(self, packet: bytes) -> bool:
+        """
+        Whether C{packet} is TCP or UDP from or to a port in L{block}.
+        """
+        if not self.block or packet[9] not in (6, 17):
+            return False
+        offset = (packet[0] & 15) * 4
+        if len(packet) < offset + 4:
+            return False
+        source, destination = struct.unpack_from("!HH", packet, offset)
+        return source in self.block or destination in self.block
 
     def arrive(self, now: float, packet: bytes) -> None:
         size = len(packet)
         self.stats["in"] += 1
-        if self.blackhole:
+        if self.blackhole or self.blocked(packet):
             self.stats["blackholed"] += 1
             return
         if self.loss and self.rng.random() < self.loss:
@@ -142,7 +157,7 @@ class Direction:
         while flight and flight[0][0] <= now:
             packet = flight.popleft()[1]
             self.flightBytes -= len(packet)
-            if self.blackhole:
+            if self.blackhole or self.blocked(packet):
                 self.stats["blackholed"] += 1
             elif self.freeze:
                 if self.heldBytes + len(packet) > HOLD_MAX:
@@ -248,6 +263,8 @@ def serve(lifetime: float, seed: int) -> int:
                         setattr(d, key, float(message[key]))
                 if "blackhole" in message:
                     d.blackhole = bool(message["blackhole"])
+                if "block" in message:
+                    d.block = frozenset(int(port) for port in message["block"])
                 if "freeze" in message:
                     if message["freeze"]:
                         d.freeze = True
@@ -547,7 +564,8 @@ class NetPath:
         """
         Change the link in one direction (C{"ab"}, C{"ba"}) or both: any of
         C{delay}, C{jitter} (seconds), C{rate} (bits a second, 0 for none),
-        C{queue} (bytes), C{loss} (0 to 1), C{blackhole}, C{freeze}
+        C{queue} (bytes), C{loss} (0 to 1), C{blackhole}, C{block} (a
+        list of TCP/UDP ports blackholed alone: from or to them), C{freeze}
         (C{False} releases what was held; with C{drop=True}, drops it).
         """
         self.command({"cmd": "set", "dir": direction, **settings})

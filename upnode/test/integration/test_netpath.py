@@ -116,6 +116,31 @@ class NetPathTests(unittest.TestCase):
         self.assertEqual(last["received"], 50_000, last)
         self.assertEqual(last["info"]["state"], 1)
 
+    def test_block(self) -> None:
+        """
+        Blocking one port blackholes its connections alone: the others
+        carry on.
+        """
+        self.net.set(delay=0.01)
+        self.serve()
+        other = self.net.spawn("b", [*PEERS, "server", str(PORT + 1)])
+        self.assertIsNotNone(other.until("listening", 10))
+        holder = self.net.spawn("a", [*PEERS, "hold", self.net.addressB, str(PORT)])
+        self.assertIsNotNone(holder.until("connected", 10), holder.stderr)
+        self.net.set(block=[PORT])
+        holder.send({"write": 1000})
+        result = self.run_("rtt", self.net.addressB, str(PORT + 1), "3")
+        self.assertEqual(len(result["rtts"]), 3)
+        report = holder.until("info", 2)
+        assert report is not None
+        self.assertEqual(report["received"], 0)
+        self.assertGreater(report["info"]["unacked"], 0)
+        self.net.set(block=[])
+        end = time.monotonic() + 5
+        while report["received"] < 1000 and time.monotonic() < end:
+            report = holder.until("info", 2) or report
+        self.assertEqual(report["received"], 1000)
+
     def test_freeze(self) -> None:
         """
         A frozen path holds packets and delivers them when it thaws: an
