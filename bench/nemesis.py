@@ -126,7 +126,7 @@ def schedule(seed: int, seconds: float) -> List[Tuple[float, str, float]]:
     (start, fault, duration) for a run of C{seconds}, from C{seed}.
     """
     rng = random.Random(seed)
-    plan = []
+    plan: List[Tuple[float, str, float]] = []
     at = 2.0
     while True:
         fault = rng.choice(FAULTS)
@@ -148,8 +148,8 @@ def analyse(folder: Path) -> Dict[str, Any]:
     committed = {int(line.split()[1]) for line in (folder / "committed.log").read_text().splitlines() if line}
     executions: Dict[str, List[int]] = {"d": [], "r": []}
     for line in (folder / "executed.log").read_text().splitlines():
-        kind, number = line.split()
-        executions[kind].append(int(number))
+        kind, text = line.split()
+        executions[kind].append(int(text))
     result: Dict[str, Any] = {"committed": len(committed), "lost": sorted(committed - set(executions["d"]))[:20]}
     result["lostCount"] = len(committed - set(executions["d"]))
     for kind, runs in executions.items():

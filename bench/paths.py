@@ -58,7 +58,7 @@ def _logToStdout() -> None:
             return
         say(ev="log", level=level.name, ns=namespace, msg=formatEvent(event))
 
-    globalLogBeginner.beginLoggingTo([observe], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([observe], redirectStandardIO=False)  # type: ignore[list-item]
 
 
 def server(spec: Dict[str, Any]) -> None:
@@ -210,7 +210,7 @@ class Run:
 
     def serverEvents(self) -> List[Dict[str, Any]]:
         assert self.server is not None
-        events = []
+        events: List[Dict[str, Any]] = []
         while True:
             event = self.server.read(0.05)
             if event is None:

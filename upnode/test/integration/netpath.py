@@ -200,14 +200,32 @@ def serve(lifetime: float, seed: int) -> int:
     The emulator's main loop (this file run as a script): make both
     namespaces, say C{ready} on standard output, forward packets and obey
     commands until told to stop, until standard input closes, or for
-    C{lifetime} seconds at most.
+    C{lifetime} seconds at most; then (and when terminated) close both TUN
+    devices and delete both namespaces.
     """
     pid = os.getpid()
+
+    def terminated(number: int, frame: Any) -> None:
+        raise SystemExit(128 + number)  # runs the cleanup below
+
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, terminated)
     names = {"a": f"{PREFIX}{pid}-a", "b": f"{PREFIX}{pid}-b"}
+    fds: Dict[str, int] = {}
+    try:
+        return _serve(lifetime, seed, names, fds)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+        for name in names.values():
+            _deleteNamespace(name)
+
+
+def _serve(lifetime: float, seed: int, names: Dict[str, str], fds: Dict[str, int]) -> int:
+    pid = os.getpid()
     addresses = {"a": ADDRESS_A, "b": ADDRESS_B}
     # Destination address (as bytes in the IP header) per side.
     destinations = {"a": bytes(map(int, ADDRESS_B.split("."))), "b": bytes(map(int, ADDRESS_A.split(".")))}
-    fds: Dict[str, int] = {}
     out = sys.stdout
 
     def reply(message: Dict[str, Any]) -> None:
@@ -224,8 +242,6 @@ def serve(lifetime: float, seed: int) -> int:
             _ip("-n", names[side], "addr", "add", f"{addresses[side]}/30", "dev", device)
             _ip("-n", names[side], "link", "set", device, "up")
     except Exception as e:
-        for name in names.values():
-            _deleteNamespace(name)
         detail = getattr(e, "stderr", b"") or b""
         reply({"error": f"{e} {detail.decode(errors='replace').strip()}"})
         return 1
@@ -238,7 +254,6 @@ def serve(lifetime: float, seed: int) -> int:
     os.set_blocking(control, False)
     pending = b""
     deadline = time.monotonic() + lifetime
-    reply({"ready": True, "pid": pid, "a": names["a"], "b": names["b"]})
 
     def write(side: str, packets: List[bytes], stats: Dict[str, int]) -> None:
         for packet in packets:
@@ -276,64 +291,59 @@ def serve(lifetime: float, seed: int) -> int:
             return {"ok": True}, False
         return {"error": f"unknown command {what!r}"}, False
 
-    try:
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            wake = deadline
-            for d in directions.values():
-                release = d.nextRelease()
-                if release is not None and release < wake:
-                    wake = release
-            readable, _, _ = select.select([fds["a"], fds["b"], control], [], [], max(0.0, wake - now))
-            now = time.monotonic()
-            stop = False
-            for side in "ab":
-                if fds[side] not in readable:
-                    continue
-                d = directions[side]
-                for _ in range(256):
-                    try:
-                        packet = os.read(fds[side], 65536)
-                    except BlockingIOError:
-                        break
-                    # IPv4 to the other side's address only; the rest
-                    # (IPv6 neighbour discovery, say) stays where it is.
-                    if len(packet) >= 20 and packet[0] >> 4 == 4 and packet[16:20] == destinations[side]:
-                        d.arrive(now, packet)
-                    else:
-                        d.stats["foreign"] += 1
-            if control in readable:
+    reply({"ready": True, "pid": pid, "a": names["a"], "b": names["b"]})
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        wake = deadline
+        for d in directions.values():
+            release = d.nextRelease()
+            if release is not None and release < wake:
+                wake = release
+        readable, _, _ = select.select([fds["a"], fds["b"], control], [], [], max(0.0, wake - now))
+        now = time.monotonic()
+        stop = False
+        for side in "ab":
+            if fds[side] not in readable:
+                continue
+            d = directions[side]
+            for _ in range(256):
                 try:
-                    chunk = os.read(control, 65536)
+                    packet = os.read(fds[side], 65536)
                 except BlockingIOError:
-                    continue
-                if not chunk:
                     break
-                pending += chunk
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    if not line.strip():
-                        continue
-                    try:
-                        answer, stop = command(json.loads(line))
-                    except Exception as e:
-                        answer = {"error": repr(e)}
-                    reply(answer)
-                    if stop:
-                        break
-            if stop:
+                # IPv4 to the other side's address only; the rest
+                # (IPv6 neighbour discovery, say) stays where it is.
+                if len(packet) >= 20 and packet[0] >> 4 == 4 and packet[16:20] == destinations[side]:
+                    d.arrive(now, packet)
+                else:
+                    d.stats["foreign"] += 1
+        if control in readable:
+            try:
+                chunk = os.read(control, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
                 break
-            now = time.monotonic()
-            for side in "ab":
-                d = directions[side]
-                write(other[side], d.due(now), d.stats)
-    finally:
-        for fd in fds.values():
-            os.close(fd)
-        for name in names.values():
-            _deleteNamespace(name)
+            pending += chunk
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                if not line.strip():
+                    continue
+                try:
+                    answer, stop = command(json.loads(line))
+                except Exception as e:
+                    answer = {"error": repr(e)}
+                reply(answer)
+                if stop:
+                    break
+        if stop:
+            break
+        now = time.monotonic()
+        for side in "ab":
+            d = directions[side]
+            write(other[side], d.due(now), d.stats)
     return 0
 
 
@@ -515,6 +525,7 @@ class NetPath:
         self.emulator: Optional[subprocess.Popen[bytes]] = None
         self.names: Dict[str, str] = {}
         self._lock = threading.Lock()
+        self._buffer = b""
 
     def start(self) -> NetPath:
         sweep()
@@ -538,12 +549,17 @@ class NetPath:
 
     def _answer(self, timeout: float) -> Dict[str, Any]:
         assert self.emulator is not None and self.emulator.stdout is not None
-        ready, _, _ = select.select([self.emulator.stdout], [], [], timeout)
-        if not ready:
-            return {"error": "no answer from the link emulator"}
-        line = self.emulator.stdout.readline()
-        if not line:
-            return {"error": "the link emulator ended"}
+        fd = self.emulator.stdout.fileno()
+        end = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            ready, _, _ = select.select([fd], [], [], max(0.0, end - time.monotonic()))
+            if not ready:
+                return {"error": "no answer from the link emulator"}
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return {"error": "the link emulator ended"}
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
         answer: Dict[str, Any] = json.loads(line)
         return answer
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -247,8 +248,9 @@ class CleanupTests(unittest.TestCase):
 
     def test_emulatorExitsWithItsController(self) -> None:
         """
-        The emulator deletes its namespaces and exits when its controller
-        goes away (its standard input closes) or its lifetime ends.
+        The emulator deletes its namespaces and exits when its lifetime
+        ends, when its controller goes away (its standard input closes) and
+        when it is terminated.
         """
         emulator = subprocess.Popen(
             [sys.executable, netpath.__file__, "serve", "1.0", "0"],
@@ -270,6 +272,18 @@ class CleanupTests(unittest.TestCase):
         self.assertIn(b"ready", emulator.stdout.readline())
         emulator.stdin.close()
         self.assertEqual(emulator.wait(timeout=10), 0)
+        emulator.stdout.close()
+        self.assertFalse([n for n in netpath.namespaces() if n.startswith(f"upn-{emulator.pid}-")])
+        emulator = subprocess.Popen(
+            [sys.executable, netpath.__file__, "serve", "60", "0"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert emulator.stdout is not None and emulator.stdin is not None
+        self.assertIn(b"ready", emulator.stdout.readline())
+        emulator.terminate()
+        self.assertEqual(emulator.wait(timeout=10), 128 + signal.SIGTERM)
+        emulator.stdin.close()
         emulator.stdout.close()
         self.assertFalse([n for n in netpath.namespaces() if n.startswith(f"upn-{emulator.pid}-")])
 
