@@ -68,6 +68,8 @@ HOLD_MAX = 8 * 1024 * 1024
 
 ROOT = Path(__file__).resolve().parents[3]
 
+SETTINGS = {"cmd", "dir", "delay", "jitter", "rate", "queue", "loss", "blackhole", "block", "freeze", "drop"}
+
 
 # -- the emulator process ----------------------------------------------------
 
@@ -270,6 +272,9 @@ def _serve(lifetime: float, seed: int, names: Dict[str, str], fds: Dict[str, int
         if what == "stats":
             return {"ok": True, **{d.name: {**d.stats, **d.settings()} for d in directions.values()}}, False
         if what == "set":
+            unknown = set(message) - SETTINGS
+            if unknown:
+                return {"error": f"unknown settings {sorted(unknown)}"}, False
             targets = byName[message.get("dir", "both")]
             now = time.monotonic()
             for d in targets:

@@ -53,6 +53,7 @@ class NetPathTests(unittest.TestCase):
         one-way delay each, within a few milliseconds.
         """
         self.net.set(delay=0.1)
+        self.assertRaises(RuntimeError, self.net.set, dleay=0.1)  # a typo is refused, not ignored
         self.serve()
         result = self.run_("rtt", self.net.addressB, str(PORT), "5")
         self.assertTrue(0.195 <= result["connect"] <= 0.26, result)
