@@ -15,7 +15,6 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import upnode
 from upnode import Closed, ConnectionLostError, QueueFull, UpnodeClientFactory, UpnodeServerFactory, UpTimeout
-from upnode._lifecycle import STATES, TRANSITIONS, Up
 from upnode.test.test_client import ClientTestCase
 from upnode.testing import FakeEndpoint
 
@@ -283,6 +282,9 @@ class FakeEndpointTests(SynchronousTestCase):
 
 
 class MachineTests(ClientTestCase):
+    # (upnode._lifecycle is imported in each test, so that the tests above
+    # also run on a client without it.)
+
     def test_stateLabelIsTheMachines(self) -> None:
         """
         status()["state"] is the label of the machine's state after every
@@ -321,6 +323,8 @@ class MachineTests(ClientTestCase):
         self.assertNotIn("state", vars(up))
 
     def test_tableIsWellFormed(self) -> None:
+        from upnode._lifecycle import STATES, TRANSITIONS
+
         inputs = {
             "attemptStarted", "attemptFailed", "linkBuilt", "remoteArrived", "upEmitted", "handshakeExpired",
             "pingExpired", "linkLost", "drained", "retryDue", "retryWanted", "stopTrying", "close",
@@ -335,6 +339,8 @@ class MachineTests(ClientTestCase):
         self.assertEqual(set(STATES) - closable, {upnode._lifecycle.Closed})
 
     def test_mirrorOnlyWhileUp(self) -> None:
+        from upnode._lifecycle import Up
+
         up = self.connect()
         self.assertIsNone(up._live)
         link = self.accept()
