@@ -187,6 +187,21 @@ class Up(_Linked):
         self.stopHeartbeat()
 
 
+class Dropping(_Linked):
+    """
+    We aborted the link (handshake or ping timeout, a connect callback
+    that raised): nothing it emits counts any more, and the next attempt
+    waits for its loss, as its connector serves one connection at a time.
+    """
+
+    label = "dropping"
+
+    def __init__(self, owner: LinkOwner, reason: Failure) -> None:
+        self.owner = owner
+        self.conn = owner.conn
+        self.reason = reason
+
+
 class Waiting(_State):
     """
     Between attempts: the retry timer runs.
@@ -451,17 +466,28 @@ class ClientMachine:
         self.enter(GaveUp(error))
         self.queue.endAll(error)
 
-    def dropLink(self, state: _Linked, reason: Failure) -> None:
+    def dropLink(self, state: _Linked, reason: Failure, lost: bool) -> None:
         """
-        Handshaking: the link is lost (or we drop it) before it came up.
+        Handshaking: the link is lost, or (C{lost} false) we drop it,
+        before it came up.
         """
-        state.owner.stopProxying()
         state.stopHeartbeat()
-        state.conn.abort()
         self.failover()
         self.lastFailure = reason
-        self.scheduleOrGiveUp(self.connector)
+        if lost:
+            state.owner.stopProxying()
+            self.scheduleOrGiveUp(self.connector)
+        else:
+            self.abandon(state, reason)
         self.noteFailure(reason, "Link to {destination} lost before it came up: {reason}")
+
+    def abandon(self, state: _Linked, reason: Failure) -> None:
+        """
+        Enter L{Dropping}: the link is aborted, and the next attempt waits
+        for its loss.
+        """
+        self.enter(Dropping(state.owner, reason))
+        state.conn.abort()
 
     def flush(self, up: Up) -> None:
         """
@@ -614,7 +640,7 @@ def _remoteWhileHandshaking(m: ClientMachine, s: Handshaking, owner: LinkOwner, 
         m._log.failure("The connect callback raised; dropping the link", failure)
         m.emit("error", failure)
         if m.state is s:
-            m.dropLink(s, failure)
+            m.dropLink(s, failure, lost=False)
 
 
 def _remoteWhileUp(m: ClientMachine, s: Up, owner: LinkOwner, remote: Any) -> None:
@@ -648,7 +674,7 @@ def _handshakeExpired(m: ClientMachine, s: Handshaking) -> None:
     failure = Failure(UpTimeout(f"the connect callback did not emit 'up' within {timeout} seconds"))
     # Dropped now, not when the loss arrives: an "up" emitted meanwhile is
     # for a link we have given up on.  (Not routine: an error event.)
-    m.dropLink(s, failure)
+    m.dropLink(s, failure, lost=False)
 
 
 def _pingExpiredHandshaking(m: ClientMachine, s: Handshaking) -> None:
@@ -657,7 +683,7 @@ def _pingExpiredHandshaking(m: ClientMachine, s: Handshaking) -> None:
         peer=s.conn._peerName(),
         timeout=m.settings.timeout,
     )
-    m.dropLink(s, _silent(m.settings.timeout))
+    m.dropLink(s, _silent(m.settings.timeout), lost=False)
 
 
 def _silent(timeout: float) -> Failure:
@@ -666,17 +692,15 @@ def _silent(timeout: float) -> Failure:
 
 
 def _lostHandshaking(m: ClientMachine, s: Handshaking, owner: LinkOwner, reason: Failure) -> None:
-    m.dropLink(s, reason)
+    m.dropLink(s, reason, lost=True)
 
 
-def _downFromUp(m: ClientMachine, s: Up, reason: Failure) -> None:
+def _downFromUp(m: ClientMachine, s: Up, reason: Failure, lost: bool) -> None:
     """
     The link that was up is gone: calls sent on it and marked retry go
     back to the head of the queue in the order they were sent; the others
     fail with what ended the link.
     """
-    s.owner.stopProxying()
-    s.conn.abort()
     m.lastFailure = reason
     inflight = list(s.inflight)
     s.inflight.clear()
@@ -686,7 +710,11 @@ def _downFromUp(m: ClientMachine, s: Up, reason: Failure) -> None:
     # They were admitted once: they go back ahead of the rest, bound or not.
     m.queue.prepend(again)
     m._log.info("upnode link down: {reason}", reason=reason.value)
-    m.scheduleOrGiveUp(m.connector)
+    if lost:
+        s.owner.stopProxying()
+        m.scheduleOrGiveUp(m.connector)
+    else:
+        m.abandon(s, reason)
     m.emit("down")
     error = ConnectionLostError(f"the link dropped before the reply: {reason.getErrorMessage()}", reason)
     for call in inflight:
@@ -695,7 +723,7 @@ def _downFromUp(m: ClientMachine, s: Up, reason: Failure) -> None:
 
 
 def _lostUp(m: ClientMachine, s: Up, owner: LinkOwner, reason: Failure) -> None:
-    _downFromUp(m, s, reason)
+    _downFromUp(m, s, reason, lost=True)
 
 
 def _pingExpiredUp(m: ClientMachine, s: Up) -> None:
@@ -705,12 +733,24 @@ def _pingExpiredUp(m: ClientMachine, s: Up) -> None:
         peer=s.conn._peerName(),
         timeout=timeout,
     )
-    _downFromUp(m, s, _silent(timeout))
+    _downFromUp(m, s, _silent(timeout), lost=False)
 
 
 def _drained(m: ClientMachine, s: Up, owner: LinkOwner) -> None:
     if m.mirror._live is None and len(m.queue):
         m.flush(s)
+
+
+def _lostDropping(m: ClientMachine, s: Dropping, owner: LinkOwner, reason: Failure) -> None:
+    s.owner.stopProxying()
+    m.scheduleOrGiveUp(m.connector)
+
+
+def _closeDropping(m: ClientMachine, s: Dropping, gone: Deferred[None]) -> None:
+    closing = Closing(s.owner)
+    closing.gone.append(gone)
+    m.enter(closing)
+    _closed(m)
 
 
 def _lostClosing(m: ClientMachine, s: Closing, owner: LinkOwner, reason: Failure) -> None:
@@ -825,15 +865,17 @@ TRANSITIONS: Dict[Tuple[Type[_State], str], Tuple[Type[_State], _Behaviour]] = {
     (Connecting, "close"): (Closed, _closeConnecting),
     (Handshaking, "remoteArrived"): (Handshaking, _remoteWhileHandshaking),
     (Handshaking, "upEmitted"): (Up, _upEmitted),
-    (Handshaking, "handshakeExpired"): (Waiting, _handshakeExpired),
-    (Handshaking, "pingExpired"): (Waiting, _pingExpiredHandshaking),
+    (Handshaking, "handshakeExpired"): (Dropping, _handshakeExpired),
+    (Handshaking, "pingExpired"): (Dropping, _pingExpiredHandshaking),
     (Handshaking, "linkLost"): (Waiting, _lostHandshaking),
     (Handshaking, "close"): (Closing, _closeHandshaking),
     (Up, "remoteArrived"): (Up, _remoteWhileUp),
     (Up, "drained"): (Up, _drained),
-    (Up, "pingExpired"): (Waiting, _pingExpiredUp),
+    (Up, "pingExpired"): (Dropping, _pingExpiredUp),
     (Up, "linkLost"): (Waiting, _lostUp),
     (Up, "close"): (Closing, _closeUp),
+    (Dropping, "linkLost"): (Waiting, _lostDropping),
+    (Dropping, "close"): (Closing, _closeDropping),
     (Waiting, "retryDue"): (Connecting, _retryDue),
     (Waiting, "attemptStarted"): (Connecting, _attemptByHand),
     (Waiting, "retryWanted"): (Waiting, _retryWanted),
@@ -849,12 +891,12 @@ TRANSITIONS: Dict[Tuple[Type[_State], str], Tuple[Type[_State], _Behaviour]] = {
 }
 """
 Rows that lead to Waiting may lead to GaveUp instead, past C{maxRetries}
-or after C{stopTrying()}; those that lead to Handshaking may drop the link
-at once (the connect callback raised) and go to Waiting.
+or after C{stopTrying()}; the row from Handshaking on remoteArrived may go
+to Dropping (the connect callback raised).
 """
 
 #: Every state, in the order the docs draw them.
-STATES: List[Type[_State]] = [Idle, Connecting, Handshaking, Up, Waiting, Closing, Closed, GaveUp]
+STATES: List[Type[_State]] = [Idle, Connecting, Handshaking, Up, Dropping, Waiting, Closing, Closed, GaveUp]
 
 
 __all__ = [
@@ -862,6 +904,7 @@ __all__ = [
     "Closed",
     "Closing",
     "Connecting",
+    "Dropping",
     "GaveUp",
     "Handshaking",
     "Idle",
