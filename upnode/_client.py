@@ -136,8 +136,8 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         self._knobs: Dict[str, float] = {}
         self.initialDelay = reconnect
         self.factor = backoff
-        self.maxDelay = maxDelay  # type: ignore[assignment]
-        self.jitter = jitter  # type: ignore[assignment]
+        self.maxDelay = maxDelay
+        self.jitter = jitter
         self.delay = self.initialDelay
         self.continueTrying = True
         self.handshakeTimeout = handshakeTimeout
@@ -159,7 +159,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         The clock of every timer (the global reactor unless one was given).
         """
         clock = self._clockGiven = resolve(self._clockGiven)
-        return clock  # type: ignore[no-any-return]
+        return clock
 
     @clock.setter
     def clock(self, value: IReactorTime) -> None:
@@ -178,7 +178,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
                 k["initialDelay"], k["maxDelay"], k["factor"], k["jitter"], self.random.random
             )
 
-    @property  # type: ignore[override]
+    @property
     def initialDelay(self) -> float:
         """
         Seconds before the first retry of an outage (the C{reconnect} option).
@@ -189,7 +189,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
     def initialDelay(self, value: float) -> None:
         self._knob("initialDelay", seconds("reconnect", value))
 
-    @property  # type: ignore[override]
+    @property
     def factor(self) -> float:
         """
         How much the delay grows at each retry (the C{backoff} option).
@@ -213,7 +213,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
     def maxDelay(self, value: float) -> None:
         self._knob("maxDelay", _delay("maxDelay", value))
 
-    @property  # type: ignore[override]
+    @property
     def jitter(self) -> float:
         """
         The spread of each delay, in [0, 1): C{delay * (1 +- jitter)}.
@@ -259,7 +259,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         return state.remote if isinstance(state, Up) else None
 
     @property
-    def conn(self) -> Optional[DnodeProtocol]:  # type: ignore[override]
+    def conn(self) -> Optional[DnodeProtocol]:
         """
         The connection of the link that is up, or None.
         """
@@ -273,7 +273,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         """
         return self._machine.attempts
 
-    @property  # type: ignore[override]
+    @property
     def retries(self) -> int:
         """
         Retries of the current outage so far (RCF's count).

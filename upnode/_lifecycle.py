@@ -71,10 +71,13 @@ class LinkOwner:
         self._machine: Optional[ClientMachine] = machine
 
     def stopProxying(self) -> None:
+        # The connection holds this proxy's methods as its listeners: the
+        # proxy lets go of it, so that the two make no cycle once it is lost.
         self._machine = None
+        self.conn = None
 
     @property
-    def live(self) -> bool:
+    def forwarding(self) -> bool:
         return self._machine is not None
 
     def remoteArrived(self, remote: Any, conn: Any = None) -> None:
@@ -290,7 +293,7 @@ class ClientMachine:
 
     @property
     def clock(self) -> IReactorTime:
-        return self.settings.clock  # type: ignore[no-any-return]
+        return self.settings.clock
 
     # -- The mechanics -------------------------------------------------------
 
@@ -662,7 +665,7 @@ def _upEmitted(m: ClientMachine, s: Handshaking, owner: LinkOwner, obj: Any) -> 
     s.heartbeat = None
     m.enter(up)
     m.settings.resetDelay()
-    m._log.info("upnode link up to {peer}", peer=conn._peerName())
+    m._log.info("upnode link up to {peer}", peer=_peer(conn))
     m.flush(up)
     if m.state is up:
         m.emit("up", obj)
@@ -680,10 +683,17 @@ def _handshakeExpired(m: ClientMachine, s: Handshaking) -> None:
 def _pingExpiredHandshaking(m: ClientMachine, s: Handshaking) -> None:
     m._log.warn(
         "No ping answer from {peer} within {timeout} seconds; dropping the link",
-        peer=s.conn._peerName(),
+        peer=_peer(s.conn),
         timeout=m.settings.timeout,
     )
     m.dropLink(s, _silent(m.settings.timeout), lost=False)
+
+
+def _peer(conn: Any) -> str:
+    try:
+        return str(conn.transport.getPeer())
+    except Exception:
+        return "the server"
 
 
 def _silent(timeout: float) -> Failure:
@@ -730,7 +740,7 @@ def _pingExpiredUp(m: ClientMachine, s: Up) -> None:
     timeout = m.settings.timeout
     m._log.warn(
         "No ping answer from {peer} within {timeout} seconds; dropping the link",
-        peer=s.conn._peerName(),
+        peer=_peer(s.conn),
         timeout=timeout,
     )
     _downFromUp(m, s, _silent(timeout), lost=False)

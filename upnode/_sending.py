@@ -20,7 +20,7 @@ def methodOf(remote: Any, name: str) -> Callable[..., Any]:
     @raise AttributeError: the remote has none.
     """
     try:
-        return remote[name]  # type: ignore[no-any-return]
+        return remote[name]
     except (KeyError, TypeError, AttributeError):
         raise AttributeError(f"the remote has no method {name!r}") from None
 
