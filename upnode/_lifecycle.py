@@ -672,7 +672,6 @@ def _upEmitted(m: ClientMachine, s: Handshaking, owner: LinkOwner, obj: Any) -> 
 
 
 def _handshakeExpired(m: ClientMachine, s: Handshaking) -> None:
-    s.timer = None
     timeout = m.settings.handshakeTimeout
     failure = Failure(UpTimeout(f"the connect callback did not emit 'up' within {timeout} seconds"))
     # Dropped now, not when the loss arrives: an "up" emitted meanwhile is
@@ -774,7 +773,6 @@ def _lostClosing(m: ClientMachine, s: Closing, owner: LinkOwner, reason: Failure
 
 def _retryDue(m: ClientMachine, s: Waiting) -> None:
     connector = s.connector
-    s.timer = None  # it has fired
     state = Connecting(connector, started=False)
     m.attempts += 1
     m.enter(state)

@@ -365,3 +365,158 @@ class MachineTests(ClientTestCase):
         old.emit("remote", "stale", old)
         self.assertEqual(self.events.names(), names)
         self.assertNotEqual(up.remote, "stale")
+
+
+class _FakeConn:
+    """
+    Just enough of a connection for the machine alone.
+    """
+
+    connected = 1
+    paused = False
+    transport = None
+
+    def __init__(self) -> None:
+        self.remote = object()
+        self.listeners: List[Any] = []
+        self.ended = self.aborted = False
+
+    def on(self, event: str, handler: Any) -> None:
+        self.listeners.append((event, handler))
+
+    def notifyOnLoss(self, hook: Any) -> None:
+        self.listeners.append(("lost", hook))
+
+    def end(self) -> None:
+        self.ended = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class _FakeConnector:
+    def __init__(self) -> None:
+        self.connects = self.stops = 0
+
+    def connect(self) -> None:
+        self.connects += 1
+
+    def stopConnecting(self) -> None:
+        self.stops += 1
+
+    def getDestination(self) -> str:
+        return "nowhere"
+
+
+class _Settings:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.backoffPolicy = lambda retries: 1.0
+        self.maxRetries = None
+        self.continueTrying = True
+        self.handshakeTimeout = 5.0
+        self.ping = 0.0
+        self.timeout = 1.0
+        self.onRemote = lambda remote, conn: None
+        self.outbox = None
+        self.delay = 1.0
+        self._live = None
+
+    def resetDelay(self) -> None:
+        pass
+
+
+class StateByInputTests(SynchronousTestCase):
+    """
+    Every input in every state, on the machine alone: it goes where the
+    table says (or stays, for an input the state has no row for), and
+    raises nothing.
+    """
+
+    def machine(self) -> Any:
+        from upnode._lifecycle import ClientMachine
+        from upnode._queue import TransactionQueue
+
+        clock = Clock()
+        settings = _Settings(clock)
+        holder: List[Any] = []
+        queue = TransactionQueue(clock, lambda w: holder[0].fire(w), lambda w, e: holder[0].end(w, e))
+        m = ClientMachine(lambda *args: None, queue, settings, settings, lambda cb, args: cb(*args))
+        holder.append(m)
+        m.connector = _FakeConnector()
+        return m
+
+    def reach(self, name: str) -> Any:
+        from twisted.internet.defer import Deferred
+
+        m = self.machine()
+        connector = m.connector
+        refused = Failure(ConnectionRefusedError())
+        steps = {
+            "Idle": [],
+            "Connecting": [lambda: m.attemptStarted(connector)],
+            "Waiting": [lambda: m.attemptStarted(connector), lambda: m.attemptFailed(connector, refused)],
+            "Handshaking": [lambda: m.attemptStarted(connector), lambda: m.linkBuilt(_FakeConn())],
+            "Up": [
+                lambda: m.attemptStarted(connector),
+                lambda: m.linkBuilt(_FakeConn()),
+                lambda: m.upEmitted(m.state.owner, "obj"),
+            ],
+            "Dropping": [
+                lambda: m.attemptStarted(connector),
+                lambda: m.linkBuilt(_FakeConn()),
+                lambda: m.handshakeExpired(),
+            ],
+            "Closing": [
+                lambda: m.attemptStarted(connector),
+                lambda: m.linkBuilt(_FakeConn()),
+                lambda: m.upEmitted(m.state.owner, "obj"),
+                lambda: m.close(Deferred()),
+            ],
+            "Closed": [lambda: m.close(Deferred())],
+            "GaveUp": [
+                lambda: m.attemptStarted(connector),
+                lambda: m.attemptFailed(connector, refused),
+                lambda: m.stopTrying(),
+            ],
+        }[name]
+        for step in steps:
+            step()
+        self.assertEqual(type(m.state).__name__, name)
+        return m
+
+    def test_everyInputInEveryState(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        from upnode._lifecycle import STATES, TRANSITIONS, GaveUp, LinkOwner, Waiting
+
+        inputs = {
+            "attemptStarted": lambda m, owner: m.attemptStarted(m.connector),
+            "attemptFailed": lambda m, owner: m.attemptFailed(m.connector, Failure(ConnectionRefusedError())),
+            "linkBuilt": lambda m, owner: m.linkBuilt(_FakeConn()),
+            "remoteArrived": lambda m, owner: m.remoteArrived(owner, object()),
+            "upEmitted": lambda m, owner: m.upEmitted(owner, "obj"),
+            "handshakeExpired": lambda m, owner: m.handshakeExpired(),
+            "pingExpired": lambda m, owner: m.pingExpired(),
+            "linkLost": lambda m, owner: m.linkLost(owner, Failure(ConnectionDone())),
+            "drained": lambda m, owner: m.drained(owner),
+            "retryDue": lambda m, owner: m.retryDue(),
+            "retryWanted": lambda m, owner: m.retryWanted(m.connector),
+            "stopTrying": lambda m, owner: m.stopTrying(),
+            "close": lambda m, owner: m.close(Deferred()),
+        }
+        for state in STATES:
+            for name, feed in inputs.items():
+                m = self.reach(state.__name__)
+                owner = getattr(m.state, "owner", None) or LinkOwner(m, _FakeConn())
+                feed(m, owner)
+                row = TRANSITIONS.get((state, name))
+                expected = {state} if row is None else {row[0]}
+                if Waiting in expected:
+                    expected.add(GaveUp)  # past maxRetries, or after stopTrying
+                self.assertIn(type(m.state), expected, (state.__name__, name))
+                # No timer outlives its state: the clock holds exactly the
+                # timer the current state owns, if any.
+                timer = getattr(m.state, "timer", None)
+                owned = [timer] if timer is not None and timer.active() else []
+                self.assertEqual(m.settings.clock.getDelayedCalls(), owned, (state.__name__, name))
