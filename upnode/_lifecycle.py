@@ -290,6 +290,7 @@ class ClientMachine:
         self.nextAttemptAt: Optional[float] = None
         self.lastPing: Optional[float] = None
         self.connector: Any = None
+        self.flushing = False
 
     @property
     def clock(self) -> IReactorTime:
@@ -500,10 +501,16 @@ class ClientMachine:
         is cleared meanwhile: C{up()} called from a transaction queues
         behind the rest.
         """
+        if self.flushing:
+            return  # (a drain while a transaction runs: the flush goes on)
         mirror = self.mirror
         mirror._live = None
         conn = up.conn
-        self.queue.flush(lambda: self.state is up and not conn.paused)
+        self.flushing = True
+        try:
+            self.queue.flush(lambda: self.state is up and not conn.paused)
+        finally:
+            self.flushing = False
         if self.state is up and not len(self.queue):
             mirror._live = up
 
@@ -641,9 +648,16 @@ def _remoteWhileHandshaking(m: ClientMachine, s: Handshaking, owner: LinkOwner, 
     except Exception:
         failure = Failure()
         m._log.failure("The connect callback raised; dropping the link", failure)
+        state = m.state
+        # Dropped whether or not it emitted up before raising.
+        if state is s:
+            s.stopHeartbeat()
+            m.failover()
+            m.lastFailure = failure
+            m.abandon(s, failure)
+        elif isinstance(state, Up) and state.owner is owner:
+            _downFromUp(m, state, failure, lost=False)
         m.emit("error", failure)
-        if m.state is s:
-            m.dropLink(s, failure, lost=False)
 
 
 def _remoteWhileUp(m: ClientMachine, s: Up, owner: LinkOwner, remote: Any) -> None:
@@ -746,7 +760,7 @@ def _pingExpiredUp(m: ClientMachine, s: Up) -> None:
 
 
 def _drained(m: ClientMachine, s: Up, owner: LinkOwner) -> None:
-    if m.mirror._live is None and len(m.queue):
+    if len(m.queue):
         m.flush(s)
 
 

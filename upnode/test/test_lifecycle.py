@@ -260,6 +260,25 @@ class LateUpTests(HoldingServer):
         self.assertNotIn("up", self.events.names())
         self.assertEqual(up.queued, 1)
 
+    def test_connectCallbackRaisesAfterUp(self) -> None:
+        """
+        A connect callback that emits up, then raises: the link is dropped
+        (an error event, then down), and nothing more runs on it.
+        """
+
+        def onRemote(remote: Any, conn: Any) -> None:
+            conn.emit("up", remote)
+            raise ValueError("after up")
+
+        up = self.connect(onRemote)
+        self.accept()
+        self.assertEqual(self.events.names(), ["remote", "up", "down", "error"])
+        self.assertEqual(up.status()["state"], "waiting")
+        fired: List[Any] = []
+        up(lambda remote, conn: fired.append(conn))
+        self.assertEqual(fired, [])
+        self.flushLoggedErrors(ValueError)
+
     def test_emitUpWithNone(self) -> None:
         """
         conn.emit("up", None) (or no object): the raw remote is exposed, and
