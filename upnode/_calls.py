@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_calls -*-
 """
 Calls that return Deferreds: C{up.call(name, *args)} on the client, and
 C{@replies} for server methods that return (or await) their answer.

@@ -1,7 +1,13 @@
+# -*- test-case-name: upnode.test.test_client,upnode.test.test_lifecycle,upnode.test.test_model -*-
 """
-The upnode client: a C{ReconnectingClientFactory} that keeps one dnode link
-up, rebuilds state on every new link through the connect callback, pings,
-and hands the remote to transactions queued with C{up()}.
+The upnode client's surface: C{UpnodeClientFactory}, the
+C{ReconnectingClientFactory} that is also C{up()}.  It owns the options and
+their checks, the transactions' entry (C{up()}, C{up.call}, C{callMany})
+and their queue, and turns the factory's callbacks into inputs of the
+client's state machine (L{upnode._lifecycle}), which owns the link.
+
+C{up()} on a link that is up is every transaction's path: it reads the link
+the machine mirrors for it, and nothing else.
 """
 
 from __future__ import annotations
@@ -164,9 +170,6 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
     @clock.setter
     def clock(self, value: IReactorTime) -> None:
         self._clockGiven = value
-
-    def _clock(self) -> IReactorTime:
-        return self.clock
 
     # -- The knobs: checked, and honoured when set ----------------------------------
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_calls -*-
 """
 An C{IConnector} over client endpoints, so that one reconnect loop
 (C{ReconnectingClientFactory}'s) drives both C{reactor.connectTCP} and

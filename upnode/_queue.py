@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_client -*-
 """
 The transaction queue behind C{up()}: FIFO, surviving any number of
 reconnects, and firing each transaction exactly once.

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_client -*-
 """
 Helpers to test upnode code without sockets or sleeps: an in-memory link
 between a server factory and a client, and a fake endpoint whose connection
