@@ -45,6 +45,11 @@ class Record:
 
 
 class ClientModel(RuleBasedStateMachine):
+    #: The client's options beyond the model's own.
+    OPTIONS: Dict[str, Any] = {}
+    #: ReconnectingClientFactory's maxRetries, set on the client.
+    MAX_RETRIES: Optional[int] = None
+
     def __init__(self) -> None:
         super().__init__()
         self.clock = Clock()
@@ -67,9 +72,19 @@ class ClientModel(RuleBasedStateMachine):
         self.closed = False
         self.up = upnode.upnode(reactor=self.clock).connect(
             self.endpoint,
-            {"ping": 1.0, "timeout": 0.5, "jitter": 0, "reconnect": 1.0, "maxDelay": 4.0, "handshakeTimeout": 5.0},
+            {
+                "ping": 1.0,
+                "timeout": 0.5,
+                "jitter": 0,
+                "reconnect": 1.0,
+                "maxDelay": 4.0,
+                "handshakeTimeout": 5.0,
+                **self.OPTIONS,
+            },
             self._onRemote,
         )
+        self.maxRetries = self.MAX_RETRIES
+        self.up.maxRetries = self.maxRetries
         self.up.on("error", self.errors.append)
 
     def teardown(self) -> None:
@@ -187,17 +202,25 @@ class ClientModel(RuleBasedStateMachine):
     @rule(timeout=st.sampled_from([None, 0.5, 2.0]))
     def transaction(self, timeout: Optional[float]) -> None:
         record = self._record("up(cb)")
-        if timeout is None:
-            self.up(self._node(record))
-        else:
-            self.up(timeout, self._node(record))
-        if self.closed:
+        try:
+            if timeout is None:
+                self.up(self._node(record))
+            else:
+                self.up(timeout, self._node(record))
+        except QueueFull:
+            record.fired.append("refused")
+        if self.closed or self.up.status()["state"] == "gaveUp":
             assert record.fired == [()], record.fired
 
     @rule()
     def deferredTransaction(self) -> None:
         record = self._record("up()")
-        self._watch(record, self.up())
+        try:
+            d = self.up()
+        except QueueFull:
+            record.fired.append("refused")
+            return
+        self._watch(record, d)
 
     @rule(
         method=st.sampled_from(["answer", "never", "boom"]),
@@ -208,8 +231,9 @@ class ClientModel(RuleBasedStateMachine):
         record = self._record(f"call {method}")
         try:
             d = self.up.call(method, record.seq, retry=retry, timeout=timeout)
-        except QueueFull:  # pragma: no cover - no maxQueue here
-            raise
+        except QueueFull:
+            record.fired.append("refused")
+            return
         self._watch(record, d)
 
     @precondition(lambda self: any(not d.called for _, d in self.deferreds))
@@ -273,6 +297,11 @@ class ClientModel(RuleBasedStateMachine):
             assert attempts == 0
             assert self.up.conn is None
             return
+        if state == "gaveUp":
+            assert self.maxRetries is not None, status
+            assert attempts == 0 and status["nextAttemptIn"] is None and status["queued"] == 0, status
+            assert self.up.conn is None
+            return
         assert state in ("connecting", "handshaking", "up", "dropping", "waiting"), status
         assert (state == "connecting") == (attempts == 1), (status, attempts)
         assert attempts <= 1
@@ -299,14 +328,24 @@ class ClientModel(RuleBasedStateMachine):
                 assert "boom (expected)" in str(failure.value), failure
 
 
-ClientModel.TestCase.settings = settings(
-    max_examples=EXAMPLES,
-    stateful_step_count=50,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+class BoundedClientModel(ClientModel):
+    """
+    The same with a bound on the queue, and a client that gives up.
+    """
+
+    OPTIONS = {"maxQueue": 3}
+    MAX_RETRIES = 3
+
+
+for _model in (ClientModel, BoundedClientModel):
+    _model.TestCase.settings = settings(
+        max_examples=EXAMPLES,
+        stateful_step_count=50,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
 
 
 class ClientModelTests(SynchronousTestCase):
@@ -314,11 +353,20 @@ class ClientModelTests(SynchronousTestCase):
         """
         The client keeps its promises along every path the model takes.
         """
+        self.runModel(ClientModel)
+
+    def test_bounded(self) -> None:
+        """
+        And with C{maxQueue} and C{maxRetries}.
+        """
+        self.runModel(BoundedClientModel)
+
+    def runModel(self, model: Any) -> None:
         ClientModel.allSteps = ClientModel.closes = 0
-        ClientModel.TestCase("runTest").runTest()
+        model.TestCase("runTest").runTest()
         self.flushLoggedErrors(ValueError)
         self.assertGreater(ClientModel.allSteps, EXAMPLES * 10)
         self.assertGreater(ClientModel.closes, 0)
 
 
-__all__ = ["ClientModel", "Closed"]
+__all__ = ["BoundedClientModel", "ClientModel", "Closed"]
