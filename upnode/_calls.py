@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from ._interfaces import ILinkSource, LinkWaiter
 from ._reactor import cancel
 from ._sending import errorFirst, methodOf, replyValue
-from .errors import UpTimeout
+from .errors import ConnectionLostError, UpTimeout
 
 
 class Call(LinkWaiter):
@@ -93,6 +93,10 @@ class Call(LinkWaiter):
 
     def linkLost(self, error: Exception) -> None:
         self._link = None
+        if isinstance(error, ConnectionLostError) and error.reason is not None:
+            error = ConnectionLostError(
+                f"the link dropped before {self.name}() replied: {error.reason.getErrorMessage()}", error.reason
+            )
         self._fail(Failure(error))
 
     def _reply(self, *values: Any) -> None:

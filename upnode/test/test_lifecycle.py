@@ -146,6 +146,7 @@ class CallDefectTests(HoldingServer):
         self.assertIsInstance(failure.value.reason, Failure)
         self.assertTrue(failure.value.reason.check(ConnectionDone))
         self.assertIn(failure.value.reason.getErrorMessage(), str(failure.value))
+        self.assertIn("hold()", str(failure.value))
 
     def test_callTimeoutWhileDown(self) -> None:
         """
