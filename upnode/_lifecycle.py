@@ -29,7 +29,7 @@ it reads the L{LiveMirror}.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, Type
 
 from twisted.internet import error as netError
 from twisted.internet.defer import CancelledError, Deferred
@@ -254,6 +254,35 @@ class GaveUp(_State):
 # -- The machine -----------------------------------------------------------------
 
 
+class ClientSettings(Protocol):
+    """
+    The client's options as the machine reads them: when it needs them, so
+    that one set after construction takes effect.  C{delay} and
+    C{continueTrying} are C{ReconnectingClientFactory}'s, written back.
+    """
+
+    clock: IReactorTime
+    backoffPolicy: Callable[[int], float]
+    continueTrying: int
+    delay: float
+    handshakeTimeout: float
+    ping: float
+    timeout: float
+    onRemote: Callable[[Any, Any], Any]
+    outbox: Any
+
+    @property
+    def maxRetries(self) -> Optional[int]:
+        """
+        Retries of one outage before giving up; None: never.
+        """
+
+    def resetDelay(self) -> None:
+        """
+        The link came up: the next outage starts the schedule again.
+        """
+
+
 class ClientMachine:
     """
     One client's life.  The inputs are its public methods; each docstring
@@ -262,10 +291,7 @@ class ClientMachine:
     @param emit: the client's C{emit}, for its events.
     @param queue: the transactions waiting for a link.
     @param mirror: where the link that is up is written for C{up()}.
-    @param settings: the client's options, read when they are needed (so
-        that knobs changed after construction take effect): C{clock},
-        C{backoffPolicy}, C{maxRetries}, C{continueTrying},
-        C{handshakeTimeout}, C{ping}, C{timeout}, C{onRemote}, C{outbox}.
+    @param settings: the client's options (L{ClientSettings}).
     """
 
     _log = Logger()
@@ -275,7 +301,7 @@ class ClientMachine:
         emit: Callable[..., Any],
         queue: TransactionQueue,
         mirror: LiveMirror,
-        settings: Any,
+        settings: ClientSettings,
         runCallback: Callable[[Callable[..., Any], Tuple[Any, ...]], None],
     ) -> None:
         self.emit = emit
