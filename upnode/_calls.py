@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_calls -*-
 """
 Calls that return Deferreds: C{up.call(name, *args)} on the client, and
 C{@replies} for server methods that return (or await) their answer.
@@ -7,115 +8,135 @@ from __future__ import annotations
 
 import functools
 from inspect import iscoroutine
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
 from ._arity import runCoroutine
+from ._interfaces import ILinkSource, LinkWaiter
 from ._reactor import cancel
-from .errors import Closed, ConnectionLostError, RemoteError, UpTimeout
-
-if TYPE_CHECKING:
-    from ._client import UpnodeClientFactory
+from ._sending import errorFirst, methodOf, replyValue
+from .errors import ConnectionLostError, UpTimeout
 
 
-class Call:
+class Call(LinkWaiter):
     """
     One C{up.call}: waits for a link, sends, and fires once with the reply,
-    a timeout, or the loss of the link (or, with C{retry}, sends again on
-    the next link).
+    a timeout, or the loss of the link (or, with C{retry}, is sent again on
+    the next link: the client puts it back at the head of its queue).
+
+    While sent and unanswered it is in its link's C{inflight}, which the
+    client goes through, in the order of sending, when the link is lost.
     """
+
+    __slots__ = ("source", "name", "args", "retry", "errorFirst", "result", "done", "queued", "_link", "_timer")
 
     def __init__(
         self,
-        client: UpnodeClientFactory,
+        source: ILinkSource,
         name: str,
         args: tuple,
         timeout: Optional[float],
         retry: bool,
         errorFirst: bool,
     ) -> None:
-        self.client = client
+        self.source = source
         self.name = name
         self.args = args
         self.retry = retry
         self.errorFirst = errorFirst
-        self.conn: Any = None
+        self.done = False
+        self.queued = False
+        self._link: Any = None
         self.result: Deferred[Any] = Deferred(lambda d: self._finish())
-        self._waiting: Optional[Deferred[Any]] = None
         self._timer: Optional[IDelayedCall] = None
         if timeout:
-            self._timer = client._clock().callLater(timeout, self._expired, timeout)
+            self._timer = source.clock.callLater(timeout, self._expired, timeout)
 
     def start(self) -> None:
-        waiting = self.client()
-        assert waiting is not None
-        self._waiting = waiting
-        waiting.addCallbacks(self._send, self._fail)
+        """
+        Wait for the link (or send now).
 
-    def _send(self, remote: Any) -> None:
-        self._waiting = None
-        if self.result.called:
+        @raise upnode.errors.QueueFull: the client's queue is full; the
+            call is over (no timer left).
+        """
+        try:
+            self.source.whenUp(self)
+        except BaseException:
+            self.done = True
+            cancel(self._timer)
+            self._timer = None
+            raise
+
+    def linkUp(self, remote: Any, link: Any) -> None:
+        if self.done:
             return
         try:
-            method = remote[self.name]
-        except (KeyError, TypeError, AttributeError):
-            self._fail(Failure(AttributeError(f"the remote has no method {self.name!r}")))
+            method = methodOf(remote, self.name)
+        except AttributeError as e:
+            self._fail(Failure(e))
             return
-        self.conn = self.client.conn
-        self.client._calls.add(self)
+        self._link = link
+        link.inflight[self] = None
         try:
             method(*self.args, self._reply)
         except Exception:
             self._fail(Failure())
 
+    def requeued(self) -> None:
+        self._link = None
+        self.queued = True
+
+    def linkNever(self, error: Exception) -> None:
+        self._fail(Failure(error))
+
+    def linkLost(self, error: Exception) -> None:
+        self._link = None
+        if isinstance(error, ConnectionLostError) and error.reason is not None:
+            error = ConnectionLostError(
+                f"the link dropped before {self.name}() replied: {error.reason.getErrorMessage()}", error.reason
+            )
+        self._fail(Failure(error))
+
     def _reply(self, *values: Any) -> None:
-        if self.result.called:
+        if self.done:
             return  # a reply after a timeout is dropped
         self._finish()
         if self.errorFirst:
-            error = values[0] if values else None
-            if error is not None:
-                self.result.errback(Failure(RemoteError(error)))
+            try:
+                value = errorFirst(values)
+            except Exception:
+                self.result.errback(Failure())
                 return
-            values = values[1:]
-        self.result.callback(values[0] if len(values) == 1 else (values or None))
-
-    def linkLost(self) -> None:
-        """
-        The link this call was sent on is gone before the reply.
-        """
-        self.client._calls.discard(self)
-        self.conn = None
-        if self.result.called:
-            return
-        if self.client.closed:
-            self._fail(Failure(Closed("the upnode client was closed before the reply")))
-        elif self.retry:
-            self.start()
         else:
-            self._fail(Failure(ConnectionLostError(f"the link dropped before {self.name}() replied")))
+            value = replyValue(values)
+        self.result.callback(value)
 
     def _expired(self, timeout: float) -> None:
         self._timer = None
         self._fail(Failure(UpTimeout(f"{self.name}() got no reply within {timeout} seconds")))
 
     def _fail(self, failure: Failure) -> None:
-        if self.result.called:
+        if self.done:
             return
         self._finish()
         self.result.errback(failure)
 
     def _finish(self) -> None:
-        self.client._calls.discard(self)
+        # Called once: on the answer, the failure, or the result's cancel.
+        if self.done:
+            return
+        self.done = True
         cancel(self._timer)
         self._timer = None
-        waiting, self._waiting = self._waiting, None
-        if waiting is not None and not waiting.called:
-            waiting.addErrback(lambda f: None)
-            waiting.cancel()
+        link, self._link = self._link, None
+        if link is not None:
+            link.inflight.pop(self, None)
+        if self.queued:
+            self.queued = False
+            self.source.stopWaiting(self)
 
 
 def replies(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,17 +1,22 @@
+# -*- test-case-name: upnode.test.test_client,upnode.test.test_lifecycle,upnode.test.test_model -*-
 """
-The upnode client: a C{ReconnectingClientFactory} that keeps one dnode link
-up, rebuilds state on every new link through the connect callback, pings,
-and hands the remote to transactions queued with C{up()}.
+The upnode client's surface: C{UpnodeClientFactory}, the
+C{ReconnectingClientFactory} that is also C{up()}.  It owns the options and
+their checks, the transactions' entry (C{up()}, C{up.call}, C{callMany})
+and their queue, and turns the factory's callbacks into inputs of the
+client's state machine (L{upnode._lifecycle}), which owns the link.
+
+C{up()} on a link that is up is every transaction's path: it reads the link
+the machine mirrors for it, and nothing else.
 """
 
 from __future__ import annotations
 
 import random as _random
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, overload
 
-from twisted.internet import error as netError
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.interfaces import IConnector, IDelayedCall, IReactorTime
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IConnector, IReactorTime
 from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -21,26 +26,15 @@ from ._backoff import backoffPolicy
 from ._calls import Call
 from ._events import EventEmitter
 from ._expose import Cons, withPing
-from ._heartbeat import Heartbeat, dropSilentPeer
+from ._interfaces import LinkWaiter
+from ._lifecycle import ClientMachine, Up
 from ._limits import Limits, seconds
 from ._outbox import Outbox
 from ._protocol import DnodeProtocol
 from ._queue import TransactionQueue
-from ._reactor import cancel, resolve
-from .errors import Closed, UpTimeout
+from ._reactor import resolve
 
 ConnectCallback = Callable[[Any, DnodeProtocol], Any]
-
-#: Failures that are the ordinary weather of a reconnecting client: logged
-#: quietly, never an C{error} event.
-_ROUTINE = (
-    netError.ConnectionRefusedError,
-    netError.ConnectError,
-    netError.ConnectionDone,
-    netError.ConnectionLost,
-    netError.ConnectionAborted,
-    CancelledError,
-)
 
 
 def emitUp(remote: Any, conn: DnodeProtocol) -> None:
@@ -48,6 +42,12 @@ def emitUp(remote: Any, conn: DnodeProtocol) -> None:
     The default connect callback: expose the raw remote to transactions.
     """
     conn.emit("up", remote)
+
+
+def _delay(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+    return float(value)
 
 
 class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
@@ -58,27 +58,43 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
     C{reactor.connectTCP(host, port, factory)} (or C{connectSSL},
     C{connectUNIX}).
 
+    A façade over the client's state machine (L{upnode._lifecycle}):
+    C{ReconnectingClientFactory}'s callbacks are its inputs, and its knobs
+    (C{initialDelay}, C{factor}, C{maxDelay}, C{jitter}, C{maxRetries})
+    take effect when set, at the next delay.  Transactions on a link that
+    is up (C{up(cb)}, C{up()}) never enter the machine: they read the link
+    it mirrors for them.
+
     Times are in seconds.
 
     @param cons: what we expose to the server (dict, object or callable).
     @param onRemote: C{onRemote(remote, conn)}, run on every new link before
-        any queued transaction; it must call C{conn.emit("up", obj)}.
+        any queued transaction; it must call C{conn.emit("up", obj)}
+        (C{conn.emit("up")} with no object exposes the raw remote).
     @param ping: seconds between pings; 0 disables them.
     @param timeout: seconds a ping may take before the link is dropped.
-    @param reconnect: seconds before the first reconnection attempt.
-    @param backoff: factor by which that delay grows on each failed attempt.
+    @param reconnect: seconds before the first reconnection attempt
+        (C{initialDelay}).
+    @param backoff: factor by which that delay grows on each failed attempt
+        (C{factor}).
     @param maxDelay: the cap on that delay.
     @param jitter: each delay is drawn uniformly from
         C{delay * (1 - jitter)} to C{delay * (1 + jitter)}.
     @param handshakeTimeout: seconds from connection to C{"up"}; past it the
         link is dropped and an C{error} emitted.  0 waits forever.
     @param maxQueue: the most transactions that may wait; None is no bound.
+        Calls with C{retry} put back after a lost link are not counted
+        against it: they were admitted once.
     @param outbox: the SQLite file of the durable outbox, for
         C{call(..., durable=True)}; C{outboxMax} bounds it and C{outboxSync}
         (C{"normal"} or C{"full"}) sets its durability (see L{Outbox}).
 
     @ivar backoffPolicy: C{retry -> seconds}, the delay before each retry
-        of an outage (0 for the first), from L{upnode._backoff.backoffPolicy}.
+        of an outage (0 for the first), from L{upnode._backoff.backoffPolicy};
+        rebuilt when a knob is set.
+    @ivar maxRetries: past this many retries of one outage, the client gives
+        up: its state is C{gaveUp} and waiting transactions fail with the
+        last failure.  None (the default) never gives up.
     """
 
     protocol = DnodeProtocol
@@ -117,62 +133,192 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
                 ("handshakeTimeout", handshakeTimeout),
             )
         )
-        if isinstance(maxDelay, bool) or not isinstance(maxDelay, (int, float)) or not maxDelay >= 0:
-            raise ValueError(f"maxDelay must be a number of seconds >= 0, not {maxDelay!r}")
-        if not 0 <= jitter < 1:
-            raise ValueError(f"jitter must be in [0, 1), not {jitter!r}")
-        if backoff < 1:
-            raise ValueError(f"backoff must be >= 1, not {backoff!r}")
         self.cons = cons
         self.onRemote = onRemote or emitUp
         self.ping = ping
         self.timeout = timeout
-        self.initialDelay = self.delay = float(reconnect)
-        self.factor = backoff
-        self.maxDelay = maxDelay  # type: ignore[assignment]
-        self.jitterFraction = jitter
-        self.jitter = 0  # ReconnectingClientFactory's own jitter: ours replaces it
         self.random = random or _random.Random()
-        self.backoffPolicy = backoffPolicy(self.initialDelay, maxDelay, backoff, jitter, self.random.random)
-        self.retries = 0
+        # The knobs, checked; each setter rebuilds the policy.
+        self._knobs: Dict[str, float] = {}
+        self.initialDelay = reconnect
+        self.factor = backoff
+        self.maxDelay = maxDelay
+        self.jitter = jitter
+        self.delay = self.initialDelay
         self.continueTrying = True
-        self._retryCall: Optional[IDelayedCall] = None
         self.handshakeTimeout = handshakeTimeout
         self.limits = limits or Limits()
-        self.clock = clock  # type: ignore[assignment]
-        self.remote: Any = None
-        self.conn: Optional[DnodeProtocol] = None
-        self.closed = False
-        self.state = "idle"
-        self.attempts = 0
-        self.lastFailure: Optional[Failure] = None
-        self.nextAttemptAt: Optional[float] = None
-        self.lastPing: Optional[float] = None
-        self._link: Optional[DnodeProtocol] = None
-        self._calledBackFor: Optional[DnodeProtocol] = None
-        self._heartbeat: Optional[Heartbeat] = None
-        self._handshakeTimer: Optional[IDelayedCall] = None
-        self._flushing = False
-        self._whenLinkGone: list = []
-        self._calls: Set[Call] = set()
-        self._queue = TransactionQueue(self._clock(), self._fireTransaction, self._endTransaction, maxQueue)
+        self._clockGiven = clock
+        #: The link that is up, for up()'s hot path (written by the machine).
+        self._live: Optional[Up] = None
+        self._queue = TransactionQueue(self.clock, self._fire, self._end, maxQueue)
         #: The durable outbox (see L{upnode._outbox}), with the C{outbox} option.
         self.outbox: Optional[Outbox] = None
+        self._machine = ClientMachine(self.emit, self._queue, self, self, self._runCallback)
         if outbox is not None:
             self.outbox = Outbox(outbox, outboxMax, outboxSync)
             self.outbox.attach(self)
 
-    def _clock(self) -> IReactorTime:
-        self.clock = resolve(self.clock)
-        return self.clock  # type: ignore[return-value]
+    @property  # type: ignore[override]
+    def clock(self) -> IReactorTime:
+        """
+        The clock of every timer (the global reactor unless one was given).
+        """
+        clock = self._clockGiven = resolve(self._clockGiven)
+        return clock
+
+    @clock.setter
+    def clock(self, value: IReactorTime) -> None:
+        self._clockGiven = value
+
+    # -- The knobs: checked, and honoured when set ----------------------------------
+
+    def _knob(self, name: str, value: float) -> None:
+        self._knobs[name] = value
+        if len(self._knobs) == 4:
+            k = self._knobs
+            self.backoffPolicy = backoffPolicy(
+                k["initialDelay"], k["maxDelay"], k["factor"], k["jitter"], self.random.random
+            )
+
+    @property
+    def initialDelay(self) -> float:
+        """
+        Seconds before the first retry of an outage (the C{reconnect} option).
+        """
+        return self._knobs["initialDelay"]
+
+    @initialDelay.setter
+    def initialDelay(self, value: float) -> None:
+        self._knob("initialDelay", seconds("reconnect", value))
+
+    @property
+    def factor(self) -> float:
+        """
+        How much the delay grows at each retry (the C{backoff} option).
+        """
+        return self._knobs["factor"]
+
+    @factor.setter
+    def factor(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1:
+            raise ValueError(f"backoff must be >= 1, not {value!r}")
+        self._knob("factor", float(value))
+
+    @property  # type: ignore[override]
+    def maxDelay(self) -> float:
+        """
+        The cap on the delay, in seconds.
+        """
+        return self._knobs["maxDelay"]
+
+    @maxDelay.setter
+    def maxDelay(self, value: float) -> None:
+        self._knob("maxDelay", _delay("maxDelay", value))
+
+    @property
+    def jitter(self) -> float:
+        """
+        The spread of each delay, in [0, 1): C{delay * (1 +- jitter)}.
+        """
+        return self._knobs["jitter"]
+
+    @jitter.setter
+    def jitter(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ValueError(f"jitter must be in [0, 1), not {value!r}")
+        self._knob("jitter", float(value))
+
+    @property
+    def jitterFraction(self) -> float:
+        """
+        The former name of L{jitter}.
+        """
+        return self.jitter
+
+    # -- What the machine knows, for reading ------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """
+        C{idle}, C{connecting}, C{handshaking}, C{up}, C{waiting}, C{closed}
+        or C{gaveUp}: the label of the machine's state, nothing else.
+        """
+        return self._machine.state.label
+
+    @property
+    def closed(self) -> bool:
+        """
+        Whether C{close()} was called.
+        """
+        return self._machine.state.label == "closed"
+
+    @property
+    def remote(self) -> Any:
+        """
+        What the connect callback emitted on the link that is up, or None.
+        """
+        state = self._machine.state
+        return state.remote if isinstance(state, Up) else None
+
+    @property
+    def conn(self) -> Optional[DnodeProtocol]:
+        """
+        The connection of the link that is up, or None.
+        """
+        state = self._machine.state
+        return state.conn if isinstance(state, Up) else None
+
+    @property
+    def attempts(self) -> int:
+        """
+        Connection attempts so far.
+        """
+        return self._machine.attempts
+
+    @property
+    def retries(self) -> int:
+        """
+        Retries of the current outage so far (RCF's count).
+        """
+        return self._machine.retries
+
+    @retries.setter
+    def retries(self, value: int) -> None:
+        self._machine.retries = value
+
+    @property
+    def lastFailure(self) -> Optional[Failure]:
+        return self._machine.lastFailure
+
+    @property
+    def lastPing(self) -> Optional[float]:
+        return self._machine.lastPing
+
+    @property
+    def nextAttemptAt(self) -> Optional[float]:
+        return self._machine.nextAttemptAt
 
     # -- Transactions ------------------------------------------------------------
+
+    @overload
+    def __call__(self, *, timeout: Optional[float] = None) -> Deferred[Any]: ...
+
+    @overload
+    def __call__(self, timeout: float, /) -> Deferred[Any]: ...
+
+    @overload
+    def __call__(self, callback: Callable[..., Any], /) -> None: ...
+
+    @overload
+    def __call__(self, timeout: Optional[float], callback: Callable[..., Any], /) -> None: ...
 
     def __call__(self, *args: Any, timeout: Optional[float] = None) -> Optional[Deferred[Any]]:
         """
         A transaction.  C{up()} and C{up(timeout=t)} return a Deferred that
         fires with the remote once the link is up, or fails with
-        L{UpTimeout} after C{t} seconds or L{Closed} on C{close()}.  Node's
+        L{UpTimeout} after C{t} seconds, L{Closed} on C{close()}, or the
+        last failure once the client has given up (C{maxRetries}).  Node's
         forms C{up(cb)} and C{up(t, cb)} call C{cb(remote, conn)}, or C{cb()}
         with no arguments when the transaction ends without a link.
         """
@@ -182,46 +328,61 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         else:
             callback = None
         if args or timeout is not None:
-            # (Tested only when given: this is every call's path.)
             if len(args) > 1 or (args and timeout is not None):
                 raise TypeError("up() takes at most a timeout and a callback")
             if args:
                 timeout = args[0]
             if timeout is not None:
                 timeout = seconds("timeout", timeout)
-        if self.closed:
+        live = self._live
+        if live is not None:
+            # The link is up and nobody waits: the machine writes _live
+            # only then.
+            if callback is not None:
+                self._runCallback(callback, (live.remote, live.conn))
+                return None
+            return succeed(live.remote)
+        refusal = self._machine.refusal()
+        if refusal is not None:
             if callback is not None:
                 self._runCallback(callback, ())
                 return None
-            return fail(Closed("this upnode client is closed"))
-        if self.remote is not None and not self._flushing and not self._queue.waiting:
-            # The link is up and nobody is ahead: no queueing at all.
-            if callback is not None:
-                self._runCallback(callback, (self.remote, self.conn))
-                return None
-            return succeed(self.remote)
-        result: Optional[Deferred[Any]] = None
+            return fail(refusal)
         if callback is not None:
             self._queue.add(callback, timeout)
-        else:
-            entry = None
-            result = Deferred(lambda d: self._queue.remove(entry))
-            entry = self._queue.add(result, timeout)
-        if self.remote is not None and not self._flushing:
-            self._flush()
+            return None
+        entry = None
+        result: Deferred[Any] = Deferred(lambda d: self._queue.remove(entry))
+        entry = self._queue.add(result, timeout)
         return result
 
-    def _fireTransaction(self, waiter: Any) -> None:
-        if isinstance(waiter, Deferred):
-            waiter.callback(self.remote)
+    def whenUp(self, waiter: LinkWaiter) -> None:
+        """
+        L{upnode._interfaces.ILinkSource}: C{waiter.linkUp(remote, link)}
+        now, or once the link is up.
+        """
+        live = self._live
+        if live is not None:
+            waiter.linkUp(live.remote, live)
             return
-        self._runCallback(waiter, (self.remote, self.conn))
+        refusal = self._machine.refusal()
+        if refusal is not None:
+            waiter.linkNever(refusal)
+            return
+        self._queue.add(waiter)
+        waiter.queued = True
 
-    def _endTransaction(self, waiter: Any, error: Exception) -> None:
-        if isinstance(waiter, Deferred):
-            waiter.errback(Failure(error))
-            return
-        self._runCallback(waiter, ())
+    def stopWaiting(self, waiter: LinkWaiter) -> None:
+        """
+        L{upnode._interfaces.ILinkSource}: a queued waiter has ended.
+        """
+        self._queue.remove(waiter)
+
+    def _fire(self, waiter: Any) -> None:
+        self._machine.fire(waiter)
+
+    def _end(self, waiter: Any, error: Exception) -> None:
+        self._machine.end(waiter, error)
 
     def _runCallback(self, callback: Callable[..., Any], arguments: Tuple[Any, ...]) -> None:
         """
@@ -241,23 +402,6 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         # An async def callback's coroutine failed: as if it had raised.
         self.emit("error", failure)
 
-    def _flush(self) -> None:
-        # Transactions fire while the link they were flushed for is up and
-        # its transport takes more; when it asks us to pause, the rest wait
-        # for its drain event, so a long queue never sits in memory twice.
-        link = self._link
-        if link is None:
-            return
-        self._flushing = True
-        try:
-            self._queue.flush(lambda: self.remote is not None and self._link is link and not link.paused)
-        finally:
-            self._flushing = False
-
-    def _drained(self, conn: DnodeProtocol) -> None:
-        if conn is self._link and self.remote is not None and not self._flushing and len(self._queue):
-            self._flush()
-
     def call(
         self,
         name: str,
@@ -274,21 +418,24 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
 
         Fails with L{UpTimeout} C{timeout} seconds after the call if no
         reply came (a late reply is dropped), with L{ConnectionLostError}
-        if the link drops before the reply, and with L{Closed} on
-        C{close()}.  With C{retry}, a call whose link dropped is sent again
-        on the next link until it is answered or times out: at-least-once,
-        so the server may see it more than once.  With C{errorFirst}, the
-        reply is read as Node's C{(err, result)}: a non-null C{err} fails
-        the call with L{RemoteError}.
+        (whose C{reason} says what ended the link) if the link drops before
+        the reply, and with L{Closed} on C{close()}.  With C{retry}, a call
+        whose link dropped is sent again on the next link, ahead of calls
+        made later, until it is answered or times out: at-least-once, so the
+        server may see it more than once.  With C{errorFirst}, the reply is
+        read as Node's C{(err, result)}: a non-null C{err} fails the call
+        with L{RemoteError}.
 
         With C{durable}, the call (plain data only) is committed to the
         outbox file before this returns, and sent until answered, across
         reconnects and restarts (see the README's "Durable calls").
+
+        @raise QueueFull: C{maxQueue} transactions already wait.
         """
         if timeout is not None:
             timeout = seconds("timeout", timeout)
         if durable:
-            result = self._durable().call(self._clock(), name, args, timeout, errorFirst)
+            result = self._durable().call(self.clock, name, args, timeout, errorFirst)
         else:
             call = Call(self, name, args, timeout, retry, errorFirst)
             call.start()
@@ -318,212 +465,53 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         """
         return len(self._queue)
 
-    def _setState(self, state: str) -> None:
-        """
-        Every transition is a structured log event (at debug level: routine
-        weather), with the attempt count and the queue depth.
-        """
-        if state != self.state:
-            self._log.debug(
-                "upnode client {old} -> {new}",
-                old=self.state,
-                new=state,
-                attempts=self.attempts,
-                queued=len(self._queue),
-            )
-            self.state = state
-
-    # -- Connection attempts -----------------------------------------------------
+    # -- ReconnectingClientFactory's callbacks: the machine's inputs -------------------
 
     def startedConnecting(self, connector: IConnector) -> None:
         self.connector = connector  # type: ignore[assignment]
-        self.attempts += 1
-        self.nextAttemptAt = None
-        self._setState("connecting")
-        if self.attempts > 1:
-            self.emit("reconnect")
+        self._machine.attemptStarted(connector)
 
-    # ReconnectingClientFactory's retry(), stopTrying() and resetDelay(),
-    # with our own policy and timer: its internal order (when the delay
-    # grows, when jitter applies) has changed between Twisted releases, and
-    # the schedule must not.
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+        self._machine.attemptFailed(connector, reason)
+
+    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
+        """
+        Nothing: the connection itself reported its loss to the machine
+        (the one loss path), before its connector calls this.
+        """
+
+    def buildProtocol(self, addr: Any) -> DnodeProtocol:
+        conn = self.protocol(self.cons, self.limits, self.clock, withPing)
+        conn.factory = self
+        conn.isClient = True
+        if not self._machine.linkBuilt(conn):
+            # Closed, given up, or not connecting: dropped as it connects
+            # (returning None would break wrapping factories such as TLS's).
+            conn.refused = True
+        return conn
 
     def retry(self, connector: Optional[IConnector] = None) -> None:
         """
-        Connect again after the delay that C{backoffPolicy} gives for this retry.
+        Connect again after the delay that C{backoffPolicy} gives for this
+        retry (or give up, past C{maxRetries}).
         """
-        if self.closed or not self.continueTrying:
-            return
-        connector = connector or self.connector
-        if connector is None:
-            raise ValueError("no connector to retry")
-        self.connector = connector  # type: ignore[assignment]
-        self.delay = self.backoffPolicy(self.retries)
-        self.retries += 1
-        if self.maxRetries is not None and self.retries > self.maxRetries:
-            self._log.info(
-                "Giving up on {destination} after {retries} retries",
-                destination=_destination(connector),
-                retries=self.retries - 1,
-            )
-            return
-        self._setState("waiting")
-        cancel(self._retryCall)
-        self._retryCall = self._clock().callLater(self.delay, self._reconnect, connector)
-        self.nextAttemptAt = self._retryCall.getTime()
-
-    def _reconnect(self, connector: IConnector) -> None:
-        self._retryCall = None
-        connector.connect()
+        self._machine.retryWanted(connector or self.connector)
 
     def stopTrying(self) -> None:
         """
-        Stop reconnecting: cancel the waiting retry, or the attempt under way.
+        Stop reconnecting: cancel the waiting retry (the client gives up),
+        or the attempt under way; a link that is up stays up, and the client
+        gives up when it is lost.
         """
         self.continueTrying = False
-        cancel(self._retryCall)
-        self._retryCall = None
-        if self.connector is not None:
-            try:
-                self.connector.stopConnecting()
-            except netError.NotConnectingError:
-                pass
+        self._machine.stopTrying()
 
     def resetDelay(self) -> None:
         """
         The link came up: the next outage starts the schedule again.
         """
         self.delay = self.initialDelay
-        self.retries = 0
-
-    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
-        self.retry(connector)
-
-    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
-        self._noteFailure(reason, "Connection attempt to {destination} failed: {reason}", connector)
-        self.retry(connector)
-
-    def _noteFailure(self, reason: Failure, message: str, connector: Any) -> None:
-        self.lastFailure = reason
-        if self.closed:
-            return
-        if reason.check(*_ROUTINE):
-            self._log.info(message, destination=_destination(connector), reason=reason.value)
-        else:
-            self._log.error(message, destination=_destination(connector), reason=reason.value)
-            self.emit("error", reason)
-
-    # -- One link --------------------------------------------------------------
-
-    def buildProtocol(self, addr: Any) -> DnodeProtocol:
-        conn = self.protocol(self.cons, self.limits, self._clock(), withPing)
-        conn.factory = self
-        conn.isClient = True
-        self._link = conn
-        self._setState("handshaking")
-        conn.on("remote", self._remoteArrived)
-        conn.once("up", lambda obj: self._linkUp(conn, obj))
-        conn.on("error", lambda failure: self.emit("error", failure))
-        conn.on("drain", lambda: self._drained(conn))
-        conn.on("fail", lambda error: self.emit("error", Failure(error)))
-        conn.notifyOnLoss(lambda reason: self._linkLost(conn, reason))
-        if self.handshakeTimeout:
-            self._handshakeTimer = self._clock().callLater(
-                self.handshakeTimeout, self._handshakeExpired, conn
-            )
-        return conn
-
-    def _remoteArrived(self, remote: Any, conn: DnodeProtocol) -> None:
-        if conn is not self._link or self.closed:
-            return
-        self.emit("remote", remote, conn)
-        if self._heartbeat is None and self.ping:
-            if callable(getattr(remote, "ping", None)):
-                self._heartbeat = Heartbeat(
-                    lambda cb: remote.ping(cb),
-                    self.ping,
-                    self.timeout,
-                    self._clock(),
-                    self._pingAnswered,
-                    dropSilentPeer(conn, self.timeout),
-                )
-                self._heartbeat.start()
-            else:
-                self.emit("error", Failure(RuntimeError("the remote does not implement ping")))
-        # A later methods message only refreshes the remote; the connect
-        # callback runs once per link.
-        if self._calledBackFor is not conn:
-            self._calledBackFor = conn
-            try:
-                self.onRemote(remote, conn)
-            except Exception:
-                failure = Failure()
-                self._log.failure("The connect callback raised; dropping the link", failure)
-                self.emit("error", failure)
-                conn.abort()
-
-    def _linkUp(self, conn: DnodeProtocol, obj: Any) -> None:
-        if conn is not self._link or self.closed or not conn.connected:
-            return
-        self._cancelHandshakeTimer()
-        self.remote = obj
-        self.conn = conn
-        self._setState("up")
-        self.resetDelay()
-        self._log.info("upnode link up to {peer}", peer=conn._peerName())
-        self._flush()
-        if self._link is conn:
-            self.emit("up", obj)
-
-    def _handshakeExpired(self, conn: DnodeProtocol) -> None:
-        self._handshakeTimer = None
-        if conn is not self._link:
-            return
-        self.emit(
-            "error",
-            Failure(
-                UpTimeout(f"the connect callback did not emit 'up' within {self.handshakeTimeout} seconds")
-            ),
-        )
-        conn.abort()
-
-    def _pingAnswered(self, roundTrip: float) -> None:
-        self.lastPing = roundTrip
-        self.emit("ping", roundTrip)
-
-    def _cancelHandshakeTimer(self) -> None:
-        cancel(self._handshakeTimer)
-        self._handshakeTimer = None
-
-    def _linkLost(self, conn: DnodeProtocol, reason: Failure) -> None:
-        if conn is not self._link:
-            return
-        self._link = None
-        self._cancelHandshakeTimer()
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
-            self._heartbeat = None
-        wasUp = self.conn is conn
-        self.remote = None
-        self.conn = None
-        if not wasUp:
-            failover = getattr(self.connector, "failover", None)
-            if failover is not None:
-                failover()
-            self._noteFailure(
-                reason, "Link to {destination} lost before it came up: {reason}", self.connector
-            )
-        else:
-            self.lastFailure = reason
-        self._setState("closed" if self.closed else "waiting")
-        if wasUp:
-            self._log.info("upnode link down: {reason}", reason=reason.value)
-            self.emit("down")
-        for call in [c for c in self._calls if c.conn is conn]:
-            call.linkLost()
-        waiters, self._whenLinkGone = self._whenLinkGone, []
-        for waiter in waiters:
-            waiter.callback(None)
+        self._machine.retries = 0
 
     # -- Closing ---------------------------------------------------------------
 
@@ -533,32 +521,8 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         L{Closed}, and emit C{close}.  The Deferred fires once the link is
         gone.
         """
-        if self.closed:
-            return succeed(None)
-        self.closed = True
-        self._setState("closed")
-        self.nextAttemptAt = None
-        self.stopTrying()
-        self._cancelHandshakeTimer()
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
-            self._heartbeat = None
-        if self.conn is not None:
-            # The link is down for the user now, before close is emitted.
-            self.remote = None
-            self.conn = None
-            self.emit("down")
-        gone: Deferred[None]
-        if self._link is not None:
-            gone = Deferred()
-            self._whenLinkGone.append(gone)
-            self._link.end()
-        else:
-            gone = succeed(None)
-        if self.outbox is not None:
-            self.outbox.close()
-        self._queue.endAll(Closed("this upnode client was closed"))
-        self.emit("close")
+        gone: Deferred[None] = Deferred()
+        self._machine.close(gone)
         return gone
 
     # Node's name for it.
@@ -568,21 +532,15 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         """
         A read-only snapshot for humans and monitoring.
         """
-        now = self._clock().seconds()
+        machine = self._machine
+        now = self.clock.seconds()
+        nextAttemptAt = machine.nextAttemptAt
         return {
-            "state": self.state,
-            "attempts": self.attempts,
-            "lastFailure": None if self.lastFailure is None else str(self.lastFailure.value),
-            "nextAttemptIn": None if self.nextAttemptAt is None else max(0.0, self.nextAttemptAt - now),
+            "state": machine.state.label,
+            "attempts": machine.attempts,
+            "lastFailure": None if machine.lastFailure is None else str(machine.lastFailure.value),
+            "nextAttemptIn": None if nextAttemptAt is None else max(0.0, nextAttemptAt - now),
             "queued": len(self._queue),
-            "lastPing": self.lastPing,
+            "lastPing": machine.lastPing,
             "outbox": None if self.outbox is None else self.outbox.depth,
         }
-
-
-
-def _destination(connector: Any) -> str:
-    try:
-        return str(connector.getDestination())
-    except Exception:
-        return "the server"

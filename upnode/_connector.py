@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_calls -*-
 """
 An C{IConnector} over client endpoints, so that one reconnect loop
 (C{ReconnectingClientFactory}'s) drives both C{reactor.connectTCP} and
@@ -7,24 +8,28 @@ Twisted's endpoints never call C{clientConnectionFailed} or
 C{clientConnectionLost} on the factory they are given, so a
 C{ReconnectingClientFactory} used with them would never retry.  This
 connector makes those two calls itself: on the failure of the C{connect}
-Deferred, and when the protocol it produced reports its loss.
+Deferred, and when the protocol it produced reports its loss.  It provides
+L{IFailover}: the client asks it to move to the next endpoint when a link
+is lost before it came up.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Sequence
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import NotConnectingError
 from twisted.internet.interfaces import IConnector, IStreamClientEndpoint
 from twisted.internet.protocol import ClientFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._interfaces import IFailover
+
 EndpointSource = Callable[[], IStreamClientEndpoint]
 
 
-@implementer(IConnector)
+@implementer(IConnector, IFailover)
 class EndpointConnector:
     """
     Connects C{factory} through endpoints, one attempt per C{connect()}.
@@ -33,6 +38,13 @@ class EndpointConnector:
         endpoint, or C{createStream}, which makes a new one each time).
         Attempts stay on one source while it works and move to the next
         after a failed attempt or a lost link that never came up: failover.
+
+    @ivar state: as C{IConnector}'s: C{"disconnected"} (no attempt, no
+        connection: C{connect()} may be called), C{"connecting"} (from
+        C{connect()} until the endpoint's Deferred fires; C{stopConnecting()}
+        cancels it, and may be called from the factory's
+        C{startedConnecting}, before the endpoint is asked), C{"connected"}
+        (the protocol is connected, until it reports its loss).
     """
 
     def __init__(self, sources: Sequence[EndpointSource], factory: ClientFactory) -> None:
@@ -51,6 +63,8 @@ class EndpointConnector:
             raise RuntimeError(f"cannot connect while {self.state}")
         self.state = "connecting"
         self.factory.startedConnecting(self)
+        if self.state != "connecting":
+            return  # stopped from startedConnecting: no attempt is made
         try:
             self._endpoint = self._sources[self._current]()
             attempt = self._endpoint.connect(self.factory)
@@ -87,8 +101,13 @@ class EndpointConnector:
         self._current = (self._current + 1) % len(self._sources)
 
     def stopConnecting(self) -> None:
-        if self.state != "connecting" or self._attempt is None:
+        if self.state != "connecting":
             raise NotConnectingError()
+        if self._attempt is None:
+            # Called from startedConnecting: the attempt is not made.
+            self.state = "disconnected"
+            self.factory.clientConnectionFailed(self, Failure(CancelledError()))
+            return
         self._attempt.cancel()
 
     def disconnect(self) -> None:

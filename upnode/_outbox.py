@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Deque, Dict, List, Optional, Sequence, Set, Tuple
 
 import attr
 import orjson
@@ -26,11 +26,10 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._interfaces import ILinkSource, LinkWaiter
 from ._reactor import cancel
-from .errors import Closed, DeadRemoteError, QueueFull, RemoteError, UpnodeError, UpTimeout
-
-if TYPE_CHECKING:
-    from ._client import UpnodeClientFactory
+from ._sending import errorFirst, methodOf, replyValue
+from .errors import Closed, DeadRemoteError, QueueFull, UpnodeError, UpTimeout
 
 #: The default bound on calls waiting in one outbox.
 DEFAULT_MAX = 100_000
@@ -87,13 +86,29 @@ class _Pending:
         self.link: Any = None
 
 
-def _errorFirst(values: Any) -> Any:
-    values = values if type(values) is tuple else (values,) if values is not None else ()
-    error = values[0] if values else None
-    if error is not None:
-        raise RemoteError(error)
-    values = values[1:]
-    return values[0] if len(values) == 1 else (values or None)
+def _errorFirst(value: Any) -> Any:
+    # The Deferred fired with replyValue(values): back to the values.
+    return errorFirst(value if type(value) is tuple else (value,) if value is not None else ())
+
+
+class _LinkWait(LinkWaiter):
+    """
+    The outbox's place in the client's queue: one wait at a time.
+    """
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def linkUp(self, remote: Any, link: Any) -> None:
+        self.done = True
+        self.outbox._linkReady(remote, link.conn)
+
+    def linkNever(self, error: Exception) -> None:
+        self.done = True
+        self.outbox._notReady()
+
+    def linkLost(self, error: Exception) -> None:
+        pass  # never in flight
 
 
 def _cancelling(result: Any, timer: IDelayedCall) -> Any:
@@ -177,9 +192,10 @@ class Outbox:
         self._unsent: Deque[_Pending] = deque(self.pending.values())
         self._answered: List[int] = []
         self._commitLater: Optional[IDelayedCall] = None
-        self._client: Optional[UpnodeClientFactory] = None
-        self._waiting: Optional[Deferred[Any]] = None
+        self._client: Optional[ILinkSource] = None
+        self._waiting: Optional[_LinkWait] = None
         self._link: Any = None
+        self._remote: Any = None
         self.closed = False
 
     def _openDatabase(self) -> sqlite3.Connection:
@@ -318,7 +334,7 @@ class Outbox:
 
     # -- Sending --------------------------------------------------------------
 
-    def attach(self, client: UpnodeClientFactory) -> None:
+    def attach(self, client: ILinkSource) -> None:
         self._client = client
         client.on("down", self._down)
         self._wake()
@@ -331,22 +347,19 @@ class Outbox:
         if client is None or self._waiting is not None or self.closed:
             return
         if self._link is not None and self._link is client.conn:
-            self._send(client.remote)
+            self._send(self._remote)
             return
-        waiting = client()
-        if waiting is None:
-            return
-        # Set first: when the link is up, the Deferred has fired already.
-        self._waiting = waiting
-        waiting.addCallbacks(self._linkReady, self._notReady)
+        # Set first: when the link is up, it is called at once.
+        waiting = self._waiting = _LinkWait(self)
+        client.whenUp(waiting)
 
-    def _notReady(self, failure: Failure) -> None:
-        self._waiting = None  # the client was closed
+    def _notReady(self) -> None:
+        self._waiting = None  # the client was closed, or gave up
 
-    def _linkReady(self, remote: Any) -> None:
+    def _linkReady(self, remote: Any, conn: Any) -> None:
         self._waiting = None
-        assert self._client is not None
-        self._link = self._client.conn
+        self._link = conn
+        self._remote = remote
         self._send(remote)
 
     def _send(self, remote: Any) -> None:
@@ -360,9 +373,9 @@ class Outbox:
             if entry.link is link or self.pending.get(entry.id) is not entry:
                 continue
             try:
-                method = remote[entry.method]
-            except (KeyError, TypeError, AttributeError):
-                self._failed(entry, AttributeError(f"the remote has no method {entry.method!r}"))
+                method = methodOf(remote, entry.method)
+            except AttributeError as e:
+                self._failed(entry, e)
                 continue
             entry.link = link
             try:
@@ -377,7 +390,7 @@ class Outbox:
                 self._failed(entry, e)
 
     def _down(self) -> None:
-        self._link = None
+        self._link = self._remote = None
         # Everything unanswered goes again, in order, on the next link.
         self._unsent = deque(self.pending.values())
         if self.pending:
@@ -389,7 +402,7 @@ class Outbox:
         self._done(entry)
         result = entry.result
         if result is not None and not result.called:
-            result.callback(values[0] if len(values) == 1 else (values or None))
+            result.callback(replyValue(values))
         elif self._client is not None:
             reply = OutboxReply(entry.id, entry.method, entry.args, values)
             if self._client.listeners("reply"):
@@ -418,7 +431,7 @@ class Outbox:
         if self._commitLater is None and self._client is not None:
             # Removals are committed together, once per reactor turn: a
             # reply's removal lost in a crash only means a duplicate.
-            self._commitLater = self._client._clock().callLater(0, self.commitRemovals)
+            self._commitLater = self._client.clock.callLater(0, self.commitRemovals)
 
     def commitRemovals(self) -> None:
         """
@@ -451,8 +464,10 @@ class Outbox:
         self.commitRemovals()
         self.closed = True
         waiting, self._waiting = self._waiting, None
-        if waiting is not None and not waiting.called:
-            waiting.cancel()
+        if waiting is not None and waiting.queued and self._client is not None:
+            waiting.done = True
+            waiting.queued = False
+            self._client.stopWaiting(waiting)
         self._db.close()
         _open.discard(self._real)
         for entry in list(self.pending.values()):

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_client -*-
 """
 The transaction queue behind C{up()}: FIFO, surviving any number of
 reconnects, and firing each transaction exactly once.
@@ -13,15 +14,17 @@ more of them than live ones, when the deque is compacted.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, Optional
+from typing import Any, Callable, Deque, Iterable, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from ._interfaces import LinkWaiter
 from ._reactor import cancel
 from .errors import QueueFull, UpTimeout
 
-#: What waits: a callable (Node style), a Deferred, or a Transaction.
+#: What waits: a callable (Node style), a Deferred, a Transaction, or a
+#: L{LinkWaiter} (a call, the outbox).
 Entry = Any
 
 
@@ -84,9 +87,22 @@ class TransactionQueue:
         self.waiting += 1
         return entry
 
+    def prepend(self, waiters: Iterable[LinkWaiter]) -> None:
+        """
+        Put C{waiters} back at the head of the queue, in their order: calls
+        sent on a link that was lost, to be sent again first.  They were
+        admitted once, so C{maxQueue} does not apply to them: refusing them
+        now would break the promise of C{retry}, and the connection-lost
+        handler that puts them back has nobody to raise to.
+        """
+        waiters = list(waiters)
+        self._entries.extendleft(reversed(waiters))
+        self.waiting += len(waiters)
+
     def remove(self, entry: Entry) -> None:
         """
-        Retire a waiting Deferred that was cancelled.
+        Retire a waiting Deferred that was cancelled, or a L{LinkWaiter}
+        that has ended on its own (its C{done} set first).
         """
         if type(entry) is Transaction:
             if entry.done:
@@ -153,7 +169,9 @@ def _isDead(entry: Entry) -> bool:
     if type(entry) is Transaction:
         return entry.done
     # A cancelled Deferred has fired (with CancelledError) on its own.
-    return isinstance(entry, Deferred) and entry.called
+    if isinstance(entry, Deferred):
+        return entry.called
+    return isinstance(entry, LinkWaiter) and entry.done
 
 
 __all__ = ["Transaction", "TransactionQueue"]

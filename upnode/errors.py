@@ -4,6 +4,8 @@ Exceptions raised or delivered by upnode.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class UpnodeError(Exception):
     """
@@ -61,7 +63,13 @@ class ConnectionLostError(UpnodeError, ConnectionError):
     """
     The link dropped before the reply to a call arrived.  A
     C{ConnectionError} too, so C{except ConnectionError} catches it.
+
+    @ivar reason: what ended the link (a L{Failure}), or None if not known.
     """
+
+    def __init__(self, message: str = "the link dropped before the reply", reason: Any = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class UpnodeWarning(UserWarning):

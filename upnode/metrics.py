@@ -30,7 +30,7 @@ from .errors import Closed, ConnectionLostError, DropReason, UpTimeout
 
 #: Call outcomes, the values of the C{outcome} label.
 OUTCOMES = ("ok", "timeout", "lost", "closed", "error")
-CLIENT_STATES = ("idle", "connecting", "handshaking", "up", "waiting", "closed")
+CLIENT_STATES = ("idle", "connecting", "handshaking", "up", "dropping", "waiting", "closed", "gaveUp")
 #: The C{reason} label of each drop reason.
 REASON_LABELS = {
     DropReason.HOSTILE: "hostile_input",

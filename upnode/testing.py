@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_client -*-
 """
 Helpers to test upnode code without sockets or sleeps: an in-memory link
 between a server factory and a client, and a fake endpoint whose connection
@@ -219,7 +220,9 @@ def connectInMemory(
 class FakeEndpoint:
     """
     A client endpoint whose C{connect()} calls wait for the test to
-    C{accept()} or C{refuse()} them, oldest first.
+    C{accept()} or C{refuse()} them, oldest first.  An attempt the client
+    cancels leaves C{attempts} (its Deferred fails with C{CancelledError}),
+    so it is never connected.
     """
 
     def __init__(self, clock: Optional[Clock] = None) -> None:
@@ -227,7 +230,10 @@ class FakeEndpoint:
         self.attempts: List[Tuple[Factory, Deferred[Any]]] = []
 
     def connect(self, factory: Factory) -> Deferred[Any]:  # type: ignore[override]
-        d: Deferred[Any] = Deferred()
+        def cancelled(d: Deferred[Any]) -> None:
+            self.attempts[:] = [each for each in self.attempts if each[1] is not d]
+
+        d: Deferred[Any] = Deferred(cancelled)
         self.attempts.append((factory, d))
         return d
 

@@ -498,8 +498,10 @@ class CloseTests(ClientTestCase):
     def test_connecting(self) -> None:
         up = self.connect()
         d = up(timeout=10)
+        [(_, attempt)] = self.endpoint.attempts
         self.closeAndCheck(up, d)
-        self.assertEqual(self.endpoint.attempts[0][1].called, True)  # the attempt was cancelled
+        self.assertEqual(attempt.called, True)  # the attempt was cancelled
+        self.assertEqual(self.endpoint.attempts, [])  # and can no longer be accepted
 
     def test_waitingToRetry(self) -> None:
         up = self.connect()
