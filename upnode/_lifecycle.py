@@ -898,8 +898,11 @@ def _closed(m: ClientMachine) -> None:
 
 _Behaviour = Callable[..., None]
 
-#: (state, input) -> (the state it goes to, the behaviour).  The same table
-#: is drawn in docs/decisions.md ("The client's life").
+#: (state, input) -> (the state it goes to, the behaviour).  Rows that lead
+#: to Waiting may lead to GaveUp instead, past C{maxRetries} or after
+#: C{stopTrying()}; the row from Handshaking on remoteArrived may go to
+#: Dropping (the connect callback raised).  The same table is drawn in
+#: docs/decisions.md ("The client's life").
 TRANSITIONS: Dict[Tuple[Type[_State], str], Tuple[Type[_State], _Behaviour]] = {
     (Idle, "attemptStarted"): (Connecting, _firstAttempt),
     (Idle, "linkBuilt"): (Handshaking, _linkWithoutAttempt),
@@ -937,11 +940,6 @@ TRANSITIONS: Dict[Tuple[Type[_State], str], Tuple[Type[_State], _Behaviour]] = {
     (GaveUp, "retryWanted"): (Waiting, _retryWanted),
     (GaveUp, "close"): (Closed, _closeIdle),
 }
-"""
-Rows that lead to Waiting may lead to GaveUp instead, past C{maxRetries}
-or after C{stopTrying()}; the row from Handshaking on remoteArrived may go
-to Dropping (the connect callback raised).
-"""
 
 #: Every state, in the order the docs draw them.
 STATES: List[Type[_State]] = [Idle, Connecting, Handshaking, Up, Dropping, Waiting, Closing, Closed, GaveUp]

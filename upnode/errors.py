@@ -64,7 +64,7 @@ class ConnectionLostError(UpnodeError, ConnectionError):
     The link dropped before the reply to a call arrived.  A
     C{ConnectionError} too, so C{except ConnectionError} catches it.
 
-    @ivar reason: what ended the link (a L{Failure}), or None if not known.
+    @ivar reason: what ended the link (a C{Failure}), or None if not known.
     """
 
     def __init__(self, message: str = "the link dropped before the reply", reason: Any = None) -> None:

@@ -4,9 +4,10 @@ and a server in memory (upnode.testing, task.Clock) through accepts,
 refusals, drops, stalled pings, time, transactions, calls, cancels and
 close, and checks the client's promises after every step.
 
-The run in the suite is bounded (a fixed seed, a few seconds); set
-UPNODE_MODEL_EXAMPLES to run more examples by hand, e.g.
-C{UPNODE_MODEL_EXAMPLES=2000 python -m upnode.test upnode.test.test_model}.
+The run in the suite is bounded (a fixed seed, 60 examples of each model,
+a few seconds); set UPNODE_MODEL_EXAMPLES to run more by hand, e.g.
+C{UPNODE_MODEL_EXAMPLES=1000 python -m upnode.test upnode.test.test_model}
+(minutes: later examples are longer, and each ends with a collection).
 """
 
 from __future__ import annotations
