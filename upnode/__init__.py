@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_surface -*-
 """
 upnode for Twisted: keep a dnode connection alive, re-establish state
 between reconnects, and queue calls while the link is down; Node's upnode

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_habits -*-
 """
 Calling Python functions the way JavaScript calls functions, the one rule
 for every function the library calls: arguments beyond what a function

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_client -*-
 """
 The reconnect schedule as a pure policy: the delay before a retry, from how
 many retries came before it.  The client owns the timer; this only counts.

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_args -*-
 """
 C{upnode} / C{python -m upnode}: poke a running upnode or dnode server::
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_habits -*-
 """
 Node-style events on pyee, made safe for a protocol's bookkeeping, with
 Node's method names and JavaScript's rule for a handler's arguments.

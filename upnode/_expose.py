@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_server -*-
 """
 Turning a cons (dict, object or callable) into the members shown to a peer.
 """

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_scrub -*-
 """
 JSON lines as JavaScript writes and reads them.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_wire_fixes -*-
 """
 The bounds put on what a peer may send; every one is an option.
 """

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.integration.test_attacks -*-
 """
 Giving freed memory back to the system.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_outflow -*-
 """
 How much of our output the peer has taken, as its TCP stack tells ours.
 

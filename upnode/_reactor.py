@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_lifecycle -*-
 """
 The reactor or clock to use: the one given, else the global reactor,
 imported only when first needed, so library code never installs one at

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_tuning -*-
 """
 Socket settings for a dnode link, on public interfaces where Twisted has
 them, and the fast paths that need more, each behind a feature check.

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_habits -*-
 """
 C{upnode(cons)}: one object that serves C{cons} with C{listen()} and calls
 out with C{connect()}, as Node's upnode does.

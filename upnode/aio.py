@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_asyncio -*-
 """
 upnode in an asyncio program, one run by C{asyncio.run(main())} (or
 C{uvloop.run}) with no C{reactor.run()} of its own::

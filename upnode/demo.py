@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_tap -*-
 """
 The demo service ``twistd -n upnode-server`` serves by default: the seed
 README's walkthroughs (``time``, and ``auth`` giving a session with

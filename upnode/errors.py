@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_habits -*-
 """
 Exceptions raised or delivered by upnode.
 """

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.test_tap -*-
 """
 ``twistd upnode-server``: serve a cons over upnode on one or more endpoints.
 """

@@ -1,3 +1,4 @@
+# -*- test-case-name: upnode.test.integration.test_tls -*-
 """
 TLS for upnode clients that fails closed.
 
