@@ -355,6 +355,27 @@ def _serve(lifetime: float, seed: int, names: Dict[str, str], fds: Dict[str, int
 # -- the controlling side ----------------------------------------------------
 
 
+def requirePaths() -> None:
+    """
+    For a test's C{setUp}: skip, saying why, where packet-level paths
+    cannot run (fail instead under CI, which must run them); and skip under
+    the asyncio reactor, whose run of the suite repeats what the default
+    reactor's has shown (these tests drive programs in namespaces of their
+    own, whatever reactor the test process runs), so that CI runs them
+    once.
+    """
+    from twisted.internet import reactor
+    from twisted.trial.unittest import SkipTest
+
+    if type(reactor).__module__ == "twisted.internet.asyncioreactor":
+        raise SkipTest("packet-level paths run once, on the default reactor (tox -e tests)")
+    reason = unavailable()
+    if reason is not None:
+        if os.environ.get("CI"):
+            raise AssertionError(f"packet-level paths must run under CI: {reason}")
+        raise SkipTest(reason)
+
+
 def unavailable() -> Optional[str]:
     """
     Why packet-level paths cannot run here, or C{None} if they can.

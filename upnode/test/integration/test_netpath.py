@@ -27,11 +27,7 @@ PEERS = ["-m", "upnode.test.integration.netpeers"]
 
 class NetPathTests(unittest.TestCase):
     def setUp(self) -> None:
-        reason = netpath.unavailable()
-        if reason is not None:
-            if os.environ.get("CI"):
-                self.fail(f"packet-level paths must run under CI: {reason}")
-            raise unittest.SkipTest(reason)
+        netpath.requirePaths()
         self.net = netpath.NetPath(lifetime=60, seed=1).start()
         self.addCleanup(self.net.close)
 
@@ -180,11 +176,7 @@ class NetPathTests(unittest.TestCase):
 
 class PathsBenchTests(unittest.TestCase):
     def setUp(self) -> None:
-        reason = netpath.unavailable()
-        if reason is not None:
-            if os.environ.get("CI"):
-                self.fail(f"packet-level paths must run under CI: {reason}")
-            raise unittest.SkipTest(reason)
+        netpath.requirePaths()
 
     def test_heldPromises(self) -> None:
         """
@@ -210,11 +202,7 @@ class PathsBenchTests(unittest.TestCase):
 
 class CleanupTests(unittest.TestCase):
     def setUp(self) -> None:
-        reason = netpath.unavailable()
-        if reason is not None:
-            if os.environ.get("CI"):
-                self.fail(f"packet-level paths must run under CI: {reason}")
-            raise unittest.SkipTest(reason)
+        netpath.requirePaths()
 
     def assertGone(self, pid: int) -> None:
         try:
