@@ -26,6 +26,7 @@ from twisted.logger import Logger
 
 from ._droplog import DropLog
 from ._framing import LARGE_LINE
+from ._limits import seconds
 from ._memory import releaseFreedMemory
 from ._outflow import LARGE
 from ._reactor import cancel, resolve
@@ -122,10 +123,7 @@ class ServerLimits:
                 values[name] = value
         for name in ("handshakeTimeout", "lineTimeout"):
             if name in options:
-                value = options[name]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                    raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
-                values[name] = float(value)
+                values[name] = seconds(name, options[name])
         return cls(**values)
 
 

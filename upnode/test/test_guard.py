@@ -321,3 +321,19 @@ class ReadShareTests(SynchronousTestCase):
         self.assertTrue(server.connected)
         self.assertFalse(server.transport.disconnecting)
         self.assertEqual(server._framer.fullRead, _protocol.NO_SHARE)
+
+
+class ServerSecondsTests(SynchronousTestCase):
+    def test_oneRuleForSeconds(self) -> None:
+        """
+        The server's seconds options follow the one rule every seconds
+        option does: an integer of 1000 or more is refused as Node's
+        milliseconds, a float is taken as meant.
+        """
+        from upnode._guard import ServerLimits
+
+        for name in ("handshakeTimeout", "lineTimeout"):
+            error = self.assertRaises(ValueError, ServerLimits.fromOptions, {name: 10000})
+            self.assertIn("milliseconds", str(error))
+            self.assertEqual(getattr(ServerLimits.fromOptions({name: 10000.0}), name), 10000.0)
+            self.assertRaises(ValueError, ServerLimits.fromOptions, {name: -1})
