@@ -6,10 +6,11 @@ out with C{connect()}, as Node's upnode does.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import warnings
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
 
@@ -295,45 +296,7 @@ def upnode(cons: Cons = None, reactor: Any = None) -> Upnode:
 def connect(*args: Any, reactor: Any = None, **options: Any) -> UpnodeClientFactory:
     """
     Node's C{upnode.connect(...)}: C{upnode({}).connect(...)}, a client that
-    exposes nothing but C{ping}.
-
-    Arguments are dnode-style, told apart by type, in any order:
-      - a port (an int, or a string of digits), on C{host} (default
-        C{localhost});
-      - a host, or C{"host:port"} (C{"[::1]:7000"});
-      - a unix socket path (a string starting with C{/});
-      - a Twisted endpoint description (C{"tcp:host=example.com:port=7000"},
-        C{"tls:example.com:7001:trustRoots=ca.pem"}, C{"unix:..."}) or an
-        endpoint object;
-      - the connect callback C{cb(remote, conn)}, run on every new link
-        before any queued transaction; it must call C{conn.emit("up", obj)},
-        and C{obj} is what transactions get (default: the remote itself);
-      - an options dict, or the same options as keywords
-        (C{connect(7000, ping=0, reconnect=0.2)}).
-
-    Options (times in B{seconds}; an integer of 1000 or more is refused as
-    milliseconds; see the README's "Coming from Node"):
-      - C{ping} (10.0): seconds between pings; 0 turns them off;
-      - C{timeout} (5.0): seconds a ping answer may take before the link is
-        dropped and rebuilt;
-      - C{reconnect} (1.0): seconds before the first reconnection attempt;
-      - C{backoff} (1.5): the factor the delay grows by after each failed
-        attempt (1 is Node's fixed delay);
-      - C{maxDelay} (30.0): the cap on that delay, in seconds;
-      - C{jitter} (0.5): each delay is drawn from C{delay * (1 +- jitter)};
-      - C{handshakeTimeout} (30.0): seconds from connecting to C{"up"};
-      - C{maxQueue} (None): the most transactions that may wait;
-      - C{outbox}, C{outboxMax}, C{outboxSync}: the durable outbox (an
-        SQLite file path, its bound in calls, C{"normal"} or C{"full"});
-      - C{endpoint}, C{endpoints} (several, for failover), C{createStream}
-        (a callable returning an endpoint per attempt), C{port}, C{host},
-        C{path};
-      - C{metrics}: an L{upnode.metrics.Metrics};
-      - the per-connection limits of L{Limits} (C{maxLineLength}, ...).
-
-    Returns the client, an L{UpnodeClientFactory}, which is the C{up()}
-    transaction function: C{up(cb)}, C{up(seconds, cb)}, C{await up()},
-    C{await up.call(name, *args)}, C{up.on(event, handler)}, C{up.close()}.
+    exposes nothing but C{ping}.  It takes what L{Upnode.connect} takes.
     """
     return Upnode({}, reactor).connect(*args, **options)
 
@@ -385,15 +348,24 @@ def listen(*args: Any, reactor: Any = None, **options: Any) -> Deferred[Any]:
     Returns a Deferred that fires with the listening port (a failure to
     listen is logged at once too).
     """
-    cons: Cons = {}
-    rest = []
-    found = False
-    for arg in args:
-        if not found and isCons(arg):
-            cons, found = arg, True
-        else:
-            rest.append(arg)
+    cons, rest = splitCons(args)
     return Upnode(cons, reactor).listen(*rest, **options)
+
+
+def splitCons(args: Sequence[Any]) -> Tuple[Cons, List[Any]]:
+    """
+    The first argument that L{isCons} says is a cons (or C{{}}: only
+    C{ping} is served), and the other arguments.
+    """
+    for index, arg in enumerate(args):
+        if isCons(arg):
+            return arg, [*args[:index], *args[index + 1 :]]
+    return {}, list(args)
+
+
+# help(upnode.connect) says every argument and option, as
+# help(upnode.upnode(cons).connect) does; the source says it once.
+connect.__doc__ = f"{inspect.cleandoc(connect.__doc__ or '')}\n\n{inspect.cleandoc(Upnode.connect.__doc__ or '')}"
 
 
 __all__ = ["Upnode", "upnode", "connect", "listen"]

@@ -42,7 +42,7 @@ from . import _arity
 from ._client import UpnodeClientFactory
 from ._expose import Cons
 from ._upnode import Upnode as _Upnode
-from ._upnode import isCons
+from ._upnode import splitCons
 
 
 class _GuestReactor(AsyncioSelectorReactor):
@@ -304,14 +304,7 @@ async def listen(*args: Any, **options: Any) -> Server:
     options as L{upnode.listen} (a class or a function taking C{(remote,
     conn)} is the cons).  Done once listening.
     """
-    cons: Cons = {}
-    rest = []
-    found = False
-    for arg in args:
-        if not found and isCons(arg):
-            cons, found = arg, True
-        else:
-            rest.append(arg)
+    cons, rest = splitCons(args)
     return await Upnode(cons).listen(*rest, **options)
 
 

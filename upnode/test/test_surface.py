@@ -34,3 +34,34 @@ class SurfaceTests(SynchronousTestCase):
     def test_outboxErrorsExported(self) -> None:
         self.assertTrue(issubclass(upnode.OutboxFull, upnode.QueueFull))
         self.assertTrue(issubclass(upnode.OutboxError, upnode.UpnodeError))
+
+    def test_helpSaysEveryOption(self) -> None:
+        """
+        C{help()} on the module-level functions names what they take: every
+        client option for C{connect}, the server's for C{listen}.
+        """
+        import pydoc
+
+        connectHelp = pydoc.render_doc(upnode.connect)
+        for option in ("ping", "timeout", "reconnect", "backoff", "maxDelay", "jitter", "handshakeTimeout", "maxQueue", "outbox"):
+            self.assertIn(f"{option} (", connectHelp.replace("C{", "").replace("}", ""))
+        listenHelp = pydoc.render_doc(upnode.listen)
+        for option in ("ping", "timeout", "handshakeTimeout", "lineTimeout", "maxConnections"):
+            self.assertIn(option, listenHelp)
+
+    def test_listenFindsTheCons(self) -> None:
+        """
+        dnode's C{listen(cons, port)}: a class or a function of C{(remote,
+        conn)} is the cons wherever it stands; the rest keep their order.
+        """
+        from upnode._upnode import splitCons
+
+        class Clock:
+            def __init__(self, remote: object, conn: object) -> None:
+                pass
+
+        def ready() -> None:
+            pass
+
+        self.assertEqual(splitCons([7000, Clock, ready]), (Clock, [7000, ready]))
+        self.assertEqual(splitCons([ready, 7000]), ({}, [ready, 7000]))
