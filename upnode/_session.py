@@ -147,6 +147,9 @@ class DnodeSession:
         except ProtocolError as e:
             self._owner.violation(e)
             return
+        self._handle(message)
+
+    def _handle(self, message: Any) -> None:
         try:
             self._dispatch(message)
         except RejectedMessage as e:
@@ -180,12 +183,7 @@ class DnodeSession:
                     called(id(entry[0]) in self._exposedIds)
             elif type(method) is str and method in self._targets and method not in ("methods", "cull"):
                 called(True)
-            try:
-                self._dispatch(message)
-            except RejectedMessage as e:
-                self._owner.rejected(RejectedMessage(*e.args))
-            except ProtocolError as e:
-                self._owner.violation(ProtocolError(*e.args))
+            self._handle(message)
 
         return observed
 

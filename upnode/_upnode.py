@@ -321,32 +321,8 @@ def listen(*args: Any, reactor: Any = None, **options: Any) -> Deferred[Any]:
     dnode's C{listen(cons, port)}, a class or a function taking C{(remote,
     conn)} among the arguments is the C{cons}, served anew on each
     connection; without one, only C{ping} is served.  A function taking no
-    arguments is the callback called once listening.
-
-    Arguments are dnode-style, told apart by type, in any order: a port (an
-    int or a string of digits), a host to listen on (default: every
-    interface), C{"host:port"}, a unix socket path (C{/...}), a Twisted
-    endpoint description (C{"tcp:7000:interface=127.0.0.1"},
-    C{"ssl:7001:privateKey=key.pem:certKey=cert.pem"}) or endpoint object, a
-    callback called with no arguments once listening, and an options dict,
-    or the same options as keywords (C{listen(7000, ping=0)}).
-
-    Options (times in B{seconds}):
-      - C{ping} (10.0): seconds between the server's pings of each client;
-        0 turns them off;
-      - C{timeout} (5.0): seconds a client may take to answer a ping before
-        it is dropped;
-      - C{handshakeTimeout} (10.0), C{lineTimeout} (30.0),
-        C{maxConnections}, C{maxBufferedTotal}: the server-wide limits;
-      - the per-connection limits of L{Limits} (C{maxLineLength},
-        C{maxDepth}, C{maxCallbacks}, C{maxLinks}, C{maxPathLength},
-        C{maxRate}, C{maxBuffered}, C{maxRemoteCallbacks},
-        C{maxLocalCallbacks});
-      - C{endpoint}, C{port}, C{host}, C{path}; C{metrics}: an
-        L{upnode.metrics.Metrics}.
-
-    Returns a Deferred that fires with the listening port (a failure to
-    listen is logged at once too).
+    arguments is the callback called once listening.  The rest is what
+    L{Upnode.listen} takes.
     """
     cons, rest = splitCons(args)
     return Upnode(cons, reactor).listen(*rest, **options)
@@ -363,9 +339,14 @@ def splitCons(args: Sequence[Any]) -> Tuple[Cons, List[Any]]:
     return {}, list(args)
 
 
-# help(upnode.connect) says every argument and option, as
-# help(upnode.upnode(cons).connect) does; the source says it once.
-connect.__doc__ = f"{inspect.cleandoc(connect.__doc__ or '')}\n\n{inspect.cleandoc(Upnode.connect.__doc__ or '')}"
+def _withDetails(function: Callable[..., Any], method: Callable[..., Any]) -> None:
+    # help(upnode.connect) says every argument and option, as
+    # help(upnode.upnode(cons).connect) does; the source says them once.
+    function.__doc__ = f"{inspect.cleandoc(function.__doc__ or '')}\n\n{inspect.cleandoc(method.__doc__ or '')}"
+
+
+_withDetails(connect, Upnode.connect)
+_withDetails(listen, Upnode.listen)
 
 
 __all__ = ["Upnode", "upnode", "connect", "listen"]
