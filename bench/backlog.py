@@ -38,11 +38,12 @@ def serve() -> None:
             executions[i] = executions.get(i, 0) + 1
             cb(i)
 
-        def stats(cb: Any) -> None:
-            cb(len(executions), sum(executions.values()), len(links))
+        return {"store": store}
 
-        return {"store": store, "stats": stats}
+    def counts() -> None:
+        print(f"{len(executions)} {sum(executions.values())} {len(links)}", flush=True)
 
+    reactor.addSystemEventTrigger("before", "shutdown", counts)  # type: ignore[attr-defined]
     server = upnode.upnode(cons)
     server.listen(0, "127.0.0.1").addCallback(lambda p: print(p.getHost().port, flush=True))
     reactor.run()  # type: ignore[attr-defined]
@@ -69,12 +70,13 @@ async def main(calls: int, size: int, cap: float) -> None:
         while "at" not in finished and time.perf_counter() - start < cap:
             await task.deferLater(reactor, 0.05, lambda: None)
         elapsed = finished["at"] - start if "at" in finished else None
-        distinct, total, links = await up.call("stats", timeout=20)
+        process.terminate()
+        distinct, total, links = map(int, process.stdout.readline().split())
+        counts = f"executed {distinct:,} distinct, {total:,} in all, {total - distinct:,} duplicates; {links} links"
         print(
             f"{calls:,} durable calls x {size} B, committed in {committed:.2f} s: "
             + (f"drained in {elapsed:.2f} s ({calls / elapsed:,.0f} calls/s)" if elapsed else f"not drained in {cap:g} s")
-            + f"; executed {distinct:,} distinct, {total:,} in all, {total - distinct:,} duplicates;"
-            f" {links} links; outbox depth {up.outbox.depth if up.outbox else None}",
+            + f"; {counts}; outbox depth {up.outbox.depth if up.outbox else None}",
             flush=True,
         )
         done.addErrback(lambda f: None)

@@ -22,7 +22,7 @@ The public surface:
 from ._calls import replies
 from ._client import UpnodeClientFactory
 from ._limits import Limits
-from ._outbox import OutboxError, OutboxFull
+from ._outbox import OutboxCall, OutboxCallFailed, OutboxError, OutboxFull
 from ._protocol import DnodeProtocol
 from ._remote import Remote, RemoteCallback
 from ._server import UpnodeServerFactory
@@ -47,6 +47,8 @@ __all__ = [
     "DeadRemoteError",
     "DnodeProtocol",
     "Limits",
+    "OutboxCall",
+    "OutboxCallFailed",
     "OutboxError",
     "OutboxFull",
     "ProtocolError",

@@ -522,7 +522,7 @@ class Outbox:
         """
         The unanswered calls, oldest first (the first C{limit} of them).
         """
-        out = []
+        out: List[OutboxCall] = []
         link = self._link
         for entry in self.pending.values():
             if limit is not None and len(out) >= limit:

@@ -34,3 +34,4 @@ class SurfaceTests(SynchronousTestCase):
     def test_outboxErrorsExported(self) -> None:
         self.assertTrue(issubclass(upnode.OutboxFull, upnode.QueueFull))
         self.assertTrue(issubclass(upnode.OutboxError, upnode.UpnodeError))
+        self.assertTrue(issubclass(upnode.OutboxCallFailed, upnode.UpnodeError))
