@@ -556,6 +556,8 @@ class Outbox:
         )
         if entry.result is not None and not entry.result.called:
             entry.result.errback(Failure(error))
+        if self._unsent:
+            self._wake()  # its place in the window is free
         self._commitOrRaise()
         return dropped
 
@@ -671,14 +673,13 @@ class Outbox:
         lost = self._link
         self._link = self._remote = None
         self._inflight = self._inflightBytes = 0
-        for oldest in self.pending.values():
-            # A call the server refuses (it closes the link on it) is the
-            # oldest unanswered each time: after maxTries it fails.
-            if lost is not None and oldest.link is lost:
-                oldest.tries += 1
-                if oldest.tries >= self.maxTries:
-                    self._refused(oldest)
-            break
+        oldest = next(iter(self.pending.values()), None)
+        # A call the server refuses (it closes the link on it) is the
+        # oldest unanswered each time: after maxTries it fails.
+        if oldest is not None and lost is not None and oldest.link is lost:
+            oldest.tries += 1
+            if oldest.tries >= self.maxTries:
+                self._refused(oldest)
         for entry in self.pending.values():
             entry.link = None
         # Everything unanswered goes again, in order, on the next link.
