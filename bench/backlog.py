@@ -76,7 +76,7 @@ async def main(calls: int, size: int, cap: float) -> None:
         print(
             f"{calls:,} durable calls x {size} B, committed in {committed:.2f} s: "
             + (f"drained in {elapsed:.2f} s ({calls / elapsed:,.0f} calls/s)" if elapsed else f"not drained in {cap:g} s")
-            + f"; {counts}; outbox depth {up.outbox.depth if up.outbox else None}",
+            + f"; {counts}; outbox depth {up.outbox.depth if up.outbox is not None else None}",
             flush=True,
         )
         done.addErrback(lambda f: None)
