@@ -23,7 +23,7 @@ The public surface:
 from ._calls import replies
 from ._client import UpnodeClientFactory
 from ._limits import Limits
-from ._outbox import OutboxError, OutboxFull
+from ._outbox import OutboxCall, OutboxCallFailed, OutboxError, OutboxFull
 from ._protocol import DnodeProtocol
 from ._remote import Remote, RemoteCallback
 from ._server import UpnodeServerFactory
@@ -48,6 +48,8 @@ __all__ = [
     "DeadRemoteError",
     "DnodeProtocol",
     "Limits",
+    "OutboxCall",
+    "OutboxCallFailed",
     "OutboxError",
     "OutboxFull",
     "ProtocolError",

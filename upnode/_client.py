@@ -156,7 +156,7 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         self.outbox: Optional[Outbox] = None
         self._machine = ClientMachine(self.emit, self._queue, self, self, self._runCallback)
         if outbox is not None:
-            self.outbox = Outbox(outbox, outboxMax, outboxSync)
+            self.outbox = Outbox(outbox, outboxMax, outboxSync, self.limits)
             self.outbox.attach(self)
 
     @property  # type: ignore[override]

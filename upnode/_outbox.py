@@ -7,6 +7,17 @@ reply has been handed over.  At-least-once: a call whose reply was lost
 (the link dropped, or the process died before the removal was committed)
 is sent again.
 
+Sending follows the connection's back-pressure, as the C{up()} queue does:
+calls go out while the transport takes them, at most L{WINDOW_CALLS} calls
+(or L{WINDOW_BYTES} bytes) unanswered on the link at once, and the rest
+follow on the connection's C{drain} event and as replies come.  A call the
+client's own limits would refuse (its line longer than C{maxLineLength},
+nested deeper than C{maxDepth}) is refused at C{call()}, before it is
+committed.  A call whose link is lost while it is the oldest unanswered
+one, L{Outbox.maxTries} times in a row, is taken to be refused by the
+server: it fails (its Deferred, and the C{outbox-failed} event) and leaves
+the outbox, so that it cannot hold the calls behind it for ever.
+
 One file per client: the file is locked for as long as the client holds it
 (SQLite's exclusive locking mode), so a second client, in this process or
 another, gets L{OutboxError} instead of sharing it.
@@ -16,6 +27,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections import OrderedDict, deque
 from typing import Any, Deque, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -27,6 +39,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._interfaces import ILinkSource, LinkWaiter
+from ._json import nestsDeeper
+from ._limits import Limits
 from ._reactor import cancel
 from ._sending import errorFirst, methodOf, replyValue
 from .errors import Closed, DeadRemoteError, QueueFull, UpnodeError, UpTimeout
@@ -36,6 +50,27 @@ DEFAULT_MAX = 100_000
 #: SQLite's C{synchronous} settings we accept, by option value.
 SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
 _SCHEMA_VERSION = 1
+#: The most calls unanswered on one link: the rest wait for replies.
+WINDOW_CALLS = 1000
+#: The most bytes of calls (as encoded) unanswered on one link (one call
+#: always goes, whatever its size).
+WINDOW_BYTES = 256 * 1024
+#: How many times a link may be lost while one call is the oldest
+#: unanswered before that call fails (see L{Outbox.maxTries}).
+DEFAULT_TRIES = 10
+#: Seconds before a failed commit of removals is tried again.
+REMOVAL_RETRY = 1.0
+#: Opening a file another process is opening at the same moment: this many
+#: tries, this many seconds apart, before it is "locked".
+OPEN_TRIES = 25
+OPEN_PAUSE = 0.02
+#: A request line's bytes besides its method's JSON and its arguments'
+#: (C{{"method":,"arguments":[...,"[Function]"],"callbacks":{"ID":["N"]},"links":[]}}
+#: with a callback id of up to 16 digits), less the digits of N.
+_ENVELOPE = 87
+
+#: How the opening waits between tries (replaced by the tests).
+_pause = time.sleep
 
 #: Outbox files held open by a client of this process (real paths).
 _open: Set[str] = set()
@@ -46,6 +81,44 @@ class OutboxError(UpnodeError):
     The outbox file cannot be used: corrupt, locked by another client, not
     an outbox, or unwritable.
     """
+
+
+class OutboxCallFailed(UpnodeError):
+    """
+    A durable call left the outbox unanswered: the server kept refusing it
+    (its link was lost L{Outbox.maxTries} times in a row while it was the
+    oldest unanswered call), or it was dropped with L{Outbox.drop}.
+
+    @ivar id: the call's id in the outbox.
+    @ivar method: the remote method's name.
+    @ivar arguments: its arguments (decoded from JSON: tuples are lists).
+    """
+
+    def __init__(self, message: str, id: int, method: str, arguments: Tuple[Any, ...]) -> None:
+        UpnodeError.__init__(self, message)
+        self.id = id
+        self.method = method
+        self.arguments = arguments
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class OutboxCall:
+    """
+    One unanswered durable call, as L{Outbox.calls} lists it.
+
+    @ivar id: its id in the outbox (increasing in the order of the calls).
+    @ivar method: the remote method's name.
+    @ivar args: its arguments.
+    @ivar tries: how many links in a row were lost while it was the oldest
+        unanswered call (at L{Outbox.maxTries} it fails).
+    @ivar sent: whether it is on the current link, waiting for its reply.
+    """
+
+    id: int
+    method: str
+    args: Tuple[Any, ...]
+    tries: int
+    sent: bool
 
 
 class OutboxFull(QueueFull):
@@ -75,15 +148,21 @@ class OutboxReply:
 
 
 class _Pending:
-    __slots__ = ("id", "method", "args", "result", "link")
+    __slots__ = ("id", "method", "args", "result", "link", "size", "tries")
 
-    def __init__(self, id: int, method: str, args: Tuple[Any, ...], result: Optional[Deferred[Any]]) -> None:
+    def __init__(
+        self, id: int, method: str, args: Tuple[Any, ...], result: Optional[Deferred[Any]], size: int
+    ) -> None:
         self.id = id
         self.method = method
         self.args = args
         self.result = result
         #: The link this call was last sent on, or None while unsent.
         self.link: Any = None
+        #: Its request line's length, at most (see L{lineLength}).
+        self.size = size
+        #: Links lost in a row while it was the oldest unanswered call.
+        self.tries = 0
 
 
 def _errorFirst(value: Any) -> Any:
@@ -127,6 +206,10 @@ def encodeArguments(method: str, args: Sequence[Any]) -> bytes:
     try:
         return orjson.dumps(list(args))
     except TypeError as e:
+        if "ecursion" in str(e):
+            raise ValueError(
+                f"durable {method}()'s arguments nest too deeply to encode: nothing was committed"
+            ) from None
         where = _findCallable(args, "argument")
         if where is not None:
             raise TypeError(
@@ -134,6 +217,36 @@ def encodeArguments(method: str, args: Sequence[Any]) -> bytes:
                 "and a callback cannot outlive the process"
             ) from None
         raise TypeError(f"durable calls take plain data only (JSON): {method}(): {e}") from None
+
+
+def lineLength(method: str, encoded: bytes, count: int) -> int:
+    """
+    The most bytes the request line of a call can take (delimiter
+    excluded), from its arguments' JSON C{encoded} (C{count} of them).
+    """
+    return _ENVELOPE + len(orjson.dumps(method)) + len(encoded) + len(str(count))
+
+
+def checkLimits(method: str, encoded: bytes, count: int, limits: Limits) -> int:
+    """
+    Refuse a durable call the link would refuse: its line longer than
+    C{limits.maxLineLength}, or nested deeper than C{limits.maxDepth} (the
+    message adds one level to its arguments).  Returns its line's length.
+
+    @raise ValueError: it would be refused; the message says why.
+    """
+    size = lineLength(method, encoded, count)
+    if size > limits.maxLineLength:
+        raise ValueError(
+            f"durable {method}() would be a line of {size:,} bytes, past maxLineLength ({limits.maxLineLength:,}): "
+            "the link would be closed on it; nothing was committed"
+        )
+    if nestsDeeper(encoded, limits.maxDepth - 1):
+        raise ValueError(
+            f"durable {method}()'s arguments nest deeper than maxDepth ({limits.maxDepth}) allows: "
+            "the link would be closed on it; nothing was committed"
+        )
+    return size
 
 
 def _findCallable(value: Any, where: str) -> Optional[str]:
@@ -162,13 +275,21 @@ class Outbox:
         being killed, as the write-ahead log is in the OS's hands; an OS
         crash or power loss may lose the last commits) or C{"full"} (every
         commit is on the disk, at the price of an fsync each).
+    @param limits: the client's limits: a call past its C{maxLineLength} or
+        C{maxDepth} is refused before it is committed.
+
+    @ivar maxTries: how many links in a row may be lost while one call is
+        the oldest unanswered before it fails (see L{OutboxCallFailed}).
 
     @raise OutboxError: the file cannot be used.
     """
 
     _log = Logger()
+    maxTries = DEFAULT_TRIES
 
-    def __init__(self, path: str, maxSize: Optional[int] = None, sync: str = "normal") -> None:
+    def __init__(
+        self, path: str, maxSize: Optional[int] = None, sync: str = "normal", limits: Optional[Limits] = None
+    ) -> None:
         if maxSize is None:
             maxSize = DEFAULT_MAX
         if type(maxSize) is not int or maxSize < 1:
@@ -178,6 +299,7 @@ class Outbox:
         self.path = os.fspath(path)
         self.maxSize = maxSize
         self.sync = sync
+        self.limits = limits or Limits()
         self._real = os.path.realpath(self.path)
         if self._real in _open:
             raise OutboxError(f"outbox {self.path!r} is already used by another client of this process")
@@ -185,17 +307,23 @@ class Outbox:
         _open.add(self._real)
         self.pending: OrderedDict[int, _Pending] = OrderedDict()
         for rowid, method, blob in self._db.execute("SELECT id, method, args FROM calls ORDER BY id"):
-            self.pending[rowid] = _Pending(rowid, method, tuple(orjson.loads(blob)), None)
+            args = tuple(orjson.loads(blob))
+            self.pending[rowid] = _Pending(rowid, method, args, None, lineLength(method, blob, len(args)))
         #: How many calls were found waiting in the file when it was opened.
         self.restored = len(self.pending)
         #: Unanswered calls not yet sent on the current link, in order.
         self._unsent: Deque[_Pending] = deque(self.pending.values())
+        #: Answered calls whose removal is not committed yet.
         self._answered: List[int] = []
         self._commitLater: Optional[IDelayedCall] = None
         self._client: Optional[ILinkSource] = None
         self._waiting: Optional[_LinkWait] = None
         self._link: Any = None
         self._remote: Any = None
+        #: Calls, and their bytes, sent on the current link and unanswered.
+        self._inflight = 0
+        self._inflightBytes = 0
+        self._sending = False
         self.closed = False
 
     def _openDatabase(self) -> sqlite3.Connection:
@@ -203,9 +331,28 @@ class Outbox:
         try:
             if directory:
                 os.makedirs(directory, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as e:
+        except OSError as e:
             raise OutboxError(f"cannot open the outbox {self.path!r}: {e}") from None
+        # Two processes opening a new file at the same moment meet each
+        # other's short locks (creating the file, switching to WAL): the
+        # loser tries again, and only a lock that is held is "locked".
+        for attempt in range(OPEN_TRIES):
+            if attempt:
+                _pause(OPEN_PAUSE)
+            db = self._tryOpen()
+            if db is not None:
+                return db
+        raise OutboxError(f"outbox {self.path!r} is locked by another process (or another client uses it)")
+
+    def _tryOpen(self) -> Optional[sqlite3.Connection]:
+        """
+        One try at opening the file: the connection, or None if another
+        connection holds a lock on it.
+        """
+        try:
+            db = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise self._explain(e, "open") from None
         try:
             db.execute("PRAGMA locking_mode=EXCLUSIVE")
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -234,15 +381,28 @@ class Outbox:
         except OutboxError:
             db.close()
             raise
-        except sqlite3.OperationalError as e:
+        except sqlite3.Error as e:
             db.close()
-            if "locked" in str(e) or "busy" in str(e):
-                raise OutboxError(f"outbox {self.path!r} is locked: another client (or process) uses it") from None
-            raise OutboxError(f"cannot use the outbox {self.path!r}: {e}") from None
-        except sqlite3.DatabaseError as e:
-            db.close()
-            raise OutboxError(f"outbox {self.path!r} is corrupt or not an SQLite file: {e}") from None
+            if _isLocked(e):
+                return None
+            raise self._explain(e, "open") from None
         return db
+
+    def _explain(self, error: sqlite3.Error, doing: str) -> OutboxError:
+        """
+        An SQLite error, said as what happened to the outbox.
+        """
+        name = getattr(error, "sqlite_errorname", "")
+        text = str(error)
+        if name == "SQLITE_FULL" or "disk is full" in text:
+            return OutboxError(f"the outbox file's disk is full: cannot {doing} {self.path!r}: {text}")
+        if _isLocked(error):
+            return OutboxError(f"the outbox {self.path!r} is locked by another process: cannot {doing} it: {text}")
+        if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in text or "not a database" in text:
+            return OutboxError(f"the outbox {self.path!r} is corrupt or not an SQLite file: cannot {doing} it: {text}")
+        if name == "SQLITE_READONLY" or "readonly" in text:
+            return OutboxError(f"the outbox {self.path!r} is read-only: cannot {doing} it: {text}")
+        return OutboxError(f"cannot {doing} the outbox {self.path!r}: {text}")
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -250,7 +410,16 @@ class Outbox:
     @property
     def depth(self) -> int:
         """
-        Unanswered calls (what is in the file, less the removals not yet committed).
+        Calls in the file: the unanswered ones, and the answered ones whose
+        removal is not committed yet (removals are committed once per
+        reactor turn, and tried again while the disk refuses them).
+        """
+        return len(self.pending) + len(self._answered)
+
+    @property
+    def unanswered(self) -> int:
+        """
+        Calls not answered yet.
         """
         return len(self.pending)
 
@@ -262,7 +431,11 @@ class Outbox:
         send them when a link is up.  Returns a Deferred of each reply.
 
         @raise TypeError: an argument is not plain data; nothing is committed.
+        @raise ValueError: a call would be refused by the link (see
+            L{checkLimits}); nothing is committed.
         @raise OutboxFull: they would pass C{maxSize}; nothing is committed.
+        @raise OutboxError: the file refused the commit (the message says
+            why: its disk is full, it is corrupt...); nothing is committed.
         @raise Closed: the client is closed.
         """
         return [entry.result for entry in self._add(calls)]  # type: ignore[misc]
@@ -270,7 +443,13 @@ class Outbox:
     def _add(self, calls: Sequence[Tuple[str, Sequence[Any]]]) -> List[_Pending]:
         if self.closed:
             raise Closed("this upnode client is closed")
-        encoded = [(method, encodeArguments(method, args)) for method, args in calls]
+        limits = self.limits
+        encoded = []
+        sizes = []
+        for method, args in calls:
+            blob = encodeArguments(method, args)
+            sizes.append(checkLimits(method, blob, len(args), limits))
+            encoded.append((method, blob))
         if len(self.pending) + len(encoded) > self.maxSize:
             raise OutboxFull(
                 f"the outbox holds {len(self.pending)} unanswered calls; {len(encoded)} more would pass "
@@ -286,14 +465,19 @@ class Outbox:
                     ids = [db.execute("INSERT INTO calls (method, args) VALUES (?, ?)", row).lastrowid for row in encoded]
                     db.execute("COMMIT")
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    # SQLite may have rolled back already (a full disk does).
+                    if db.in_transaction:
+                        try:
+                            db.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
                     raise
         except sqlite3.Error as e:
-            raise OutboxError(f"cannot commit to the outbox {self.path!r}: {e}") from None
+            raise self._explain(e, "commit calls to") from None
         out: List[_Pending] = []
-        for rowid, (method, args) in zip(ids, calls, strict=True):
+        for rowid, (method, args), size in zip(ids, calls, sizes, strict=True):
             assert rowid is not None
-            entry = _Pending(rowid, method, tuple(args), None)
+            entry = _Pending(rowid, method, tuple(args), None, size)
             entry.result = Deferred(self._forgetter(entry))
             self.pending[rowid] = entry
             self._unsent.append(entry)
@@ -332,6 +516,56 @@ class Outbox:
 
         return forget
 
+    # -- Looking, and dropping --------------------------------------------------
+
+    def calls(self, limit: Optional[int] = None) -> List[OutboxCall]:
+        """
+        The unanswered calls, oldest first (the first C{limit} of them).
+        """
+        out: List[OutboxCall] = []
+        link = self._link
+        for entry in self.pending.values():
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(OutboxCall(entry.id, entry.method, entry.args, entry.tries, link is not None and entry.link is link))
+        return out
+
+    def stuck(self) -> List[OutboxCall]:
+        """
+        The unanswered calls that have been the oldest when a link was lost
+        (at most the oldest one, as they are sent in order).
+        """
+        return [call for call in self.calls(1) if call.tries]
+
+    def drop(self, id: int) -> OutboxCall:
+        """
+        Take the unanswered call C{id} out of the outbox (the removal is
+        committed at once); its Deferred, if any, fails with
+        L{OutboxCallFailed}, and a late reply to it is ignored.
+
+        @raise KeyError: no unanswered call has this id.
+        @raise OutboxError: the file refused the removal; it is tried again.
+        """
+        entry = self.pending.get(id)
+        if entry is None:
+            raise KeyError(f"no unanswered durable call has the id {id!r}")
+        dropped = OutboxCall(entry.id, entry.method, entry.args, entry.tries, entry.link is not None)
+        self._done(entry)
+        error = OutboxCallFailed(
+            f"durable call {entry.id} ({entry.method}) was dropped from the outbox", entry.id, entry.method, entry.args
+        )
+        if entry.result is not None and not entry.result.called:
+            entry.result.errback(Failure(error))
+        if self._unsent:
+            self._wake()  # its place in the window is free
+        self._commitOrRaise()
+        return dropped
+
+    def _commitOrRaise(self) -> None:
+        failure = self.commitRemovals()
+        if failure is not None:
+            raise failure
+
     # -- Sending --------------------------------------------------------------
 
     def attach(self, client: ILinkSource) -> None:
@@ -347,7 +581,7 @@ class Outbox:
         if client is None or self._waiting is not None or self.closed:
             return
         if self._link is not None and self._link is client.conn:
-            self._send(self._remote)
+            self._send()
             return
         # Set first: when the link is up, it is called at once.
         waiting = self._waiting = _LinkWait(self)
@@ -360,17 +594,52 @@ class Outbox:
         self._waiting = None
         self._link = conn
         self._remote = remote
-        self._send(remote)
+        self._inflight = self._inflightBytes = 0
+        # What the transport could not take goes out once it has drained.
+        conn.on("drain", lambda: self._drained(conn))
+        self._send()
 
-    def _send(self, remote: Any) -> None:
+    def _drained(self, conn: Any) -> None:
+        if conn is self._link and self._unsent:
+            self._send()
+
+    def _send(self) -> None:
+        if self._sending:
+            return  # a reply arrived while sending: the loop goes on
+        self._sending = True
+        try:
+            self._sendWindow()
+        finally:
+            self._sending = False
+
+    def _sendWindow(self) -> None:
+        """
+        Send unsent calls, in order, while the transport takes them and the
+        window is open; replies and the C{drain} event send more.
+        """
         link = self._link
+        remote = self._remote
         client = self._client
         unsent = self._unsent
+        pending = self.pending
+        maxLine = self.limits.maxLineLength
         while unsent:
             if self.closed or client is None or client.conn is not link:
                 return
+            if link.paused or self._inflight >= WINDOW_CALLS or (self._inflight and self._inflightBytes >= WINDOW_BYTES):
+                return
             entry = unsent.popleft()
-            if entry.link is link or self.pending.get(entry.id) is not entry:
+            if entry.link is link or pending.get(entry.id) is not entry:
+                continue
+            if entry.size > maxLine:
+                # Committed before its size was checked, or under larger limits.
+                self._failed(
+                    entry,
+                    ValueError(
+                        f"durable {entry.method}() (call {entry.id}) would be a line of {entry.size:,} bytes, "
+                        f"past maxLineLength ({maxLine:,}): it left the outbox unsent"
+                    ),
+                )
                 continue
             try:
                 method = methodOf(remote, entry.method)
@@ -378,27 +647,68 @@ class Outbox:
                 self._failed(entry, e)
                 continue
             entry.link = link
+            self._inflight += 1
+            self._inflightBytes += entry.size
             try:
                 method(*entry.args, lambda *values, entry=entry, link=link: self._reply(entry, link, values))
             except DeadRemoteError:
-                entry.link = None
+                self._unflight(entry)
                 unsent.appendleft(entry)  # the link is going: the next one
                 return
             except Exception as e:
-                entry.link = None
+                self._unflight(entry)
                 self._log.failure("A durable call to {method}() could not be sent", method=entry.method)
                 self._failed(entry, e)
 
+    def _unflight(self, entry: _Pending) -> None:
+        """
+        C{entry} is no longer unanswered on the current link.
+        """
+        if entry.link is not None and entry.link is self._link:
+            self._inflight -= 1
+            self._inflightBytes -= entry.size
+        entry.link = None
+
     def _down(self) -> None:
+        lost = self._link
         self._link = self._remote = None
+        self._inflight = self._inflightBytes = 0
+        oldest = next(iter(self.pending.values()), None)
+        # A call the server refuses (it closes the link on it) is the
+        # oldest unanswered each time: after maxTries it fails.
+        if oldest is not None and lost is not None and oldest.link is lost:
+            oldest.tries += 1
+            if oldest.tries >= self.maxTries:
+                self._refused(oldest)
+        for entry in self.pending.values():
+            entry.link = None
         # Everything unanswered goes again, in order, on the next link.
         self._unsent = deque(self.pending.values())
         if self.pending:
             self._wake()
 
+    def _refused(self, entry: _Pending) -> None:
+        self._done(entry)
+        error = OutboxCallFailed(
+            f"durable call {entry.id} ({entry.method}) failed: its link was lost {entry.tries} times in a row while "
+            "it was the oldest unanswered call (the server may refuse it: see its log); it left the outbox",
+            entry.id,
+            entry.method,
+            entry.args,
+        )
+        result = entry.result
+        if result is not None and not result.called:
+            result.errback(Failure(error))
+        client = self._client
+        if client is not None and client.listeners("outbox-failed"):
+            client.emit("outbox-failed", error)
+        else:
+            self._log.error("{error}", error=str(error))
+
     def _reply(self, entry: _Pending, link: Any, values: Tuple[Any, ...]) -> None:
         if self.pending.get(entry.id) is not entry or entry.link is not link:
             return  # answered already
+        self._unflight(entry)
         self._done(entry)
         result = entry.result
         if result is not None and not result.called:
@@ -413,6 +723,8 @@ class Outbox:
                     id=entry.id,
                     method=entry.method,
                 )
+        if self._unsent and self._link is link:
+            self._send()
 
     def _failed(self, entry: _Pending, error: Exception) -> None:
         """
@@ -426,6 +738,7 @@ class Outbox:
             self._client.emit("error", Failure(error))
 
     def _done(self, entry: _Pending) -> None:
+        self._unflight(entry)
         del self.pending[entry.id]
         self._answered.append(entry.id)
         if self._commitLater is None and self._client is not None:
@@ -433,24 +746,36 @@ class Outbox:
             # reply's removal lost in a crash only means a duplicate.
             self._commitLater = self._client.clock.callLater(0, self.commitRemovals)
 
-    def commitRemovals(self) -> None:
+    def commitRemovals(self) -> Optional[OutboxError]:
         """
         Commit the removals of the calls answered since the last commit.
+        If the file refuses them (a full disk), they are kept and tried
+        again L{REMOVAL_RETRY} seconds later, and the error is logged and
+        returned.
         """
         cancel(self._commitLater)
         self._commitLater = None
-        answered, self._answered = self._answered, []
-        if not answered:
-            return
+        answered = self._answered
+        if not answered or self.closed:
+            return None
         db = self._db
         try:
             db.execute("BEGIN")
             db.executemany("DELETE FROM calls WHERE id = ?", [(i,) for i in answered])
             db.execute("COMMIT")
         except sqlite3.Error as e:
-            self._log.error("Cannot commit removals to the outbox {path}: {e}", path=self.path, e=e)
             if db.in_transaction:
-                db.execute("ROLLBACK")
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            error = self._explain(e, f"remove {len(answered)} answered calls from")
+            self._log.error("{error}; tried again in {seconds} s", error=str(error), seconds=REMOVAL_RETRY)
+            if self._client is not None:
+                self._commitLater = self._client.clock.callLater(REMOVAL_RETRY, self.commitRemovals)
+            return error
+        self._answered = []
+        return None
 
     # -- Closing --------------------------------------------------------------
 
@@ -462,6 +787,8 @@ class Outbox:
         if self.closed:
             return
         self.commitRemovals()
+        cancel(self._commitLater)
+        self._commitLater = None
         self.closed = True
         waiting, self._waiting = self._waiting, None
         if waiting is not None and waiting.queued and self._client is not None:
@@ -475,7 +802,30 @@ class Outbox:
                 entry.result.errback(Failure(Closed("the upnode client was closed; the call stays in the outbox")))
 
     def status(self) -> Dict[str, Any]:
-        return {"path": self.path, "depth": len(self.pending), "max": self.maxSize, "restored": self.restored}
+        return {
+            "path": self.path,
+            "depth": self.depth,
+            "unanswered": len(self.pending),
+            "max": self.maxSize,
+            "restored": self.restored,
+            "stuck": [call.id for call in self.stuck()],
+        }
 
 
-__all__ = ["DEFAULT_MAX", "Outbox", "OutboxError", "OutboxFull", "OutboxReply", "encodeArguments"]
+def _isLocked(error: sqlite3.Error) -> bool:
+    name = getattr(error, "sqlite_errorname", "")
+    text = str(error)
+    return name in ("SQLITE_BUSY", "SQLITE_LOCKED") or "locked" in text or "busy" in text
+
+
+__all__ = [
+    "DEFAULT_MAX",
+    "Outbox",
+    "OutboxCall",
+    "OutboxCallFailed",
+    "OutboxError",
+    "OutboxFull",
+    "OutboxReply",
+    "checkLimits",
+    "encodeArguments",
+]

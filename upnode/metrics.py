@@ -238,7 +238,7 @@ class _Collector:
         attempts = family(CounterMetricFamily, "upnode_client_connect_attempts", "Connection attempts.", c)
         reconnects = family(CounterMetricFamily, "upnode_client_reconnects", "Reconnection attempts (after the first).", c)
         queued = family(GaugeMetricFamily, "upnode_client_transactions_queued", "Transactions waiting for a link.", c)
-        outbox = family(GaugeMetricFamily, "upnode_client_outbox_depth", "Durable calls not yet answered.", c)
+        outbox = family(GaugeMetricFamily, "upnode_client_outbox_depth", "Durable calls in the outbox file (unanswered, or answered and not yet removed).", c)
         for client in self.metrics._clients:
             up = client.client
             n = [client.name]

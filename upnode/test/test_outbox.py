@@ -13,12 +13,21 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 import upnode
-from upnode import Closed, UpnodeServerFactory, UpTimeout
-from upnode._outbox import Outbox, OutboxError, OutboxFull, OutboxReply
+from upnode import Closed, UpnodeServerFactory, UpTimeout, _outbox
+from upnode._limits import Limits
+from upnode._outbox import (
+    REMOVAL_RETRY,
+    WINDOW_CALLS,
+    Outbox,
+    OutboxCallFailed,
+    OutboxError,
+    OutboxFull,
+    OutboxReply,
+)
 from upnode.testing import FakeEndpoint, MemoryLink
 
 
-class OutboxTests(SynchronousTestCase):
+class _OutboxCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.endpoint = FakeEndpoint(self.clock)
@@ -70,6 +79,8 @@ class OutboxTests(SynchronousTestCase):
         finally:
             db.close()
 
+
+class OutboxTests(_OutboxCase):
     def test_committedBeforeReturnAndSentInOrder(self) -> None:
         up = self.connect()
         ds = [up.call("store", i, {"v": i}, durable=True) for i in range(5)]
@@ -159,6 +170,7 @@ class OutboxTests(SynchronousTestCase):
         self.assertRaises(OutboxError, self.connect)
 
     def test_lockedByAnotherConnection(self) -> None:
+        self.patch(_outbox, "_pause", lambda seconds: None)
         os.makedirs(os.path.dirname(self.path))
         other = sqlite3.connect(self.path, isolation_level=None)
         other.execute("CREATE TABLE t (x)")
@@ -204,3 +216,217 @@ class OutboxTests(SynchronousTestCase):
     def test_badOptions(self) -> None:
         self.assertRaises(ValueError, Outbox, self.path, 0)
         self.assertRaises(ValueError, Outbox, self.path, None, "sometimes")
+
+
+class _FullDisk:
+    """
+    An outbox's database whose disk is full for the statements it names
+    (sqlite3's connection cannot be patched: this wraps it).
+    """
+
+    def __init__(self, db: sqlite3.Connection, statement: str) -> None:
+        self.db = db
+        self.statement = statement
+        self.full = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+    def _check(self, sql: str) -> None:
+        if self.full and sql.startswith(self.statement):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        self._check(sql)
+        return self.db.execute(sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> Any:
+        self._check(sql)
+        return self.db.executemany(sql, *args)
+
+
+class BacklogTests(_OutboxCase):
+    """
+    A backlog goes under back-pressure; calls the link would refuse are
+    refused at call(), or fail after a bounded number of tries; the disk's
+    failures are retried and said.
+    """
+
+    def test_sendsUnderBackPressure(self) -> None:
+        """
+        A backlog is written while the transport takes it, at most
+        WINDOW_CALLS unanswered at once, the rest on drain and as replies
+        come: every call runs once, in order.
+        """
+        up = self.connect()
+        n = 3 * WINDOW_CALLS
+        ds = up.callMany([("store", i, None) for i in range(n)], durable=True)
+        link = self.endpoint.accept(self.server)
+        self.links.append(link)
+        link.clientTransport.bufferSize = 16 * 1024
+        link.pump()  # the handshake
+        link.pump()
+        # Nothing piles up behind the paused transport.
+        self.assertTrue(up.conn.paused)
+        self.assertLess(up.conn._flow.heldBytes, 1024)
+        link.clientTransport.bufferSize = 10**9
+        link.flush()
+        self.assertEqual([self.successResultOf(d) for d in ds], [("ok", i) for i in range(n)])
+        self.assertEqual(self.stored, [(i, None) for i in range(n)])
+
+    def test_windowBoundsCallsInFlight(self) -> None:
+        up = self.connect()
+        link = self.accept()
+        ds = up.callMany([("hold", i) for i in range(WINDOW_CALLS + 10)], durable=True)
+        link.flush()
+        self.assertEqual(self.stored, list(range(WINDOW_CALLS)))
+        for cb in self.held[:5]:
+            cb("ok")
+        link.flush()
+        self.assertEqual(self.stored, list(range(WINDOW_CALLS + 5)))
+        self.assertEqual([self.successResultOf(d) for d in ds[:5]], ["ok"] * 5)
+        up.close()
+        for d in ds[5:]:
+            self.failureResultOf(d, Closed)
+
+    def test_tooLongRefusedAtCall(self) -> None:
+        up = self.connect(maxLineLength=1000)
+        with self.assertRaises(ValueError) as caught:
+            up.call("store", "k", "x" * 1000, durable=True)
+        self.assertIn("maxLineLength", str(caught.exception))
+        self.assertIn("nothing was committed", str(caught.exception))
+        self.assertRaises(ValueError, up.callMany, [("echo", 1), ("echo", "x" * 2000)], durable=True)
+        d = up.call("store", "k", "x" * 800, durable=True)
+        self.assertEqual(up.outbox.depth, 1)
+        self.accept().flush()
+        self.assertEqual(self.successResultOf(d), ("ok", "k"))
+
+    def test_tooDeepRefusedAtCall(self) -> None:
+        up = self.connect(maxDepth=10)
+        deep: Any = 1
+        for _ in range(9):
+            deep = [deep]
+        with self.assertRaises(ValueError) as caught:
+            up.call("echo", deep, durable=True)
+        self.assertIn("maxDepth", str(caught.exception))
+        d = up.call("echo", deep[0], durable=True)
+        self.accept().flush()
+        self.assertEqual(self.successResultOf(d), deep[0])
+        for _ in range(300):
+            deep = [deep]
+        self.assertRaises(ValueError, up.call, "echo", deep, durable=True)
+        self.assertEqual(up.outbox.depth, 0)
+
+    def test_refusedCallFailsAfterMaxTries(self) -> None:
+        """
+        A call the server closes the link on fails after maxTries links,
+        with an outbox-failed event, and the calls behind it go.
+        """
+        self.server = UpnodeServerFactory(
+            {"echo": lambda v, cb: cb(v)}, ping=0, clock=self.clock, limits=Limits(maxLineLength=500)
+        )
+        up = self.connect()
+        up.on("error", lambda f: None)
+        up.outbox.maxTries = 3
+        failed: List[OutboxCallFailed] = []
+        up.on("outbox-failed", failed.append)
+        bad = up.call("echo", "x" * 1000, durable=True)
+        good = up.call("echo", "small", durable=True)
+        self.accept()
+        for _ in range(5):
+            if up.state != "up":
+                self.clock.advance(up.status()["nextAttemptIn"] or 0)
+                self.accept()
+            if failed:
+                break
+            self.assertEqual([c.tries for c in up.outbox.stuck()], [len(self.links)])
+        self.assertEqual(len(self.links), 3)
+        self.assertEqual([(e.id, e.method) for e in failed], [(1, "echo")])
+        self.assertIn("3 times in a row", str(failed[0]))
+        self.failureResultOf(bad, OutboxCallFailed)
+        self.clock.advance(up.status()["nextAttemptIn"])
+        self.accept().flush()
+        self.assertEqual(self.successResultOf(good), "small")
+        self.clock.advance(0)
+        self.assertEqual(up.outbox.depth, 0)
+        self.clock.advance(60)  # the server's summary of what it dropped
+
+    def test_dropByIdAndList(self) -> None:
+        up = self.connect()
+        ds = [up.call("hold", i, durable=True) for i in range(3)]
+        self.assertEqual([(c.id, c.method, c.args, c.sent) for c in up.outbox.calls()], [(i + 1, "hold", (i,), False) for i in range(3)])
+        dropped = up.outbox.drop(2)
+        self.assertEqual((dropped.id, dropped.args), (2, (1,)))
+        error = self.failureResultOf(ds[1], OutboxCallFailed).value
+        self.assertEqual((error.id, error.method), (2, "hold"))
+        self.assertRaises(KeyError, up.outbox.drop, 2)
+        self.accept().flush()
+        self.assertEqual(self.stored, [0, 2])
+        self.assertEqual([c.sent for c in up.outbox.calls(1)], [True])
+        up.close()
+        self.failureResultOf(ds[0], Closed)
+        self.failureResultOf(ds[2], Closed)
+        self.assertEqual(self.rows(), [("hold", b"[0]"), ("hold", b"[2]")])
+
+    def test_failedRemovalsAreRetried(self) -> None:
+        """
+        A removal the disk refuses stays counted in depth and is tried
+        again; nothing answered is sent again once it is committed.
+        """
+        up = self.connect()
+        full = up.outbox._db = _FullDisk(up.outbox._db, "DELETE")
+        ds = [up.call("echo", i, durable=True) for i in range(3)]
+        self.accept().flush()
+        self.assertEqual([self.successResultOf(d) for d in ds], [0, 1, 2])
+        self.assertEqual(up.outbox.depth, 3)
+        self.assertEqual(up.outbox.unanswered, 0)
+        full.full = False
+        self.clock.advance(REMOVAL_RETRY)
+        self.assertEqual(up.outbox.depth, 0)
+        up.outbox._db = full.db
+        up.close()
+        self.assertEqual(self.rows(), [])
+
+    def test_fullDiskSaidByCallMany(self) -> None:
+        up = self.connect()
+        db = up.outbox._db
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages + 1}")
+        with self.assertRaises(OutboxError) as caught:
+            up.callMany([("echo", "y" * 1000) for _ in range(200)], durable=True)
+        self.assertIn("disk is full", str(caught.exception))
+        self.assertNotIn("rollback", str(caught.exception))
+        self.assertEqual(up.outbox.depth, 0)
+        db.execute("PRAGMA max_page_count = 1073741823")
+        d = up.call("echo", 1, durable=True)
+        self.accept().flush()
+        self.assertEqual(self.successResultOf(d), 1)
+
+    def test_fullDiskSaidByCall(self) -> None:
+        up = self.connect()
+        up.outbox._db = _FullDisk(up.outbox._db, "INSERT")
+        with self.assertRaises(OutboxError) as caught:
+            up.call("echo", 1, durable=True)
+        self.assertIn("the outbox file's disk is full", str(caught.exception))
+        up.outbox._db = up.outbox._db.db
+
+    def test_openingMeetsAShortLock(self) -> None:
+        """
+        Another process holding the new file's lock for a moment (as when
+        two open it at once) does not refuse the opening: it tries again.
+        """
+        os.makedirs(os.path.dirname(self.path))
+        other = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(other.close)
+        other.execute("BEGIN EXCLUSIVE")
+        pauses: List[float] = []
+
+        def pause(seconds: float) -> None:
+            pauses.append(seconds)
+            if other.in_transaction:
+                other.execute("COMMIT")
+
+        self.patch(_outbox, "_pause", pause)
+        up = self.connect()
+        self.assertEqual(len(pauses), 1)
+        self.assertEqual(up.outbox.depth, 0)

@@ -34,6 +34,7 @@ class SurfaceTests(SynchronousTestCase):
     def test_outboxErrorsExported(self) -> None:
         self.assertTrue(issubclass(upnode.OutboxFull, upnode.QueueFull))
         self.assertTrue(issubclass(upnode.OutboxError, upnode.UpnodeError))
+        self.assertTrue(issubclass(upnode.OutboxCallFailed, upnode.UpnodeError))
 
     def test_helpSaysEveryOption(self) -> None:
         """

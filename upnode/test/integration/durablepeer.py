@@ -58,7 +58,8 @@ def server(port: int, log: str, every: float) -> None:
     def cons(remote: Any, conn: Any) -> Any:
         out.write("link\n")
 
-        def store(i: int, cb: Any) -> None:
+        def store(i: int, *rest: Any) -> None:
+            cb = rest[-1]  # after a value, if any
             out.write(f"{i}\n")
             now = reactor.seconds()  # type: ignore[attr-defined]
             state["next"] = max(state["next"], now) + every
