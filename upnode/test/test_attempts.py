@@ -216,7 +216,13 @@ class FailoverTests(SynchronousTestCase):
         self.server = UpnodeServerFactory({}, ping=0, clock=self.clock)
 
     def connect(self, **options: Any) -> UpnodeClientFactory:
-        opts = {"endpoints": self.endpoints, "ping": 0, "jitter": 0, "handshakeTimeout": 3.0, "reconnect": 1.0}
+        opts = {
+            "endpoints": self.endpoints,
+            "ping": 0,
+            "jitter": 0,
+            "handshakeTimeout": 3.0,
+            "reconnect": 1.0,
+        }
         opts.update(options)
         up = upnode.upnode(reactor=self.clock).connect(opts)
         self.events = Recorder(up)
