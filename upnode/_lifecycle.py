@@ -7,8 +7,9 @@ A state is an object that owns its resources: C{Connecting} the
 connector's attempt and its timer (C{handshakeTimeout} bounds an attempt
 from its start), C{Handshaking} the connection, the rest of that timer,
 its heartbeat and its owner proxy, C{Up} the connection, heartbeat and
-owner proxy plus the remote and the calls in flight in the order they were sent, C{Waiting} the retry timer,
-C{Closing} the connection and the Deferreds waiting for it to go.  Leaving
+owner proxy plus the remote and the calls in flight in the order they
+were sent, C{Waiting} the retry timer, C{Closing} the connection and the
+Deferreds waiting for it to go.  Leaving
 a state releases what it owns (L{_State.exit}); so a timer cannot outlive
 its state, and a connection cannot report to a machine that has moved on:
 its L{LinkOwner} stops forwarding when the state that owns it is left.
