@@ -80,8 +80,11 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
     @param maxDelay: the cap on that delay.
     @param jitter: each delay is drawn uniformly from
         C{delay * (1 - jitter)} to C{delay * (1 + jitter)}.
-    @param handshakeTimeout: seconds from connection to C{"up"}; past it the
-        link is dropped and an C{error} emitted.  0 waits forever.
+    @param handshakeTimeout: seconds from the start of an attempt (the TCP
+        connect and a TLS handshake included) to C{"up"}; past it the
+        attempt is stopped (or the link dropped), an C{error}
+        (L{UpTimeout}) emitted, and another attempt made after the delay.
+        0 waits forever.
     @param maxQueue: the most transactions that may wait; None is no bound.
         Calls with C{retry} put back after a lost link are not counted
         against it: they were admitted once.

@@ -9,8 +9,8 @@ C{clientConnectionLost} on the factory they are given, so a
 C{ReconnectingClientFactory} used with them would never retry.  This
 connector makes those two calls itself: on the failure of the C{connect}
 Deferred, and when the protocol it produced reports its loss.  It provides
-L{IFailover}: the client asks it to move to the next endpoint when a link
-is lost before it came up.
+L{IFailover}: it never moves to another endpoint by itself; the client
+asks it to, after an attempt failed or timed out and after a link is lost.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ class EndpointConnector:
 
     @param sources: each returns the endpoint for an attempt (a fixed
         endpoint, or C{createStream}, which makes a new one each time).
-        Attempts stay on one source while it works and move to the next
-        after a failed attempt or a lost link that never came up: failover.
+        Attempts stay on one source until the client calls L{failover}
+        (after a failed or timed-out attempt, or a lost link).
 
     @ivar state: as C{IConnector}'s: C{"disconnected"} (no attempt, no
         connection: C{connect()} may be called), C{"connecting"} (from
@@ -91,12 +91,11 @@ class EndpointConnector:
     def _failed(self, reason: Failure) -> None:
         self._attempt = None
         self.state = "disconnected"
-        self.failover()
         self.factory.clientConnectionFailed(self, reason)
 
     def failover(self) -> None:
         """
-        Make the next attempt on the next endpoint source.
+        L{IFailover}: make the next attempt on the next endpoint source.
         """
         self._current = (self._current + 1) % len(self._sources)
 

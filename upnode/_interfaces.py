@@ -23,12 +23,19 @@ class IFailover(Interface):
     """
     A connector that knows several endpoints and can make its next attempt
     on the next one (L{upnode._connector.EndpointConnector}).
+
+    The contract: the connector stays on one endpoint until told; the
+    client (L{upnode._lifecycle.ClientMachine}) calls L{failover} once for
+    each attempt that failed, each attempt that C{handshakeTimeout} ended
+    (in the TCP connect or in the handshake), and each link that was lost
+    or dropped, whether or not it had come up.  A connector without it
+    (C{reactor.connectTCP}'s) has one destination.
     """
 
     def failover() -> None:
         """
-        Make the next attempt on the next endpoint: the current one failed,
-        or gave a link that was lost before it came up.
+        Make the next attempt on the next endpoint (wrapping round); called
+        between attempts, never while one is under way.
         """
 
 

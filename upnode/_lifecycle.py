@@ -4,10 +4,12 @@ The client's life as one state machine: which link it has, what it waits
 for, and what each state must cancel when it is left.
 
 A state is an object that owns its resources: C{Connecting} the
-connector's attempt, C{Handshaking} the connection, its handshake timer,
-its heartbeat and its owner proxy, C{Up} the same plus the remote and the
-calls in flight in the order they were sent, C{Waiting} the retry timer,
-C{Closing} the connection and the Deferreds waiting for it to go.  Leaving
+connector's attempt and its timer (C{handshakeTimeout} bounds an attempt
+from its start), C{Handshaking} the connection, the rest of that timer,
+its heartbeat and its owner proxy, C{Up} the connection, heartbeat and
+owner proxy plus the remote and the calls in flight in the order they
+were sent, C{Waiting} the retry timer, C{Closing} the connection and the
+Deferreds waiting for it to go.  Leaving
 a state releases what it owns (L{_State.exit}); so a timer cannot outlive
 its state, and a connection cannot report to a machine that has moved on:
 its L{LinkOwner} stops forwarding when the state that owns it is left.
@@ -126,6 +128,13 @@ class Connecting(_State):
     """
     An attempt is under way (or about to be, when C{started} is false: the
     retry timer fired and the connector is being asked to connect).
+
+    It owns the attempt's timer: C{handshakeTimeout} bounds the whole
+    attempt, from its start to C{up}, so the TCP connect (and a TLS
+    handshake that runs before the connection is built) counts against it.
+    C{deadline} is when it ends, carried into L{Handshaking} as the
+    remainder; C{expired} is the failure the attempt ends with once its
+    timer fired and the connector was told to stop.
     """
 
     label = "connecting"
@@ -133,6 +142,13 @@ class Connecting(_State):
     def __init__(self, connector: Any, started: bool) -> None:
         self.connector = connector
         self.started = started
+        self.timer: Optional[IDelayedCall] = None
+        self.deadline: Optional[float] = None
+        self.expired: Optional[Failure] = None
+
+    def exit(self, machine: ClientMachine) -> None:
+        cancel(self.timer)
+        self.timer = None
 
 
 class _Linked(_State):
@@ -386,7 +402,8 @@ class ClientMachine:
 
     def handshakeExpired(self) -> None:
         """
-        C{handshakeTimeout} passed without C{up}.
+        C{handshakeTimeout} passed since the attempt started without C{up}
+        (while connecting, or in the handshake).
         """
         self._input("handshakeExpired")
 
@@ -455,8 +472,23 @@ class ClientMachine:
             self.emit("error", reason)
 
     def failover(self) -> None:
+        """
+        The attempt failed or timed out, or the link (up or not yet) is
+        gone: a connector with several endpoints makes its next attempt on
+        the next one (L{IFailover}).  Only the machine moves it on.
+        """
         if IFailover.providedBy(self.connector):
             self.connector.failover()
+
+    def startAttemptTimer(self, state: Connecting) -> None:
+        """
+        An attempt started: C{handshakeTimeout} (0: no bound) from now, it
+        is stopped unless the link came up.
+        """
+        timeout = self.settings.handshakeTimeout
+        if timeout:
+            state.timer = self.clock.callLater(timeout, self.handshakeExpired)
+            state.deadline = state.timer.getTime()
 
     def scheduleOrGiveUp(self, connector: Any) -> None:
         """
@@ -606,7 +638,9 @@ class ClientMachine:
 
 def _firstAttempt(m: ClientMachine, s: _State, connector: Any) -> None:
     m.attempts += 1
-    m.enter(Connecting(connector, started=True))
+    state = Connecting(connector, started=True)
+    m.enter(state)
+    m.startAttemptTimer(state)
 
 
 def _linkWithoutAttempt(m: ClientMachine, s: Idle, conn: Any) -> None:
@@ -620,13 +654,14 @@ def _attemptFromRetry(m: ClientMachine, s: Connecting, connector: Any) -> None:
         # A second attempt on top of one under way (a connector driven by
         # hand): count it, nothing else changes.
         m.attempts += 1
-    s.started = True
+    else:
+        s.started = True
+        m.startAttemptTimer(s)
     s.connector = connector
 
 
 def _attemptByHand(m: ClientMachine, s: Waiting, connector: Any) -> None:
-    m.attempts += 1
-    m.enter(Connecting(connector, started=True))
+    _firstAttempt(m, s, connector)
 
 
 def _attemptWhenClosed(m: ClientMachine, s: _State, connector: Any) -> None:
@@ -639,12 +674,41 @@ def _attemptWhenClosed(m: ClientMachine, s: _State, connector: Any) -> None:
 
 
 def _attemptFailed(m: ClientMachine, s: Connecting, connector: Any, reason: Failure) -> None:
+    if s.expired is not None:
+        # We stopped it: what it failed with is our timeout.
+        reason = s.expired
+    m.failover()
     m.lastFailure = reason
     m.scheduleOrGiveUp(connector)
     m.noteFailure(reason, "Connection attempt to {destination} failed: {reason}")
 
 
+def _attemptExpired(m: ClientMachine, s: Connecting) -> None:
+    """
+    C{handshakeTimeout} passed and the attempt has not connected: stop it.
+    The connector reports the failure it stopped with (at once, for
+    Twisted's connectors and ours), which L{_attemptFailed} replaces with
+    an L{UpTimeout}, not routine: an C{error} event.
+    """
+    cancel(s.timer)
+    s.timer = None
+    timeout = m.settings.handshakeTimeout
+    s.expired = Failure(UpTimeout(f"the attempt did not connect within handshakeTimeout ({timeout} seconds)"))
+    connector = s.connector
+    try:
+        connector.stopConnecting()
+    except netError.NotConnectingError:
+        pass
+    if m.state is s:
+        # A connector that reports its failure later, or not at all: the
+        # attempt is over for us now (a late report finds no row).
+        _attemptFailed(m, s, connector, s.expired)
+
+
 def _linkBuilt(m: ClientMachine, s: Connecting, conn: Any) -> None:
+    # The attempt's deadline carries over: what is left of it bounds the
+    # handshake (a link built without an attempt gets the whole timeout).
+    deadline = s.deadline if isinstance(s, Connecting) else None
     owner = LinkOwner(m, conn)
     conn.on("remote", owner.remoteArrived)
     conn.on("up", owner.upEmitted)
@@ -653,9 +717,10 @@ def _linkBuilt(m: ClientMachine, s: Connecting, conn: Any) -> None:
     conn.on("fail", owner.fail)
     conn.notifyOnLoss(owner.lost)
     timer = None
-    timeout = m.settings.handshakeTimeout
-    if timeout:
-        timer = m.clock.callLater(timeout, m.handshakeExpired)
+    if deadline is not None:
+        timer = m.clock.callLater(max(0.0, deadline - m.clock.seconds()), m.handshakeExpired)
+    elif m.settings.handshakeTimeout:
+        timer = m.clock.callLater(m.settings.handshakeTimeout, m.handshakeExpired)
     m.enter(Handshaking(owner, timer))
 
 
@@ -713,7 +778,9 @@ def _upEmitted(m: ClientMachine, s: Handshaking, owner: LinkOwner, obj: Any) -> 
 
 def _handshakeExpired(m: ClientMachine, s: Handshaking) -> None:
     timeout = m.settings.handshakeTimeout
-    failure = Failure(UpTimeout(f"the connect callback did not emit 'up' within {timeout} seconds"))
+    failure = Failure(
+        UpTimeout(f"the link was not up within handshakeTimeout ({timeout} seconds) of the attempt's start")
+    )
     # Dropped now, not when the loss arrives: an "up" emitted meanwhile is
     # for a link we have given up on.  (Not routine: an error event.)
     m.dropLink(s, failure, lost=False)
@@ -759,6 +826,9 @@ def _downFromUp(m: ClientMachine, s: Up, reason: Failure, lost: bool) -> None:
     # They were admitted once: they go back ahead of the rest, bound or not.
     m.queue.prepend(again)
     m._log.info("upnode link down: {reason}", reason=reason.value)
+    # The next attempt goes to the next endpoint: the one that served us
+    # may be what went (a dead host would hold that attempt to its timeout).
+    m.failover()
     if lost:
         s.owner.stopProxying()
         m.scheduleOrGiveUp(m.connector)
@@ -910,6 +980,7 @@ TRANSITIONS: Dict[Tuple[Type[_State], str], Tuple[Type[_State], _Behaviour]] = {
     (Idle, "close"): (Closed, _closeIdle),
     (Connecting, "attemptStarted"): (Connecting, _attemptFromRetry),
     (Connecting, "attemptFailed"): (Waiting, _attemptFailed),
+    (Connecting, "handshakeExpired"): (Waiting, _attemptExpired),
     (Connecting, "linkBuilt"): (Handshaking, _linkBuilt),
     (Connecting, "retryWanted"): (Waiting, _retryWanted),
     (Connecting, "stopTrying"): (Connecting, _stopConnecting),

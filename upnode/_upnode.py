@@ -144,7 +144,8 @@ class Upnode:
             attempt (1 is Node's fixed delay);
           - C{maxDelay} (30.0): the cap on that delay, in seconds;
           - C{jitter} (0.5): each delay is drawn from C{delay * (1 +- jitter)};
-          - C{handshakeTimeout} (30.0): seconds from connecting to C{"up"};
+          - C{handshakeTimeout} (30.0): seconds from the start of an attempt (TCP
+            connect included) to C{"up"};
           - C{maxQueue} (None): the most transactions that may wait;
           - C{outbox}, C{outboxMax}, C{outboxSync}: the durable outbox (an
             SQLite file path, its bound in calls, C{"normal"} or C{"full"});

@@ -220,17 +220,22 @@ def connectInMemory(
 class FakeEndpoint:
     """
     A client endpoint whose C{connect()} calls wait for the test to
-    C{accept()} or C{refuse()} them, oldest first.  An attempt the client
-    cancels leaves C{attempts} (its Deferred fails with C{CancelledError}),
-    so it is never connected.
+    C{accept()} or C{refuse()} them, oldest first; one the test does
+    neither to hangs, as an attempt on a dead host does.  An attempt the
+    client cancels leaves C{attempts} (its Deferred fails with
+    C{CancelledError}), so it is never connected, and counts in
+    C{cancelled}.
     """
 
     def __init__(self, clock: Optional[Clock] = None) -> None:
         self.clock = clock
         self.attempts: List[Tuple[Factory, Deferred[Any]]] = []
+        #: How many attempts the client cancelled.
+        self.cancelled = 0
 
     def connect(self, factory: Factory) -> Deferred[Any]:  # type: ignore[override]
         def cancelled(d: Deferred[Any]) -> None:
+            self.cancelled += 1
             self.attempts[:] = [each for each in self.attempts if each[1] is not d]
 
         d: Deferred[Any] = Deferred(cancelled)

@@ -1,8 +1,8 @@
 """
 Model-based tests of the client: a hypothesis state machine drives a client
 and a server in memory (upnode.testing, task.Clock) through accepts,
-refusals, drops, stalled pings, time, transactions, calls, cancels and
-close, and checks the client's promises after every step.
+refusals, attempts left hanging, drops, stalled pings, time, transactions,
+calls, cancels and close, and checks the client's promises after every step.
 
 The run in the suite is bounded (a fixed seed, 60 examples of each model,
 a few seconds); set UPNODE_MODEL_EXAMPLES to run more by hand, e.g.
@@ -30,6 +30,8 @@ from upnode.testing import FakeEndpoint, MemoryLink
 
 EXAMPLES = int(os.environ.get("UPNODE_MODEL_EXAMPLES", "60"))
 
+HANDSHAKE_TIMEOUT = 5.0
+
 #: How the connect callback of the next link behaves.
 MODES = ("now", "never", "late", "twice", "none")
 
@@ -55,6 +57,15 @@ class ClientModel(RuleBasedStateMachine):
         super().__init__()
         self.clock = Clock()
         self.endpoint = FakeEndpoint(self.clock)
+        #: When the attempt under way (or the last one) started.
+        self.attemptStarted = 0.0
+        connect = self.endpoint.connect
+
+        def started(factory: Any) -> Deferred[Any]:
+            self.attemptStarted = self.clock.seconds()
+            return connect(factory)
+
+        self.endpoint.connect = started  # type: ignore[method-assign]
         self.logged: List[dict] = []
         globalLogPublisher.addObserver(self.logged.append)
         self.seq = 0
@@ -79,7 +90,7 @@ class ClientModel(RuleBasedStateMachine):
                 "jitter": 0,
                 "reconnect": 1.0,
                 "maxDelay": 4.0,
-                "handshakeTimeout": 5.0,
+                "handshakeTimeout": HANDSHAKE_TIMEOUT,
                 **self.OPTIONS,
             },
             self._onRemote,
@@ -191,8 +202,16 @@ class ClientModel(RuleBasedStateMachine):
 
     @rule(seconds=st.sampled_from([0.1, 0.5, 1.0, 3.0]))
     def advance(self, seconds: float) -> None:
-        # Without a flush: the server's answers (pings included) stall.
+        # Without a flush: the server's answers (pings included) stall,
+        # and an attempt neither accepted nor refused hangs.
         self.clock.advance(seconds)
+
+    @precondition(lambda self: bool(self.endpoint.attempts))
+    @rule()
+    def hang(self) -> None:
+        # The attempt under way meets a dead host: it hangs past the bound.
+        self.clock.advance(HANDSHAKE_TIMEOUT)
+        assert not self.endpoint.attempts or self.clock.seconds() - self.attemptStarted < HANDSHAKE_TIMEOUT
 
     @rule()
     def emitLate(self) -> None:
@@ -304,6 +323,9 @@ class ClientModel(RuleBasedStateMachine):
             assert self.up.conn is None
             return
         assert state in ("connecting", "handshaking", "up", "dropping", "waiting"), status
+        if state in ("connecting", "handshaking"):
+            # handshakeTimeout bounds the whole attempt, connect included.
+            assert self.clock.seconds() - self.attemptStarted <= HANDSHAKE_TIMEOUT, status
         assert (state == "connecting") == (attempts == 1), (status, attempts)
         assert attempts <= 1
         assert (state == "waiting") == (status["nextAttemptIn"] is not None), status
