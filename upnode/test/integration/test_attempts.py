@@ -22,7 +22,6 @@ fail: CI must run them.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -51,11 +50,7 @@ SLACK = 1.0  # round trips, a SYN retransmitted within the attempt, a shared mac
 
 class AttemptTests(unittest.TestCase):
     def setUp(self) -> None:
-        reason = netpath.unavailable()
-        if reason is not None:
-            if os.environ.get("CI"):
-                self.fail(f"packet-level paths must run under CI: {reason}")
-            raise unittest.SkipTest(reason)
+        netpath.requirePaths()
         self.net = netpath.NetPath(lifetime=90, seed=1).start()
         self.addCleanup(self.net.close)
         self.net.set(delay=0.025)
