@@ -96,7 +96,7 @@ class PlainScriptTests(TestCase):
             reactor.run()
             """
         )
-        self.assertBeforeMark(err, "UpTimeout", "did not emit 'up' within 0.5 seconds")
+        self.assertBeforeMark(err, "UpTimeout", "was not up within handshakeTimeout (0.5 seconds)")
 
     async def test_listenOnAPortInUse(self) -> None:
         err = await self.script(
