@@ -1,48 +1,58 @@
+# -*- test-case-name: upnode.test.test_heartbeat -*-
 """
-upnode's heartbeat: call the peer's C{ping(cb)} every C{interval} seconds and
-give up on the link when an answer takes longer than C{timeout}.
+upnode's heartbeat, on both sides of a link: call the peer's C{ping(cb)}
+every C{interval} seconds, and give up on the link once a ping's answer
+is late and nothing at all was heard from the peer for C{timeout} seconds.
+
+A ping and its answer are ordinary lines, queued behind whatever either
+side has written before them: on a slow path a megabyte of replies ahead
+of a ping holds its answer back for many seconds.  A peer whose bytes
+keep arriving, or whose TCP stack keeps acknowledging ours, is alive and
+busy, not gone; so a late answer only counts once the peer has also been
+silent (see L{IHeard}) for the whole C{timeout}.  A silent peer is still
+found within C{interval + timeout} of its last word.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, Optional, Tuple
+from typing import Any, Callable, Deque, Optional
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 
-from ._guard import PING
 from ._reactor import cancel
+from .errors import DropReason
 
-_log = Logger()
+#: A counter that moves whenever the peer is heard from: bytes (or reads)
+#: of its arriving, our bytes acknowledged by its TCP stack.  Only whether
+#: it moved matters.
+IHeard = Callable[[], int]
 
 
-def dropSilentPeer(conn: Any, timeout: float) -> Callable[[], None]:
-    """
-    What both sides do when a ping goes unanswered: say so, and abort the
-    connection (a silent peer may never read a polite close).
-    """
+def _never() -> int:
+    return 0
 
-    def expired() -> None:
-        guard = getattr(conn, "guard", None)
-        if guard is not None:  # a server's: counted with its other drops
-            guard.drop(conn, PING, f"no ping answer within {timeout} seconds")
-            return
-        _log.warn(
-            "No ping answer from {peer} within {timeout} seconds; dropping the link",
-            peer=conn._peerName(),
-            timeout=timeout,
-        )
-        conn.abort()
 
-    return expired
+def _noPing(cb: Callable[..., None]) -> None:
+    pass
+
+
+def _ignore(roundTrip: float) -> None:
+    pass
+
+
+def _nothing() -> None:
+    pass
 
 
 class Heartbeat:
     """
     One link's pings.  A single bound method takes every answer: answers
     come back in order, so the oldest outstanding ping is the one answered.
+
+    Only the oldest outstanding ping has a timer: a younger one cannot be
+    answered before it.
     """
 
     def __init__(
@@ -53,14 +63,24 @@ class Heartbeat:
         clock: IReactorTime,
         answered: Callable[[float], object],
         expired: Callable[[], None],
+        heard: IHeard = _never,
     ) -> None:
+        """
+        @param heard: what says whether the peer was heard from (see
+            L{IHeard}); by default it never is, and a late answer is fatal.
+        """
         self._ping = ping
         self._interval = interval
         self._timeout = timeout
         self._clock = clock
         self._answered = answered
         self._expired = expired
-        self._outstanding: Deque[Tuple[float, Optional[IDelayedCall]]] = deque()
+        self._heard = heard
+        # The time each outstanding ping went out, oldest first.
+        self._outstanding: Deque[float] = deque()
+        # The oldest one's timer, and what the peer had said when it was set.
+        self._timer: Optional[IDelayedCall] = None
+        self._mark = 0
         self._loop = LoopingCall(self._beat)
         self._loop.clock = clock
 
@@ -68,29 +88,89 @@ class Heartbeat:
         self._loop.start(self._interval, now=False)
 
     def stop(self) -> None:
+        """
+        Stop for good, and let go of the link: the heartbeat and its loop
+        refer to each other, and must not keep the connection alive until
+        the collector's next pass.
+        """
         if self._loop.running:
             self._loop.stop()
-        while self._outstanding:
-            cancel(self._outstanding.popleft()[1])
+        self._outstanding.clear()
+        self._disarm()
+        self._ping = _noPing
+        self._answered = _ignore
+        self._expired = _nothing
+        self._heard = _never
 
     def _beat(self) -> None:
-        timer = None
-        if self._timeout:
-            timer = self._clock.callLater(self._timeout, self._timedOut)
-        self._outstanding.append((self._clock.seconds(), timer))
+        self._outstanding.append(self._clock.seconds())
+        if self._timer is None:
+            self._arm(self._timeout)
         try:
             self._ping(self._pong)
         except Exception:
             # The link is already dead; its loss stops this heartbeat.
             pass
 
+    def _arm(self, delay: float) -> None:
+        if self._timeout:
+            self._mark = self._heard()
+            self._timer = self._clock.callLater(delay, self._late)
+
+    def _disarm(self) -> None:
+        cancel(self._timer)
+        self._timer = None
+
     def _pong(self, *ignored: Any) -> None:
         if not self._outstanding:
             return  # an answer nobody asked for
-        sent, timer = self._outstanding.popleft()
-        cancel(timer)
+        sent = self._outstanding.popleft()
+        self._disarm()
+        if self._outstanding:
+            # The next one's own deadline (never earlier than now: it is
+            # its turn only now).
+            self._arm(max(0.0, self._outstanding[0] + self._timeout - self._clock.seconds()))
         self._answered(self._clock.seconds() - sent)
 
-    def _timedOut(self) -> None:
+    def _late(self) -> None:
+        """
+        The oldest ping's answer is C{timeout} late (or another C{timeout}
+        later still): wait on while the peer was heard from meanwhile.
+        """
+        self._timer = None
+        if self._heard() != self._mark:
+            self._arm(self._timeout)
+            return
+        expired = self._expired
         self.stop()
-        self._expired()
+        expired()
+
+
+def startHeartbeat(
+    conn: Any,
+    remote: Any,
+    interval: float,
+    timeout: float,
+    clock: IReactorTime,
+    answered: Callable[[float], object],
+    expired: Optional[Callable[[], None]] = None,
+) -> Heartbeat:
+    """
+    Start pinging C{remote}, the peer of C{conn} (a L{DnodeProtocol}),
+    every C{interval} seconds: what the server does for each client and a
+    client for its link.  C{conn} says when its peer was heard from
+    (C{conn.heard}); by default a peer silent for too long is dropped as
+    C{conn.drop} does it, under L{DropReason.PING}.
+    """
+    if expired is None:
+        expired = _dropper(conn, timeout)
+    heartbeat = Heartbeat(lambda cb: remote.ping(cb), interval, timeout, clock, answered, expired, conn.heard)
+    heartbeat.start()
+    return heartbeat
+
+
+def _dropper(conn: Any, timeout: float) -> Callable[[], None]:
+    def expired() -> None:
+        conn.drop(DropReason.PING, f"no ping answer, and nothing else heard, within {timeout} seconds")
+
+    return expired
