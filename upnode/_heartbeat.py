@@ -164,7 +164,8 @@ def startHeartbeat(
     """
     if expired is None:
         expired = _dropper(conn, timeout)
-    heartbeat = Heartbeat(lambda cb: remote.ping(cb), interval, timeout, clock, answered, expired, conn.heard)
+    heard = getattr(conn, "heard", _never)
+    heartbeat = Heartbeat(lambda cb: remote.ping(cb), interval, timeout, clock, answered, expired, heard)
     heartbeat.start()
     return heartbeat
 
