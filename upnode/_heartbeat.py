@@ -7,16 +7,19 @@ is late and nothing at all was heard from the peer for C{timeout} seconds.
 A ping and its answer are ordinary lines, queued behind whatever either
 side has written before them: on a slow path a megabyte of replies ahead
 of a ping holds its answer back for many seconds.  A peer whose bytes
-keep arriving, or whose TCP stack keeps acknowledging ours, is alive and
-busy, not gone; so a late answer only counts once the peer has also been
-silent (see L{IHeard}) for the whole C{timeout}.  A silent peer is still
-found within C{interval + timeout} of its last word.
+keep arriving is alive and busy, not gone; so is one whose TCP stack keeps
+acknowledging the bytes we wrote before the ping (the ping has not even
+reached it).  A late answer only counts once the peer has also been
+silent in both senses (see L{IPeerSigns}) for the whole C{timeout}.
+Acknowledgements of the ping itself, or of what follows it, are no sign:
+a stopped process's kernel, or a proxy's, acknowledges those.  A silent
+peer is still found within C{interval + timeout} of its last word.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, Optional
+from typing import Any, Callable, Deque, Optional, Protocol, Tuple
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
@@ -24,14 +27,39 @@ from twisted.internet.task import LoopingCall
 from ._reactor import cancel
 from .errors import DropReason
 
-#: A counter that moves whenever the peer is heard from: bytes (or reads)
-#: of its arriving, our bytes acknowledged by its TCP stack.  Only whether
-#: it moved matters.
-IHeard = Callable[[], int]
+
+class IPeerSigns(Protocol):
+    """
+    What a connection says of its peer's signs of life (L{DnodeProtocol}).
+    """
+
+    def written(self) -> int:
+        """
+        Bytes we have written to the peer so far (held ones included): a
+        ping written now reaches the peer once it has taken these.
+        """
+
+    def heard(self, upTo: int) -> int:
+        """
+        A count that moves whenever the peer is heard from: something of
+        its arrived, or its TCP stack acknowledged our bytes, those up to
+        the offset C{upTo} only.  Only whether it moved matters.
+        """
 
 
-def _never() -> int:
-    return 0
+class _NoSigns:
+    """
+    A peer that gives no sign but its answers.
+    """
+
+    def written(self) -> int:
+        return 0
+
+    def heard(self, upTo: int) -> int:
+        return 0
+
+
+NO_SIGNS: IPeerSigns = _NoSigns()
 
 
 def _noPing(cb: Callable[..., None]) -> None:
@@ -63,11 +91,12 @@ class Heartbeat:
         clock: IReactorTime,
         answered: Callable[[float], object],
         expired: Callable[[], None],
-        heard: IHeard = _never,
+        signs: IPeerSigns = NO_SIGNS,
     ) -> None:
         """
-        @param heard: what says whether the peer was heard from (see
-            L{IHeard}); by default it never is, and a late answer is fatal.
+        @param signs: what says whether the peer was heard from (see
+            L{IPeerSigns}); by default it never is, and a late answer is
+            fatal.
         """
         self._ping = ping
         self._interval = interval
@@ -75,9 +104,10 @@ class Heartbeat:
         self._clock = clock
         self._answered = answered
         self._expired = expired
-        self._heard = heard
-        # The time each outstanding ping went out, oldest first.
-        self._outstanding: Deque[float] = deque()
+        self._signs = signs
+        # The time each outstanding ping went out and the stream offset
+        # where it starts, oldest first.
+        self._outstanding: Deque[Tuple[float, int]] = deque()
         # The oldest one's timer, and what the peer had said when it was set.
         self._timer: Optional[IDelayedCall] = None
         self._mark = 0
@@ -100,21 +130,24 @@ class Heartbeat:
         self._ping = _noPing
         self._answered = _ignore
         self._expired = _nothing
-        self._heard = _never
+        self._signs = NO_SIGNS
 
     def _beat(self) -> None:
-        self._outstanding.append(self._clock.seconds())
-        if self._timer is None:
-            self._arm(self._timeout)
+        # (Acknowledgements of what went before the ping are signs of life;
+        # of the ping itself and after, they are not.)
+        sent, before = self._clock.seconds(), self._signs.written()
         try:
             self._ping(self._pong)
         except Exception:
             # The link is already dead; its loss stops this heartbeat.
-            pass
+            return
+        self._outstanding.append((sent, before))
+        if self._timer is None:
+            self._arm(self._timeout)
 
     def _arm(self, delay: float) -> None:
         if self._timeout:
-            self._mark = self._heard()
+            self._mark = self._signs.heard(self._outstanding[0][1])
             self._timer = self._clock.callLater(delay, self._late)
 
     def _disarm(self) -> None:
@@ -124,12 +157,12 @@ class Heartbeat:
     def _pong(self, *ignored: Any) -> None:
         if not self._outstanding:
             return  # an answer nobody asked for
-        sent = self._outstanding.popleft()
+        sent = self._outstanding.popleft()[0]
         self._disarm()
         if self._outstanding:
             # The next one's own deadline (never earlier than now: it is
             # its turn only now).
-            self._arm(max(0.0, self._outstanding[0] + self._timeout - self._clock.seconds()))
+            self._arm(max(0.0, self._outstanding[0][0] + self._timeout - self._clock.seconds()))
         self._answered(self._clock.seconds() - sent)
 
     def _late(self) -> None:
@@ -138,7 +171,7 @@ class Heartbeat:
         later still): wait on while the peer was heard from meanwhile.
         """
         self._timer = None
-        if self._heard() != self._mark:
+        if self._signs.heard(self._outstanding[0][1]) != self._mark:
             self._arm(self._timeout)
             return
         expired = self._expired
@@ -158,14 +191,14 @@ def startHeartbeat(
     """
     Start pinging C{remote}, the peer of C{conn} (a L{DnodeProtocol}),
     every C{interval} seconds: what the server does for each client and a
-    client for its link.  C{conn} says when its peer was heard from
-    (C{conn.heard}); by default a peer silent for too long is dropped as
-    C{conn.drop} does it, under L{DropReason.PING}.
+    client for its link.  C{conn} says when its peer was heard from (it
+    is an L{IPeerSigns}); by default a peer silent for too long is dropped
+    as C{conn.drop} does it, under L{DropReason.PING}.
     """
     if expired is None:
         expired = _dropper(conn, timeout)
-    heard = getattr(conn, "heard", _never)
-    heartbeat = Heartbeat(lambda cb: remote.ping(cb), interval, timeout, clock, answered, expired, heard)
+    signs = conn if hasattr(conn, "heard") else NO_SIGNS
+    heartbeat = Heartbeat(lambda cb: remote.ping(cb), interval, timeout, clock, answered, expired, signs)
     heartbeat.start()
     return heartbeat
 

@@ -100,15 +100,14 @@ class TransportProgress:
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._timer: Optional[IDelayedCall] = None
-        self._resumes = 0
         self._heardMark = 0
 
     def acked(self, flow: OutputFlow) -> int:
         """
-        A count that moves as the peer takes our output: the transport's
-        resumes.
+        Bytes of our output the peer took: not known here (a resume says
+        only that the transport's buffer drained), so none.
         """
-        return self._resumes
+        return 0
 
     def sample(self, flow: OutputFlow) -> None:
         flow._nextSample = NO_SAMPLE
@@ -120,7 +119,6 @@ class TransportProgress:
             self._timer = self._clock.callLater(timeout, self._stalled, flow)
 
     def resumed(self, flow: OutputFlow) -> None:
-        self._resumes += 1
         cancel(self._timer)
         self._timer = None
 
@@ -398,8 +396,8 @@ class OutputFlow:
 
     def peerProgress(self) -> int:
         """
-        A count that moves whenever the peer takes some of our output (for
-        the heartbeat: see L{upnode._heartbeat}).
+        Bytes of our output the peer's TCP stack acknowledged, where the
+        kernel tells, else 0 (for the heartbeat: see L{upnode._heartbeat}).
         """
         return self.progress.acked(self)
 
@@ -513,6 +511,8 @@ class _NoFlow:
 
     paused = False
     readingPaused = False
+    handed = 0
+    heldBytes = 0
 
     def write(self, data: bytes) -> None:
         pass

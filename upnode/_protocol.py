@@ -400,14 +400,21 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         """
         return self._flow.readingPaused
 
-    def heard(self) -> int:
+    def written(self) -> int:
+        """
+        Bytes written to the peer so far, those we hold included.
+        """
+        return self._flow.handed + self._flow.heldBytes
+
+    def heard(self, upTo: int) -> int:
         """
         A count that moves whenever the peer is heard from: something of
         its arrived, or its TCP stack took some of our output (where the
-        kernel tells; elsewhere, the transport took some).  Its heartbeat
-        asks, when a ping's answer is late.
+        kernel tells; elsewhere, the transport took some), up to the
+        offset C{upTo}.  Its heartbeat asks, when a ping's answer is late,
+        with the offset past that ping (see L{upnode._heartbeat}).
         """
-        return self._framer.chunksReceived + self._flow.peerProgress()
+        return self._framer.chunksReceived + min(self._flow.peerProgress(), upTo)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self._violation(ProtocolError(f"line longer than {self.MAX_LENGTH} bytes"))

@@ -13,15 +13,33 @@ from twisted.trial.unittest import SynchronousTestCase
 from upnode._heartbeat import Heartbeat
 
 
+class Signs:
+    """
+    A peer's signs of life, as the test sets them: chunks heard, our bytes
+    written and acknowledged.
+    """
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.wrote = 0
+        self.acked = 0
+
+    def written(self) -> int:
+        return self.wrote
+
+    def heard(self, upTo: int) -> int:
+        return self.chunks + min(self.acked, upTo)
+
+
 class HeartbeatTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.answers: List[Callable[..., None]] = []
         self.roundTrips: List[float] = []
         self.expired: List[float] = []
-        self.heard = 0
+        self.signs = Signs()
         self.heartbeat = Heartbeat(
-            self.answers.append, 10.0, 5.0, self.clock, self.roundTrips.append, self.expire, lambda: self.heard
+            self.answers.append, 10.0, 5.0, self.clock, self.roundTrips.append, self.expire, self.signs
         )
         self.heartbeat.start()
         self.addCleanup(self.heartbeat.stop)
@@ -32,7 +50,7 @@ class HeartbeatTests(SynchronousTestCase):
     def hearEvery(self, seconds: float, until: float) -> None:
         while self.clock.seconds() + seconds <= until:
             self.clock.advance(seconds)
-            self.heard += 1
+            self.signs.chunks += 1
 
     def test_silentPeerDroppedAtPingPlusTimeout(self) -> None:
         """
@@ -69,6 +87,26 @@ class HeartbeatTests(SynchronousTestCase):
             self.clock.advance(0.5)
         self.assertEqual(len(self.expired), 1)
         self.assertTrue(65.0 <= self.expired[0] <= 70.0, self.expired)
+
+    def test_ourOutputTakenBeforeThePing(self) -> None:
+        """
+        The peer has nothing to say, but its TCP stack keeps acknowledging
+        the megabyte we wrote before the ping (which has not reached it
+        yet): alive.  Once all of it is acknowledged and the ping too, more
+        acknowledgements are no sign (a stopped process's kernel, or a
+        proxy's, acknowledges them): the link goes a timeout later.
+        """
+        self.signs.wrote = 1_000_000
+        self.clock.advance(10.0)  # the ping goes out behind that megabyte
+        for _ in range(10):
+            self.clock.advance(1.0)
+            self.signs.acked += 100_000
+        self.assertEqual(self.expired, [])
+        for _ in range(10):
+            self.clock.advance(1.0)
+            self.signs.acked += 100_000  # what follows the ping
+        self.assertEqual(len(self.expired), 1)
+        self.assertLessEqual(self.expired[0], 20.0 + 2 * 5.0)
 
     def test_lateAnswersStillTimed(self) -> None:
         """
