@@ -51,6 +51,9 @@ class LineFramer:
     @ivar stopped: set once the connection is closing: no line is handed on.
     @ivar linesReceived: lines received so far (a server's guard watches it
         for lines that never end).
+    @ivar chunksReceived: chunks received so far: whether it moves says
+        whether the peer is heard from (its heartbeat and stall watch ask),
+        at the cost of one increment a read.
     @ivar fullRead: the size from which a read took (nearly) all the
         transport reads at once (see L{IFramerOwner.readFull}).
     """
@@ -72,6 +75,7 @@ class LineFramer:
         self._clock = clock
         self._partial: Any = b""  # bytes, or a bytearray while it grows
         self.linesReceived = 0
+        self.chunksReceived = 0
         self.stopped = False
         self.fullRead = NO_SHARE
         self._windowStart = 0.0
@@ -85,6 +89,7 @@ class LineFramer:
         """
         if self.stopped:
             return
+        self.chunksReceived += 1
         if len(data) >= self.fullRead:
             self._owner.readFull()
         receiver = self._receiver

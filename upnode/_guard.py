@@ -98,7 +98,8 @@ class ServerLimits:
         the connection holding the most is dropped, and so on until the
         total is under the budget again.
     @ivar lineTimeout: seconds a line may take from its first byte to its
-        delimiter (a slowloris peer sends one byte now and then).  0: never.
+        delimiter (a slowloris peer sends one byte now and then), not
+        counting the time during which we stopped reading the peer.  0: never.
     """
 
     maxConnections: Optional[int] = None
@@ -322,6 +323,13 @@ class ServerGuard:
         watch, self._lineWatch = self._lineWatch, {}
         for conn in list(self._live):
             if not conn.hasPartialLine():
+                continue
+            if conn.readingPaused:
+                # We stopped reading it (it leaves our output unread): the
+                # line cannot go on meanwhile, and its time starts again
+                # once we read on.  (A peer that reads nothing at all is
+                # the stall timeout's.)
+                self._lineWatch[conn] = (conn.linesReceived, now)
                 continue
             seen = watch.get(conn)
             if seen is None or seen[0] != conn.linesReceived:

@@ -1,48 +1,86 @@
+# -*- test-case-name: upnode.test.test_heartbeat -*-
 """
-upnode's heartbeat: call the peer's C{ping(cb)} every C{interval} seconds and
-give up on the link when an answer takes longer than C{timeout}.
+upnode's heartbeat, on both sides of a link: call the peer's C{ping(cb)}
+every C{interval} seconds, and give up on the link once a ping's answer
+is late and nothing at all was heard from the peer for C{timeout} seconds.
+
+A ping and its answer are ordinary lines, queued behind whatever either
+side has written before them: on a slow path a megabyte of replies ahead
+of a ping holds its answer back for many seconds.  A peer whose bytes
+keep arriving is alive and busy, not gone; so is one whose TCP stack keeps
+acknowledging the bytes we wrote before the ping (the ping has not even
+reached it).  A late answer only counts once the peer has also been
+silent in both senses (see L{IPeerSigns}) for the whole C{timeout}.
+Acknowledgements of the ping itself, or of what follows it, are no sign:
+a stopped process's kernel, or a proxy's, acknowledges those.  A silent
+peer is still found within C{interval + timeout} of its last word.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, Optional, Tuple
+from typing import Any, Callable, Deque, Optional, Protocol, Tuple
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 
-from ._guard import PING
 from ._reactor import cancel
+from .errors import DropReason
 
-_log = Logger()
 
-
-def dropSilentPeer(conn: Any, timeout: float) -> Callable[[], None]:
+class IPeerSigns(Protocol):
     """
-    What both sides do when a ping goes unanswered: say so, and abort the
-    connection (a silent peer may never read a polite close).
+    What a connection says of its peer's signs of life (L{DnodeProtocol}).
     """
 
-    def expired() -> None:
-        guard = getattr(conn, "guard", None)
-        if guard is not None:  # a server's: counted with its other drops
-            guard.drop(conn, PING, f"no ping answer within {timeout} seconds")
-            return
-        _log.warn(
-            "No ping answer from {peer} within {timeout} seconds; dropping the link",
-            peer=conn._peerName(),
-            timeout=timeout,
-        )
-        conn.abort()
+    def written(self) -> int:
+        """
+        Bytes we have written to the peer so far (held ones included): a
+        ping written now reaches the peer once it has taken these.
+        """
 
-    return expired
+    def heard(self, upTo: int) -> int:
+        """
+        A count that moves whenever the peer is heard from: something of
+        its arrived, or its TCP stack acknowledged our bytes, those up to
+        the offset C{upTo} only.  Only whether it moved matters.
+        """
+
+
+class _NoSigns:
+    """
+    A peer that gives no sign but its answers.
+    """
+
+    def written(self) -> int:
+        return 0
+
+    def heard(self, upTo: int) -> int:
+        return 0
+
+
+NO_SIGNS: IPeerSigns = _NoSigns()
+
+
+def _noPing(cb: Callable[..., None]) -> None:
+    pass
+
+
+def _ignore(roundTrip: float) -> None:
+    pass
+
+
+def _nothing() -> None:
+    pass
 
 
 class Heartbeat:
     """
     One link's pings.  A single bound method takes every answer: answers
     come back in order, so the oldest outstanding ping is the one answered.
+
+    Only the oldest outstanding ping has a timer: a younger one cannot be
+    answered before it.
     """
 
     def __init__(
@@ -53,14 +91,26 @@ class Heartbeat:
         clock: IReactorTime,
         answered: Callable[[float], object],
         expired: Callable[[], None],
+        signs: IPeerSigns = NO_SIGNS,
     ) -> None:
+        """
+        @param signs: what says whether the peer was heard from (see
+            L{IPeerSigns}); by default it never is, and a late answer is
+            fatal.
+        """
         self._ping = ping
         self._interval = interval
         self._timeout = timeout
         self._clock = clock
         self._answered = answered
         self._expired = expired
-        self._outstanding: Deque[Tuple[float, Optional[IDelayedCall]]] = deque()
+        self._signs = signs
+        # The time each outstanding ping went out and the stream offset
+        # where it starts, oldest first.
+        self._outstanding: Deque[Tuple[float, int]] = deque()
+        # The oldest one's timer, and what the peer had said when it was set.
+        self._timer: Optional[IDelayedCall] = None
+        self._mark = 0
         self._loop = LoopingCall(self._beat)
         self._loop.clock = clock
 
@@ -68,29 +118,93 @@ class Heartbeat:
         self._loop.start(self._interval, now=False)
 
     def stop(self) -> None:
+        """
+        Stop for good, and let go of the link: the heartbeat and its loop
+        refer to each other, and must not keep the connection alive until
+        the collector's next pass.
+        """
         if self._loop.running:
             self._loop.stop()
-        while self._outstanding:
-            cancel(self._outstanding.popleft()[1])
+        self._outstanding.clear()
+        self._disarm()
+        self._ping = _noPing
+        self._answered = _ignore
+        self._expired = _nothing
+        self._signs = NO_SIGNS
 
     def _beat(self) -> None:
-        timer = None
-        if self._timeout:
-            timer = self._clock.callLater(self._timeout, self._timedOut)
-        self._outstanding.append((self._clock.seconds(), timer))
+        # (Acknowledgements of what went before the ping are signs of life;
+        # of the ping itself and after, they are not.)
+        sent, before = self._clock.seconds(), self._signs.written()
         try:
             self._ping(self._pong)
         except Exception:
             # The link is already dead; its loss stops this heartbeat.
-            pass
+            return
+        self._outstanding.append((sent, before))
+        if self._timer is None:
+            self._arm(self._timeout)
+
+    def _arm(self, delay: float) -> None:
+        if self._timeout:
+            self._mark = self._signs.heard(self._outstanding[0][1])
+            self._timer = self._clock.callLater(delay, self._late)
+
+    def _disarm(self) -> None:
+        cancel(self._timer)
+        self._timer = None
 
     def _pong(self, *ignored: Any) -> None:
         if not self._outstanding:
             return  # an answer nobody asked for
-        sent, timer = self._outstanding.popleft()
-        cancel(timer)
+        sent = self._outstanding.popleft()[0]
+        self._disarm()
+        if self._outstanding:
+            # The next one's own deadline (never earlier than now: it is
+            # its turn only now).
+            self._arm(max(0.0, self._outstanding[0][0] + self._timeout - self._clock.seconds()))
         self._answered(self._clock.seconds() - sent)
 
-    def _timedOut(self) -> None:
+    def _late(self) -> None:
+        """
+        The oldest ping's answer is C{timeout} late (or another C{timeout}
+        later still): wait on while the peer was heard from meanwhile.
+        """
+        self._timer = None
+        if self._signs.heard(self._outstanding[0][1]) != self._mark:
+            self._arm(self._timeout)
+            return
+        expired = self._expired
         self.stop()
-        self._expired()
+        expired()
+
+
+def startHeartbeat(
+    conn: Any,
+    remote: Any,
+    interval: float,
+    timeout: float,
+    clock: IReactorTime,
+    answered: Callable[[float], object],
+    expired: Optional[Callable[[], None]] = None,
+) -> Heartbeat:
+    """
+    Start pinging C{remote}, the peer of C{conn} (a L{DnodeProtocol}),
+    every C{interval} seconds: what the server does for each client and a
+    client for its link.  C{conn} says when its peer was heard from (it
+    is an L{IPeerSigns}); by default a peer silent for too long is dropped
+    as C{conn.drop} does it, under L{DropReason.PING}.
+    """
+    if expired is None:
+        expired = _dropper(conn, timeout)
+    signs = conn if hasattr(conn, "heard") else NO_SIGNS
+    heartbeat = Heartbeat(lambda cb: remote.ping(cb), interval, timeout, clock, answered, expired, signs)
+    heartbeat.start()
+    return heartbeat
+
+
+def _dropper(conn: Any, timeout: float) -> Callable[[], None]:
+    def expired() -> None:
+        conn.drop(DropReason.PING, f"no ping answer, and nothing else heard, within {timeout} seconds")
+
+    return expired

@@ -39,7 +39,7 @@ from twisted.internet.interfaces import IConnector, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._heartbeat import Heartbeat
+from ._heartbeat import Heartbeat, startHeartbeat
 from ._interfaces import IFailover, LinkWaiter, LiveMirror
 from ._queue import TransactionQueue
 from ._reactor import cancel
@@ -616,15 +616,9 @@ class ClientMachine:
         if not callable(getattr(remote, "ping", None)):
             self.emit("error", Failure(RuntimeError("the remote does not implement ping")))
             return
-        state.heartbeat = Heartbeat(
-            lambda cb: remote.ping(cb),
-            settings.ping,
-            settings.timeout,
-            self.clock,
-            self._pingAnswered,
-            self.pingExpired,
+        state.heartbeat = startHeartbeat(
+            state.conn, remote, settings.ping, settings.timeout, self.clock, self._pingAnswered, self.pingExpired
         )
-        state.heartbeat.start()
 
     def _pingAnswered(self, roundTrip: float) -> None:
         self.lastPing = roundTrip

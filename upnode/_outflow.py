@@ -20,8 +20,11 @@ when the flow is built.
 Write side: C{FLOWING} (nothing held, not paused), C{HOLDING} (paused, or
 output held), C{ENDING} (the owner asked to close once what is held has
 gone), C{DROPPED} (the connection is gone: nothing is held or written).
-Read side, independently: reading, or paused past L{READ_PAUSE} bytes
-unread until half of that is left.
+Read side, independently: reading, or (a server only) paused past
+L{READ_PAUSE} bytes unread until half of that is left.
+
+A stall is neither direction moving: nothing of ours taken and nothing
+arriving from the peer, for the owner's C{stallTimeout}.
 """
 
 from __future__ import annotations
@@ -69,9 +72,10 @@ LARGE = 1024 * 1024
 
 class Role(enum.Enum):
     """
-    Which end of the connection we are.  A server stops reading a peer for
-    output that waits in the kernel too (it answers what it reads), and
-    bounds the callables a peer holds; a client does neither.
+    Which end of the connection we are.  A server stops reading a peer that
+    leaves too much of its output unread, in the kernel too (it answers
+    what it reads), and bounds the callables a peer holds; a client does
+    neither.
     """
 
     SERVER = "server"
@@ -96,6 +100,14 @@ class TransportProgress:
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._timer: Optional[IDelayedCall] = None
+        self._heardMark = 0
+
+    def acked(self, flow: OutputFlow) -> int:
+        """
+        Bytes of our output the peer took: not known here (a resume says
+        only that the transport's buffer drained), so none.
+        """
+        return 0
 
     def sample(self, flow: OutputFlow) -> None:
         flow._nextSample = NO_SAMPLE
@@ -103,6 +115,7 @@ class TransportProgress:
     def paused(self, flow: OutputFlow) -> None:
         timeout = flow.owner.stallTimeout
         if self._timer is None and timeout:
+            self._heardMark = flow.heardFrom()
             self._timer = self._clock.callLater(timeout, self._stalled, flow)
 
     def resumed(self, flow: OutputFlow) -> None:
@@ -117,8 +130,16 @@ class TransportProgress:
         self._timer = None
 
     def _stalled(self, flow: OutputFlow) -> None:
+        # A peer still writing to us is alive and reading its own input
+        # is its business: wait on (a server stops reading a peer that
+        # leaves too much unread, and then hears nothing more from it).
         self._timer = None
         if flow.paused and not flow.dropped:
+            heard = flow.heardFrom()
+            if heard != self._heardMark:
+                self._heardMark = heard
+                self._timer = self._clock.callLater(flow.owner.stallTimeout, self._stalled, flow)
+                return
             flow.stalled(flow.heldBytes)
 
 
@@ -137,7 +158,22 @@ class KernelProgress:
         self._peerAcked = 0
         self.kernelUnread = 0
         self._lastProgress = clock.seconds()
+        self._heardMark = 0
         self._watch: Optional[IDelayedCall] = None
+
+    def acked(self, flow: OutputFlow) -> int:
+        """
+        The bytes of our output the peer's TCP stack has acknowledged, as
+        the kernel says now.
+        """
+        try:
+            acked = self.probe()
+        except OSError:
+            return self._peerAcked
+        if acked > self._peerAcked:
+            self._peerAcked = acked
+            self._lastProgress = self._clock.seconds()
+        return self._peerAcked
 
     def sample(self, flow: OutputFlow) -> None:
         """
@@ -185,12 +221,23 @@ class KernelProgress:
 
     def _watchPeer(self, flow: OutputFlow) -> None:
         """
-        With output waiting: drop a peer that has taken none of it for the
-        stall timeout, and read again from one that has caught up.
+        With output waiting: drop a peer that has taken none of it, and
+        from which nothing arrived either, for the stall timeout; and read
+        again from one that has caught up.
+
+        A peer still writing to us is alive, whatever it leaves unread
+        meanwhile: on a slow path its upload and our replies each fill one
+        direction, and it reads ours once its own have gone.  One that
+        sends and never reads is stopped being read (L{READ_PAUSE}), and
+        then nothing arrives from it.
         """
         self._watch = None
         if flow.closing:
             return
+        heard = flow.heardFrom()
+        if heard != self._heardMark:
+            self._heardMark = heard
+            self._lastProgress = self._clock.seconds()
         self.sample(flow)
         waiting = self.kernelUnread + flow.heldBytes
         timeout = flow.owner.stallTimeout
@@ -217,17 +264,21 @@ class OutputFlow:
         role: Role,
         maxBuffered: int,
         send: Optional[Callable[[bytes], None]] = None,
+        heardFrom: Callable[[], int] = lambda: 0,
     ) -> None:
         """
         @param send: what hands bytes to the transport: its own C{write}
             (a startTLS transport routes it to its TLS layer), or a function
             that calls it.
+        @param heardFrom: a count that moves whenever something arrives from
+            the peer (see L{upnode._framing.LineFramer.chunksReceived}).
         """
         self.owner = owner
         self._transport = transport
         self._send: Callable[[bytes], None] = send if send is not None else transport.write
         self._sendNow = sendNowFor(transport)
-        self._countKernel = role is Role.SERVER
+        self._server = role is Role.SERVER
+        self.heardFrom = heardFrom
         self._maxBuffered = maxBuffered
         self.progress = KernelProgress(clock, probe) if probe is not None else TransportProgress(clock)
         self._nextSample = self.progress.firstSample
@@ -323,18 +374,16 @@ class OutputFlow:
         output left to take, and read again once it has half as much or
         less.
 
-        What counts is what we hold; on a server, where the kernel tells,
-        what the transport and the network hold too.  Only a server stops
-        reading for that: it answers what it reads.  A client flushing its
-        queue writes as fast as the transport takes it, and if it stopped
+        What counts is what we hold and, where the kernel tells, what the
+        transport and the network hold too.  Only a server stops reading:
+        it answers what it reads.  A client never does: its output is its
+        own calls (its queue waits for the transport), and if it stopped
         reading the answers while the server stopped reading its calls,
-        each would wait on the other for ever.
+        each would wait on the other until one gave up.
         """
-        if self.closing:
+        if self.closing or not self._server:
             return
-        unread = self.heldBytes
-        if self._countKernel:
-            unread += self.progress.kernelUnread
+        unread = self.heldBytes + self.progress.kernelUnread
         # (A transport is a push producer of what it reads: IPushProducer.)
         if not self.readingPaused:
             if unread > READ_PAUSE:
@@ -344,6 +393,13 @@ class OutputFlow:
         elif unread <= READ_PAUSE // 2:
             self.readingPaused = False
             self._transport.resumeProducing()
+
+    def peerProgress(self) -> int:
+        """
+        Bytes of our output the peer's TCP stack acknowledged, where the
+        kernel tells, else 0 (for the heartbeat: see L{upnode._heartbeat}).
+        """
+        return self.progress.acked(self)
 
     def stalled(self, waiting: int) -> None:
         """
@@ -454,9 +510,15 @@ class _NoFlow:
     """
 
     paused = False
+    readingPaused = False
+    handed = 0
+    heldBytes = 0
 
     def write(self, data: bytes) -> None:
         pass
+
+    def peerProgress(self) -> int:
+        return 0
 
     def sendNow(self) -> None:
         pass

@@ -193,8 +193,16 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             send, feed = _counted(observer.sent, send), _counted(observer.received, feed)
             self._framer.lineReceived = self._session.observedLineReceived(observer)
         self.dataReceived = feed  # type: ignore[method-assign,assignment]
+        framer = self._framer
         flow = self._flow = OutputFlow(
-            self, transport, self._clock.resolve(), ackedBytesProbe(transport), role, self.limits.maxBuffered, send
+            self,
+            transport,
+            self._clock.resolve(),
+            ackedBytesProbe(transport),
+            role,
+            self.limits.maxBuffered,
+            send,
+            lambda: framer.chunksReceived,
         )
         self._framer.maxLength = self.MAX_LENGTH
         self._session.open(
@@ -383,6 +391,30 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         Lines received so far (a guard watches it for lines that never end).
         """
         return self._framer.linesReceived
+
+    @property
+    def readingPaused(self) -> bool:
+        """
+        Whether we stopped reading the peer (a server does, while the peer
+        leaves too much of our output unread).
+        """
+        return self._flow.readingPaused
+
+    def written(self) -> int:
+        """
+        Bytes written to the peer so far, those we hold included.
+        """
+        return self._flow.handed + self._flow.heldBytes
+
+    def heard(self, upTo: int) -> int:
+        """
+        A count that moves whenever the peer is heard from: something of
+        its arrived, or its TCP stack took some of our output (where the
+        kernel tells; elsewhere, the transport took some), up to the
+        offset C{upTo}.  Its heartbeat asks, when a ping's answer is late,
+        with the offset past that ping (see L{upnode._heartbeat}).
+        """
+        return self._framer.chunksReceived + min(self._flow.peerProgress(), upTo)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self._violation(ProtocolError(f"line longer than {self.MAX_LENGTH} bytes"))

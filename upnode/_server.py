@@ -11,33 +11,26 @@ from typing import Any, Optional
 from twisted.internet.interfaces import IReactorTime
 
 from ._expose import Cons, withPing
-from ._guard import PING, ServerGuard, ServerLimits
-from ._heartbeat import Heartbeat
+from ._guard import ServerGuard, ServerLimits
+from ._heartbeat import startHeartbeat
 from ._limits import Limits, seconds
 from ._protocol import DnodeProtocol
 from ._reactor import resolve
 from .dnode import DnodeFactory
 
 
-class _HeartbeatLink:
+class _Answers:
     """
-    What a connection's heartbeat does to it, until it is lost: the
-    heartbeat may outlive it (its timer holds it), and must not hold it.
+    Where a connection's ping answers go: its C{ping} event.
     """
 
-    __slots__ = ("conn", "timeout")
+    __slots__ = ("conn",)
 
-    def __init__(self, conn: DnodeProtocol, timeout: float) -> None:
-        self.conn: Optional[DnodeProtocol] = conn
-        self.timeout = timeout
+    def __init__(self, conn: DnodeProtocol) -> None:
+        self.conn = conn
 
     def answered(self, roundTrip: float) -> None:
-        if self.conn is not None:
-            self.conn.emit("ping", roundTrip)
-
-    def expired(self) -> None:
-        if self.conn is not None:
-            self.conn.drop(PING, f"no ping answer within {self.timeout} seconds")
+        self.conn.emit("ping", roundTrip)
 
 
 class UpnodeServerFactory(DnodeFactory):
@@ -48,7 +41,9 @@ class UpnodeServerFactory(DnodeFactory):
 
     @param ping: seconds between our pings to each client that exposes
         C{ping}; 0 disables them.
-    @param timeout: seconds a client may take to answer before it is dropped.
+    @param timeout: seconds a client may take to answer, once nothing else
+        is heard from it either, before it is dropped (see
+        L{upnode._heartbeat}).
     @param serverLimits: the bounds across all connections (connection
         cap, handshake timeout, output budget, line timeout).
     """
@@ -90,16 +85,10 @@ class UpnodeServerFactory(DnodeFactory):
     def _startHeartbeat(self, conn: DnodeProtocol) -> None:
         if not callable(getattr(conn.remote, "ping", None)) or not conn.connected:
             return
-        remote = conn.remote
-        link = _HeartbeatLink(conn, self.timeout)
-        heartbeat = Heartbeat(
-            lambda cb: remote.ping(cb), self.ping, self.timeout, self._clock(), link.answered, link.expired
-        )
-        heartbeat.start()
+        heartbeat = startHeartbeat(conn, conn.remote, self.ping, self.timeout, self._clock(), _Answers(conn).answered)
 
         def lost(reason: Any) -> None:
             heartbeat.stop()
-            link.conn = None
 
         conn.notifyOnLoss(lost)
 

@@ -474,6 +474,26 @@ class HeartbeatTests(ClientTestCase):
         self.assertIn("down", self.events.names())
         self.assertEqual(up.status()["state"], "waiting")
 
+    def test_busyServerKept(self) -> None:
+        """
+        The answer to our ping is held back (behind megabytes of replies on
+        a slow path) while the server's bytes keep arriving: the link is
+        kept; once nothing arrives for C{timeout}, it is dropped.
+        """
+        up = self.connect(ping=1.0, timeout=0.5)
+        link = self.accept()
+        self.clock.advance(1.0)  # the ping goes out, its answer is late
+        for _ in range(10):
+            self.clock.advance(0.25)
+            link.client.dataReceived(b" ")  # a reply on its way
+        self.assertFalse(link.client.transport.disconnecting)
+        self.assertIsNotNone(up.remote)
+        self.clock.advance(0.5)
+        self.clock.advance(0.5)
+        self.assertTrue(link.client.transport.disconnecting)
+        link.flush()
+        self.assertIn("down", self.events.names())
+
     def test_remoteWithoutPing(self) -> None:
         self.server = upnode.dnode.DnodeFactory({"x": 1}, clock=self.clock)
         self.connect(ping=1.0)

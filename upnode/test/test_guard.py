@@ -167,6 +167,27 @@ class GuardTests(SynchronousTestCase):
         self.assertTrue(busy.server.connected)
         self.assertEqual(factory.status()["dropped"]["unfinished line"], 1)
 
+    def test_lineTimeoutWaitsWhileWeDoNotRead(self) -> None:
+        """
+        While we have stopped reading a peer (it has our output to take),
+        its unfinished line cannot go on: that time does not count against
+        lineTimeout.  Once we read again, it does.
+        """
+        factory = self.server(lineTimeout=8.0, handshakeTimeout=0)
+        link = self.link(factory)
+        link.server.dataReceived(b'{"method":"note","argu')
+        link.server._flow.readingPaused = True
+        for _ in range(20):
+            self.clock.advance(2.0)
+        link.flush()
+        self.assertTrue(link.server.connected)
+        link.server._flow.readingPaused = False
+        for _ in range(8):
+            self.clock.advance(2.0)
+        link.flush()
+        self.assertFalse(link.server.connected)
+        self.assertEqual(factory.status()["dropped"]["unfinished line"], 1)
+
     def test_dropsLoggedOncePerReasonAndPeriod(self) -> None:
         """
         Twenty drops for one reason: one line at once, one summary line at

@@ -73,10 +73,14 @@ class Owner:
 
 
 def makeFlow(
-    role: Role = Role.SERVER, probe: Optional[Any] = None, maxBuffered: int = 64 * 1024 * 1024
+    role: Role = Role.SERVER,
+    probe: Optional[Any] = None,
+    maxBuffered: int = 64 * 1024 * 1024,
+    heard: Optional[List[int]] = None,
 ) -> Any:
     clock, sink, owner = Clock(), Sink(), Owner()
-    flow = OutputFlow(owner, sink, clock, probe, role, maxBuffered)
+    counter = heard if heard is not None else [0]
+    flow = OutputFlow(owner, sink, clock, probe, role, maxBuffered, None, lambda: counter[0])
     return flow, clock, sink, owner
 
 
@@ -167,3 +171,92 @@ class OutputFlowTests(SynchronousTestCase):
         clock.pump([STALL_CHECK_EVERY] * 5)
         self.assertEqual(len(owner.told), 1)
         self.assertIn("took none of our output", owner.told[0][1])
+
+    def test_clientNeverStopsReading(self) -> None:
+        """
+        A client holding megabytes of its own calls for a server that has
+        stopped reading it reads on (the server's answers are what free
+        the server to read again); a server in its place stops.
+        """
+        for role, reading in ((Role.SERVER, False), (Role.CLIENT, True)):
+            flow, clock, sink, owner = makeFlow(role)
+            flow.pauseProducing()
+            flow.write(b"c" * (2 * READ_PAUSE))
+            self.assertEqual(sink.reading, reading, role)
+            flow.detach()
+
+    def test_kernelStallNeedsBothDirectionsStill(self) -> None:
+        """
+        Nothing of ours acknowledged while the peer's own bytes keep
+        arriving (its upload fills the path the other way): no stall, for
+        as long as they do.  Once nothing arrives either, the stall timeout
+        counts from then.
+        """
+        heard = [0]
+        flow, clock, sink, owner = makeFlow(Role.CLIENT, probe=lambda: 0, heard=heard)
+        flow.write(b"a" * SAMPLE_EVERY)
+        for _ in range(60):
+            clock.advance(STALL_CHECK_EVERY)
+            heard[0] += 1
+        self.assertEqual(owner.told, [])
+        clock.pump([STALL_CHECK_EVERY] * 4)
+        self.assertEqual(owner.told, [])
+        clock.pump([STALL_CHECK_EVERY] * 2)
+        self.assertEqual(len(owner.told), 1)
+        self.assertIn("took none of our output", owner.told[0][1])
+
+    def test_transportStallNeedsBothDirectionsStill(self) -> None:
+        """
+        The same where the transport's resume is the peer's progress.
+        """
+        heard = [0]
+        flow, clock, sink, owner = makeFlow(heard=heard)
+        flow.pauseProducing()
+        flow.write(b"z")
+        for _ in range(30):
+            clock.advance(1.0)
+            heard[0] += 1
+        self.assertEqual(owner.told, [])
+        clock.pump([1.0] * 10)
+        self.assertEqual(len(owner.told), 1)
+        self.assertIn("took none of our output", owner.told[0][1])
+        flow.detach()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_hostileWriterStillDropped(self) -> None:
+        """
+        A peer that sends calls and reads none of the answers: once it has
+        READ_PAUSE bytes left unread we stop reading it, nothing more
+        arrives from it, and it is dropped the stall timeout later, as a
+        peer that sends nothing is.
+        """
+        heard = [0]
+        acked = [0]
+        flow, clock, sink, owner = makeFlow(Role.SERVER, probe=lambda: acked[0], heard=heard)
+        while sink.reading:
+            heard[0] += 1  # a call, read
+            flow.write(b"r" * SAMPLE_EVERY)  # its answer, never acknowledged
+        paused = clock.seconds()
+        # (Reading stopped: nothing of it arrives any more.)
+        clock.pump([STALL_CHECK_EVERY] * 6)
+        failed = [told for told in owner.told if told[0] == "failed"]
+        self.assertEqual(len(failed), 1)
+        self.assertIn("took none of our output", failed[0][1])
+        self.assertLessEqual(clock.seconds() - paused, owner.stallTimeout + STALL_CHECK_EVERY)
+
+    def test_peerProgress(self) -> None:
+        """
+        What the heartbeat asks: the kernel's acknowledged bytes; where the
+        kernel does not tell, none.
+        """
+        acked = [0]
+        flow, clock, sink, owner = makeFlow(probe=lambda: acked[0])
+        self.assertEqual(flow.peerProgress(), 0)
+        acked[0] = 100
+        self.assertEqual(flow.peerProgress(), 100)
+        acked[0] = 50  # (never backwards)
+        self.assertEqual(flow.peerProgress(), 100)
+        flow, clock, sink, owner = makeFlow()
+        flow.pauseProducing()
+        flow.resumeProducing()
+        self.assertEqual(flow.peerProgress(), 0)

@@ -93,6 +93,27 @@ class ServerTests(SynchronousTestCase):
         gc.collect()
         self.assertIsNone(gone())
 
+    def test_busyClientKept(self) -> None:
+        """
+        A client whose ping answers are held back (behind its upload, on a
+        slow path) while its bytes keep arriving is alive: it is kept for as
+        long as they do, and dropped once it falls silent.
+        """
+        held: List[Any] = []
+        factory = UpnodeServerFactory({"note": lambda v: None}, ping=1.0, timeout=0.5, clock=self.clock)
+        link = self.link(factory, {"ping": held.append})
+        for i in range(40):
+            self.clock.advance(0.25)
+            link.client.remote.note(i)
+            link.flush()
+        self.assertTrue(link.server.connected)
+        self.assertGreater(len(held), 5)
+        for _ in range(8):
+            self.clock.advance(0.25)
+            link.flush()
+        self.assertFalse(link.server.connected)
+        self.assertEqual(factory.status()["dropped"]["ping timeout"], 1)
+
     def test_oneHeartbeatPerConnection(self) -> None:
         """
         A peer that sends its methods again (which replaces the remote's
