@@ -41,25 +41,13 @@ def _paths() -> ModuleType:
     return module
 
 
-def _reactorName() -> str:
-    from twisted.internet import reactor
-
-    return type(reactor).__name__
-
-
 class RealPathTests(unittest.TestCase):
     timeout = 90
 
     def setUp(self) -> None:
-        if "Asyncio" in _reactorName():
-            # Every scenario runs its peers as processes, on their own
-            # default reactor, and only waits on them here: under the
-            # asyncio reactor the same processes would run again.
-            raise unittest.SkipTest("the peers run in their own processes: nothing here depends on the test's reactor")
-        reason = netpath.unavailable()
-        if reason is None and not BENCH.exists():
+        netpath.requirePaths()
+        if not BENCH.exists():
             reason = f"the scenarios are not here ({BENCH.name} ships with the source tree only)"
-        if reason is not None:
             if os.environ.get("CI"):
                 self.fail(f"real-path scenarios must run under CI: {reason}")
             raise unittest.SkipTest(reason)
