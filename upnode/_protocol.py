@@ -131,7 +131,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     #: L{upnode.tls.verifyServerIdentity}).
     isClient = False
     #: A client that talks to a server whose certificate it deliberately
-    #: does not check sets this False (on a subclass, or in its cons).
+    #: does not check sets this False, on a subclass that its factory
+    #: builds (C{up.protocol = Unverified}): the check runs when the TLS
+    #: handshake completes, before the cons is built.
     verifyServerIdentity = True
     #: Who watches this connection (see L{IConnectionObserver}), set before
     #: it is connected; None: nobody, and no work for it.

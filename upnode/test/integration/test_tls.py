@@ -107,6 +107,31 @@ class TLSTests(TestCase):
         """
         await self.assertFailsClosed("nosan", CertificateError, VerificationError)
 
+    async def test_verificationTurnedOffOnAProtocolSubclass(self) -> None:
+        """
+        A client that deliberately does not hold its server to the name, as
+        the README says: its own TLS endpoint (here a stock Twisted one,
+        which lets a certificate with no subjectAltName through), and a
+        protocol subclass with C{verifyServerIdentity = False} set as the
+        client's protocol before the reactor connects.  The server that
+        fails closed in the test below is then served.
+        """
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import clientFromString
+
+        class Unverified(upnode.DnodeProtocol):
+            verifyServerIdentity = False
+
+        port = await self.tlsServer("nosan")
+        endpoint = clientFromString(reactor, f"tls:localhost:{port}:trustRoots={self.certs['ca'].parent}")
+        up = upnode.connect(endpoint, {"reconnect": 0.05, "jitter": 0, "ping": 0})
+        self.addCleanup(up.close)
+        up.protocol = Unverified
+        remote = await up(timeout=10.0)
+        self.assertEqual(await call(remote.echo, "unchecked"), "unchecked")
+        self.assertIsInstance(up.conn, Unverified)
+        self.flushLoggedErrors()
+
     async def test_stockEndpointFailsClosedToo(self) -> None:
         """
         A user's own stock Twisted TLS endpoint object, which lets a
