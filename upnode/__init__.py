@@ -27,7 +27,7 @@ from ._outbox import OutboxCall, OutboxCallFailed, OutboxError, OutboxFull
 from ._protocol import DnodeProtocol
 from ._remote import Remote, RemoteCallback
 from ._server import UpnodeServerFactory
-from ._upnode import Upnode, connect, listen, upnode
+from ._upnode import Upnode, UpnodeClientService, connect, listen, upnode
 from ._version import __version__
 from .errors import (
     Closed,
@@ -63,6 +63,7 @@ __all__ = [
     "UpTimeout",
     "Upnode",
     "UpnodeClientFactory",
+    "UpnodeClientService",
     "UpnodeServerFactory",
     "__version__",
     "connect",

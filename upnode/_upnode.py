@@ -12,6 +12,7 @@ import sys
 import warnings
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
 
 from ._args import Arguments, clientEndpoint, parseArguments, serverEndpoint, withOptions
@@ -159,6 +160,22 @@ class Upnode:
         transaction function: C{up(cb)}, C{up(seconds, cb)}, C{await up()},
         C{await up.call(name, *args)}, C{up.on(event, handler)}, C{up.close()}.
         """
+        factory, connector = self._client(args, options)
+        connector.connect()
+        return factory
+
+    def service(self, *args: Any, **options: Any) -> UpnodeClientService:
+        """
+        The same client as L{connect} makes, as a C{twisted.application}
+        service: it connects when the service starts, and
+        C{stopService()} closes it (waiting transactions fail with
+        L{upnode.Closed}; its Deferred fires once the link is gone).  Arguments
+        and options as L{connect}; the client is the service's C{client}
+        (transactions may be queued on it before it starts).
+        """
+        return UpnodeClientService(*self._client(args, options))
+
+    def _client(self, args: Sequence[Any], options: Dict[str, Any]) -> Tuple[UpnodeClientFactory, EndpointConnector]:
         parsed = parseArguments(withOptions(args, options), CLIENT_OPTIONS)
         options = parsed.options
         warnMilliseconds(options)
@@ -173,8 +190,7 @@ class Upnode:
             options["metrics"].watchClient(factory)
         connector = EndpointConnector(self._sources(parsed), factory)
         self._ups.append(factory)
-        connector.connect()
-        return factory
+        return factory, connector
 
     def _sources(self, parsed: Arguments) -> List[Callable[[], Any]]:
         createStream = parsed.options.get("createStream")
@@ -276,6 +292,31 @@ class Upnode:
 
 async def _stop(port: Any) -> None:
     await port.stopListening()
+
+
+class UpnodeClientService(Service):
+    """
+    A client as a C{twisted.application} service (see L{Upnode.service}):
+    it connects when started, and its stop closes the client, so that
+    nothing waits for a link that no one will make again.  (Twisted's
+    C{ClientService} keeps its own attempts, and an upnode client under it
+    cannot tell its stop from an ordinary loss.)  One start and one stop:
+    a closed client does not connect again.
+
+    @ivar client: the L{UpnodeClientFactory}, which is C{up()}.
+    """
+
+    def __init__(self, client: UpnodeClientFactory, connector: EndpointConnector) -> None:
+        self.client = client
+        self._connector = connector
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._connector.connect()
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        return self.client.close()
 
 
 def _fixed(endpoint: Any) -> Callable[[], Any]:
