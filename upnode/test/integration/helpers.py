@@ -89,3 +89,17 @@ def first(event: str, emitter: Any) -> Deferred[Any]:
 
 
 __all__ = ["call", "first", "freePort", "sleep", "spawnTwistd", "until"]
+
+
+def onceOnTheDefaultReactor(why: str) -> None:
+    """
+    For a test whose work is done by other processes (on their own default
+    reactor) while the test process only waits: skip it in the asyncio
+    reactor's run of the suite, which would repeat it unchanged (tox's
+    C{asyncio} environment), saying C{why}.
+    """
+    from twisted.internet import reactor
+    from twisted.trial.unittest import SkipTest
+
+    if type(reactor).__module__ == "twisted.internet.asyncioreactor":
+        raise SkipTest(f"runs once, on the default reactor (tox -e tests): {why}")

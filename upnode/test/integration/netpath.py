@@ -364,11 +364,11 @@ def requirePaths() -> None:
     own, whatever reactor the test process runs), so that CI runs them
     once.
     """
-    from twisted.internet import reactor
     from twisted.trial.unittest import SkipTest
 
-    if type(reactor).__module__ == "twisted.internet.asyncioreactor":
-        raise SkipTest("packet-level paths run once, on the default reactor (tox -e tests)")
+    from .helpers import onceOnTheDefaultReactor
+
+    onceOnTheDefaultReactor("the peers on packet-level paths are processes of their own")
     reason = unavailable()
     if reason is not None:
         if os.environ.get("CI"):

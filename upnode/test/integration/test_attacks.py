@@ -19,7 +19,7 @@ from typing import Any, Dict
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from .helpers import freePort, spawnTwistd
+from .helpers import freePort, onceOnTheDefaultReactor, spawnTwistd
 from .test_twistd_cli import ROOT
 
 if str(ROOT) not in sys.path:
@@ -33,6 +33,9 @@ LINE = 4.0
 
 class AttackTests(TestCase):
     timeout = 180
+
+    def setUp(self) -> None:
+        onceOnTheDefaultReactor("the server under attack is a twistd process, the attackers blocking sockets in threads")
 
     async def serve(self, *args: str, nofile: int = 0) -> Dict[str, Any]:
         port = await freePort()

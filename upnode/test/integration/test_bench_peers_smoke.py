@@ -17,6 +17,7 @@ from unittest import mock
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
+from .helpers import onceOnTheDefaultReactor
 from .nodepeer import requireNode
 from .test_twistd_cli import ENV, ROOT
 
@@ -33,6 +34,9 @@ def loadRun() -> Any:
 
 class BenchPeersSmoke(TestCase):
     timeout = 300
+
+    def setUp(self) -> None:
+        onceOnTheDefaultReactor("the benchmarks run as processes of their own")
 
     async def test_peers(self) -> None:
         requireNode()

@@ -14,12 +14,16 @@ import sys
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
+from .helpers import onceOnTheDefaultReactor
 from .nodepeer import requireNode
 from .test_twistd_cli import ENV, ROOT
 
 
 class BenchSmoke(TestCase):
     timeout = 300
+
+    def setUp(self) -> None:
+        onceOnTheDefaultReactor("the benchmarks run as processes of their own")
 
     async def test_smoke(self) -> None:
         requireNode()

@@ -31,7 +31,7 @@ from twisted.trial.unittest import TestCase
 import upnode
 
 from .faultproxy import FaultProxy
-from .helpers import freePort, sleep, spawnTwistd, until
+from .helpers import freePort, onceOnTheDefaultReactor, sleep, spawnTwistd, until
 
 SECONDS = float(os.environ.get("UPNODE_SOAK_SECONDS", "75"))
 KILL_EVERY = float(os.environ.get("UPNODE_SOAK_KILL_EVERY", "20"))
@@ -61,6 +61,9 @@ except (OSError, AttributeError):
 
 class Soak(TestCase):
     timeout = SECONDS + 300
+
+    def setUp(self) -> None:
+        onceOnTheDefaultReactor("the soak runs in a child process")
 
     def startServer(self, port: int) -> Any:
         return spawnTwistd(self, "--port", f"tcp:{port}:interface=127.0.0.1", "--ping", "1", "--timeout", "1")
