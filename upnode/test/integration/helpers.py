@@ -4,11 +4,13 @@ Real-time helpers for the integration tests.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Tuple
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 
 
 async def freePort() -> int:
@@ -51,6 +53,28 @@ def spawnTwistd(testCase: Any, *args: str) -> Any:
 
     testCase.addCleanup(cleanup)
     return process
+
+
+class Collect(ProcessProtocol):
+    """
+    A child process's output: C{done} fires with its exit code, stdout and
+    stderr once it has ended.
+    """
+
+    def __init__(self) -> None:
+        self.out = b""
+        self.err = b""
+        self.done: Deferred[Tuple[int, str, str]] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason: Failure) -> None:
+        code = reason.value.exitCode  # type: ignore[attr-defined]
+        self.done.callback((code, self.out.decode(), self.err.decode()))
 
 
 def sleep(seconds: float) -> Deferred[None]:

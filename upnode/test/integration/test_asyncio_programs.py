@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from typing import Any, Tuple
+from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 
+from .helpers import Collect
 from .test_twistd_cli import ENV
 
 SERVER_AND_CLIENT = """
@@ -88,23 +86,6 @@ async def main():
 RUN(main())
 print("exited", flush=True)
 """
-
-
-class Collect(ProcessProtocol):
-    def __init__(self) -> None:
-        self.out = b""
-        self.err = b""
-        self.done: Deferred[Tuple[int, str, str]] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out += data
-
-    def errReceived(self, data: bytes) -> None:
-        self.err += data
-
-    def processEnded(self, reason: Failure) -> None:
-        code = reason.value.exitCode  # type: ignore[attr-defined]
-        self.done.callback((code, self.out.decode(), self.err.decode()))
 
 
 RUNNERS = {

@@ -11,11 +11,9 @@ import textwrap
 from typing import Tuple
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from .helpers import Collect
 from .test_twistd_cli import ENV
 
 PREAMBLE = """
@@ -30,23 +28,6 @@ def mark():
 
 reactor.callLater(2.0, mark)
 """
-
-
-class Collect(ProcessProtocol):
-    def __init__(self) -> None:
-        self.out = b""
-        self.err = b""
-        self.done: Deferred[Tuple[int, str, str]] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out += data
-
-    def errReceived(self, data: bytes) -> None:
-        self.err += data
-
-    def processEnded(self, reason: Failure) -> None:
-        code = reason.value.exitCode  # type: ignore[attr-defined]
-        self.done.callback((code, self.out.decode(), self.err.decode()))
 
 
 class PlainScriptTests(TestCase):
