@@ -193,6 +193,18 @@ def _openTun(name: str) -> int:
     return fd
 
 
+def _removeNamespace(name: str) -> None:
+    """
+    Kill whatever still runs in namespace C{name}, then delete it.
+    """
+    for pid in _namespacePids(name):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _deleteNamespace(name)
+
+
 def _deleteNamespace(name: str) -> None:
     subprocess.run(["ip", "netns", "del", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -434,12 +446,7 @@ def sweep() -> List[str]:
         assert match is not None
         if _alive(int(match.group(1))):
             continue
-        for pid in _namespacePids(name):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        _deleteNamespace(name)
+        _removeNamespace(name)
         removed.append(name)
     return removed
 
@@ -662,12 +669,7 @@ class NetPath:
             if emulator.stdout is not None:
                 emulator.stdout.close()
         for name in self.names.values():
-            for pid in _namespacePids(name):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            _deleteNamespace(name)
+            _removeNamespace(name)
 
 
 def watchParent(onLine: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
