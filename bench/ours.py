@@ -13,7 +13,10 @@ Our side of the benchmark, as a process.
 
 Prints one JSON line with its result.  With UPNODE_BENCH_REACTOR=asyncio it
 runs on Twisted's asyncio reactor, and with UPNODE_BENCH_REACTOR=uvloop on
-that reactor over uvloop's event loop, as a program on asyncio would.
+that reactor over uvloop's event loop, as a Twisted program that installs
+that reactor would.  With UPNODE_BENCH_REACTOR=aio or aio-uvloop, the
+server and the lockstep and pipelined clients run as an asyncio program
+through upnode.aio, under asyncio.run or uvloop.run.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any, Dict
 
 
 def installReactor(kind: str) -> None:
-    if kind == "default":
+    if kind in ("default", "aio", "aio-uvloop"):
         return
     import asyncio
 
@@ -46,11 +49,16 @@ def installReactor(kind: str) -> None:
     asyncioreactor.install(loop)
 
 
-installReactor(os.environ.get("UPNODE_BENCH_REACTOR", "default"))
-from twisted.internet import reactor  # noqa: E402
+REACTOR = os.environ.get("UPNODE_BENCH_REACTOR", "default")
+installReactor(REACTOR)
+if REACTOR in ("aio", "aio-uvloop"):
+    reactor: Any = None  # upnode.aio installs it on the program's loop
+else:
+    from twisted.internet import reactor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import upnode  # noqa: E402
+import upnode.aio  # noqa: E402
 from bench.payload import PAYLOAD  # noqa: E402
 
 PIPELINE = 1000
@@ -212,9 +220,72 @@ def idle(port: int, clients: int, ping: float) -> None:
     reactor.run()
 
 
+def runAsyncio(main: Any) -> None:
+    if REACTOR == "aio-uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        import asyncio
+
+        asyncio.run(main)
+
+
+async def aioServe(port: int) -> None:
+    """
+    L{serve} as an asyncio program.
+    """
+    import asyncio
+
+    def cons(remote: Any, conn: Any) -> Any:
+        return {"echo": lambda value, cb: cb(value)}
+
+    await upnode.aio.listen(cons, port, "127.0.0.1", ping=10)
+    report(event="listening", port=port, rss=rss())
+    await asyncio.get_running_loop().create_future()
+
+
+async def aioCalls(mode: str, port: int, total: int, warmup: int) -> None:
+    """
+    L{calls} through C{up(cb)} as an asyncio program.
+    """
+    import asyncio
+
+    up = await upnode.aio.connect(port, "127.0.0.1", ping=0, reconnect=0.05, jitter=0)
+    finished = asyncio.get_running_loop().create_future()
+    inFlight = 1 if mode == "lockstep" else PIPELINE
+    state = {"sent": 0, "done": 0, "start": 0.0}
+
+    def send() -> None:
+        state["sent"] += 1
+        up(lambda remote, conn: remote.echo(PAYLOAD, lambda value: replied(value)))
+
+    def replied(value: Any) -> None:
+        state["done"] += 1
+        if state["done"] == warmup:
+            state["start"] = time.perf_counter()
+        if state["sent"] < warmup + total:
+            send()
+        elif state["done"] == warmup + total:
+            seconds = time.perf_counter() - state["start"]
+            report(mode=mode, calls=total, seconds=seconds, rate=total / seconds)
+            finished.set_result(None)
+
+    await up(timeout=30.0)
+    state["start"] = time.perf_counter()
+    for _ in range(min(inFlight, warmup + total)):
+        send()
+    await finished
+    await up.close()
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
-    if mode == "server":
+    if REACTOR in ("aio", "aio-uvloop") and mode == "server":
+        runAsyncio(aioServe(int(sys.argv[2])))
+    elif REACTOR in ("aio", "aio-uvloop") and mode in ("lockstep", "pipelined"):
+        runAsyncio(aioCalls(mode, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
+    elif mode == "server":
         serve(int(sys.argv[2]))
     elif mode == "server-without-culls":
         serve(int(sys.argv[2]), cull=False)

@@ -18,6 +18,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
 
+from ._aiostream import LoopClientEndpoint, LoopServerEndpoint
 from .tls import checkServerDescription, clientFromDescription
 
 
@@ -143,11 +144,12 @@ def _port(value: int) -> int:
     return value
 
 
-def clientEndpoint(reactor: Any, parsed: Arguments) -> Any:
+def clientEndpoint(reactor: Any, parsed: Arguments, loop: Any = None) -> Any:
     """
     The client endpoint named by the arguments, in order of precedence: an
     endpoint object, an C{endpoint} option (object or description), a unix
-    path, a port (on C{host}, default localhost).
+    path, a port (on C{host}, default localhost).  With an asyncio C{loop},
+    a path or port is connected to through the loop's own transports.
     """
     endpoint = parsed.endpoint or parsed.options.get("endpoint")
     if isinstance(endpoint, str):
@@ -157,6 +159,8 @@ def clientEndpoint(reactor: Any, parsed: Arguments) -> Any:
         )
     if endpoint is not None:
         return endpoint
+    if loop is not None and (parsed.path is not None or parsed.port is not None):
+        return LoopClientEndpoint(loop, parsed.host or "localhost", parsed.port, parsed.path)
     if parsed.path is not None:
         return UNIXClientEndpoint(reactor, parsed.path)
     if parsed.port is not None:
@@ -164,16 +168,20 @@ def clientEndpoint(reactor: Any, parsed: Arguments) -> Any:
     raise ValueError("no port, unix path or endpoint given")
 
 
-def serverEndpoint(reactor: Any, parsed: Arguments) -> Any:
+def serverEndpoint(reactor: Any, parsed: Arguments, loop: Any = None) -> Any:
     """
     The server endpoint named by the arguments, with the same precedence as
     L{clientEndpoint}; a port listens on C{host} (default all interfaces).
+    With an asyncio C{loop}, a path or port is served through the loop's
+    own transports.
     """
     endpoint = parsed.endpoint or parsed.options.get("endpoint")
     if isinstance(endpoint, str):
         return serverFromDescription(reactor, endpoint)
     if endpoint is not None:
         return endpoint
+    if loop is not None and (parsed.path is not None or parsed.port is not None):
+        return LoopServerEndpoint(loop, parsed.port, parsed.host or "", parsed.path, backlog=BACKLOG)
     if parsed.path is not None:
         return UNIXServerEndpoint(reactor, parsed.path, backlog=BACKLOG)
     if parsed.port is not None:

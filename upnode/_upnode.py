@@ -102,11 +102,16 @@ class Upnode:
         C{ping} is always added).
     @param reactor: the reactor (or a C{twisted.internet.task.Clock} in
         tests); the global reactor by default.
+    @param loop: an asyncio event loop the reactor runs on, whose own
+        transports then carry the links named by a port or a unix path
+        (L{upnode.aio} passes its loop); links named by an endpoint object
+        or description use Twisted's transports.
     """
 
-    def __init__(self, cons: Cons = None, reactor: Any = None) -> None:
+    def __init__(self, cons: Cons = None, reactor: Any = None, loop: Any = None) -> None:
         self.cons = cons
         self._reactor = reactor
+        self._loop = loop
         self._ports: List[Any] = []
         self._factories: List[UpnodeServerFactory] = []
         self._ups: List[UpnodeClientFactory] = []
@@ -201,11 +206,11 @@ class Upnode:
         many = parsed.options.get("endpoints")
         if many is not None:
             return [_fixed(self._oneEndpoint(each)) for each in many]
-        return [_fixed(clientEndpoint(self.reactor, parsed))]
+        return [_fixed(clientEndpoint(self.reactor, parsed, self._loop))]
 
     def _oneEndpoint(self, each: Any) -> Any:
         if isinstance(each, dict):
-            return clientEndpoint(self.reactor, parseArguments([each], _ENDPOINT_OPTIONS))
+            return clientEndpoint(self.reactor, parseArguments([each], _ENDPOINT_OPTIONS), self._loop)
         return clientEndpoint(self.reactor, Arguments(endpoint=each))
 
     def listen(self, *args: Any, **options: Any) -> Deferred[Any]:
@@ -252,7 +257,7 @@ class Upnode:
         if options.get("metrics") is not None:
             options["metrics"].watchServer(factory)
         self._factories.append(factory)
-        d = serverEndpoint(self.reactor, parsed).listen(factory)
+        d = serverEndpoint(self.reactor, parsed, self._loop).listen(factory)
 
         def listening(port: Any) -> Any:
             self._ports.append(port)

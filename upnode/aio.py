@@ -243,7 +243,7 @@ class Upnode:
     def _started(self) -> _Upnode:
         reactor = start()
         if self.upnode is None:
-            self.upnode = _Upnode(self.cons, reactor)
+            self.upnode = _Upnode(self.cons, reactor, loop=asyncio.get_running_loop())
         return self.upnode
 
     async def connect(self, *args: Any, **options: Any) -> Client:

@@ -1,0 +1,376 @@
+"""
+A Twisted protocol over an asyncio transport: the bridge's events, the
+transport's writes, flow control both ways and its close, driven through
+a recording stand-in for the loop's transport (no loop, no sockets; the
+real loops are in the integration tests' asyncio programs).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any, Callable, Dict, List, Optional
+
+import orjson
+from twisted.internet import error
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IConsumer, IPushProducer, ISystemHandle, ITCPTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from upnode._aiostream import (
+    LoopClientEndpoint,
+    LoopServerEndpoint,
+    StreamBridge,
+    StreamTransport,
+    _connectError,
+    addressOf,
+)
+from upnode._args import Arguments, clientEndpoint, serverEndpoint
+from upnode._server import UpnodeServerFactory
+
+
+class FakeSocket:
+    def __init__(self, family: int = socket.AF_INET) -> None:
+        self.family = family
+        self.options: Dict[Any, int] = {}
+
+    def setsockopt(self, level: int, name: int, value: int) -> None:
+        self.options[level, name] = value
+
+    def getsockopt(self, level: int, name: int) -> int:
+        return self.options.get((level, name), 0)
+
+
+class FakeStream:
+    """
+    What the bridge uses of an asyncio transport, recorded.
+    """
+
+    def __init__(self, peer: Any = ("127.0.0.1", 4321), host: Any = ("127.0.0.1", 7000), family: int = socket.AF_INET) -> None:
+        self.extra = {"peername": peer, "sockname": host, "socket": FakeSocket(family)}
+        self.written: List[bytes] = []
+        self.calls: List[str] = []
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.extra.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def writelines(self, data: Any) -> None:
+        self.written.append(b"".join(data))
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+    def abort(self) -> None:
+        self.calls.append("abort")
+
+    def pause_reading(self) -> None:
+        self.calls.append("pause_reading")
+
+    def resume_reading(self) -> None:
+        self.calls.append("resume_reading")
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.calls.append("write_eof")
+
+
+class FakeLoop:
+    def __init__(self) -> None:
+        self.soon: List[Callable[[], None]] = []
+
+    def call_soon(self, f: Callable[[], None]) -> None:
+        self.soon.append(f)
+
+    def runSoon(self) -> None:
+        soon, self.soon = self.soon, []
+        for f in soon:
+            f()
+
+
+class Recorder(Protocol):
+    def __init__(self) -> None:
+        self.received: List[bytes] = []
+        self.lost: List[Failure] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received.append(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.lost.append(reason)
+
+
+class Producer:
+    def __init__(self, transport: Optional[StreamTransport] = None) -> None:
+        self.calls: List[str] = []
+        self.transport = transport
+
+    def pauseProducing(self) -> None:
+        self.calls.append("pause")
+
+    def resumeProducing(self) -> None:
+        self.calls.append("resume")
+        if self.transport is not None:
+            self.transport.write(b"more")
+
+    def stopProducing(self) -> None:
+        self.calls.append("stop")
+
+
+def connected(protocol: Any = None, stream: Optional[FakeStream] = None) -> Any:
+    stream = stream or FakeStream()
+    loop = FakeLoop()
+    protocol = protocol if protocol is not None else Recorder()
+    bridge = StreamBridge(Factory.forProtocol(lambda: protocol), loop)  # type: ignore[arg-type]
+    bridge.connection_made(stream)
+    return bridge, stream, loop, protocol
+
+
+class BridgeTests(SynchronousTestCase):
+    def test_connectionMade(self) -> None:
+        """
+        The factory builds the protocol for the peer's address, and it is
+        connected to a transport that says both ends' addresses.
+        """
+        bridge, stream, _, protocol = connected()
+        self.assertIs(bridge.protocol, protocol)
+        self.assertIs(protocol.transport, bridge.transport)
+        self.assertEqual(protocol.transport.getPeer(), IPv4Address("TCP", "127.0.0.1", 4321))
+        self.assertEqual(protocol.transport.getHost(), IPv4Address("TCP", "127.0.0.1", 7000))
+        for interface in (ITCPTransport, IConsumer, IPushProducer, ISystemHandle):
+            self.assertTrue(verifyObject(interface, protocol.transport))
+
+    def test_noProtocol(self) -> None:
+        """
+        A factory that builds no protocol refuses the connection: it is
+        aborted, and its later events are ignored.
+        """
+        class Refusing(Factory):
+            def buildProtocol(self, addr: Any) -> None:
+                return None
+
+        stream = FakeStream()
+        bridge = StreamBridge(Refusing(), FakeLoop())  # type: ignore[arg-type]
+        bridge.connection_made(stream)
+        self.assertEqual(stream.calls, ["abort"])
+        bridge.connection_lost(None)
+        bridge.pause_writing()
+
+    def test_bytesBothWays(self) -> None:
+        """
+        Received bytes go to the protocol; its writes go to the loop's
+        transport as they are.
+        """
+        bridge, stream, _, protocol = connected()
+        bridge.data_received(b"abc")
+        bridge.data_received(b"def")
+        self.assertEqual(protocol.received, [b"abc", b"def"])
+        protocol.transport.write(b"one")
+        protocol.transport.writeSequence([b"t", b"wo"])
+        self.assertEqual(stream.written, [b"one", b"two"])
+
+    def test_close(self) -> None:
+        """
+        C{loseConnection} closes once (asyncio sends what is buffered
+        first); C{abortConnection} aborts; C{loseWriteConnection} half-closes.
+        """
+        _, stream, _, protocol = connected()
+        protocol.transport.loseWriteConnection()
+        protocol.transport.loseConnection()
+        protocol.transport.loseConnection()
+        self.assertTrue(protocol.transport.disconnecting)
+        protocol.transport.abortConnection()
+        self.assertEqual(stream.calls, ["write_eof", "close", "abort"])
+
+    def test_lost(self) -> None:
+        """
+        A clean close is C{ConnectionDone}; an error is C{ConnectionLost}
+        saying what it was; the registered producer is stopped.
+        """
+        for exc, kind, text in [(None, ConnectionDone, ""), (ConnectionResetError(104, "reset by peer"), ConnectionLost, "reset by peer")]:
+            bridge, _, _, protocol = connected()
+            producer = Producer()
+            protocol.transport.registerProducer(producer, True)
+            bridge.connection_lost(exc)
+            [reason] = protocol.lost
+            self.assertIsInstance(reason.value, kind)
+            self.assertIn(text, str(reason.value))
+            self.assertEqual(producer.calls, ["stop"])
+            self.assertFalse(protocol.transport.connected)
+
+    def test_protocolErrorLoggedAndClosed(self) -> None:
+        """
+        An exception from the protocol is logged as a failure, and its
+        connection is aborted, as Twisted's transports do.
+        """
+
+        class Broken(Recorder):
+            def dataReceived(self, data: bytes) -> None:
+                raise ZeroDivisionError("a bug in the protocol")
+
+        bridge, stream, _, _ = connected(Broken())
+        bridge.data_received(b"x")
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual(stream.calls, ["abort"])
+
+    def test_readingPausedAndResumed(self) -> None:
+        """
+        The transport as a producer pauses and resumes the loop's reading;
+        stopping it closes the connection.
+        """
+        bridge, stream, _, protocol = connected()
+        protocol.transport.pauseProducing()
+        protocol.transport.resumeProducing()
+        protocol.transport.stopProducing()
+        self.assertEqual(stream.calls, ["pause_reading", "resume_reading", "close"])
+        bridge.connection_lost(None)
+        protocol.transport.pauseProducing()  # gone: nothing to pause
+        self.assertEqual(stream.calls, ["pause_reading", "resume_reading", "close"])
+
+
+class FlowControlTests(SynchronousTestCase):
+    def test_streamingProducer(self) -> None:
+        """
+        The loop's C{pause_writing}/C{resume_writing} pause and resume a
+        streaming producer; one registered while writing is paused is
+        paused at once; once unregistered it is left alone.
+        """
+        bridge, _, _, protocol = connected()
+        producer = Producer()
+        protocol.transport.registerProducer(producer, True)
+        bridge.pause_writing()
+        bridge.resume_writing()
+        self.assertEqual(producer.calls, ["pause", "resume"])
+        protocol.transport.unregisterProducer()
+        bridge.pause_writing()
+        late = Producer()
+        protocol.transport.registerProducer(late, True)
+        self.assertEqual(late.calls, ["pause"])
+        self.assertEqual(producer.calls, ["pause", "resume"])
+
+    def test_oneProducer(self) -> None:
+        """
+        A second producer is refused, as Twisted's transports refuse it.
+        """
+        _, _, _, protocol = connected()
+        protocol.transport.registerProducer(Producer(), True)
+        self.assertRaises(RuntimeError, protocol.transport.registerProducer, Producer(), True)
+
+    def test_pullProducer(self) -> None:
+        """
+        A pull producer is asked for more while the loop's buffer has room,
+        not while writing is paused, and again on C{resume_writing}.
+        """
+        bridge, stream, loop, protocol = connected()
+        producer = Producer(protocol.transport)
+        protocol.transport.registerProducer(producer, False)
+        loop.runSoon()
+        self.assertEqual(producer.calls, ["resume", "resume"])
+        bridge.pause_writing()
+        loop.runSoon()
+        self.assertEqual(producer.calls, ["resume", "resume"])
+        bridge.resume_writing()
+        self.assertEqual(producer.calls, ["resume", "resume", "resume"])
+        protocol.transport.unregisterProducer()
+        loop.runSoon()
+        self.assertEqual(stream.written, [b"more"] * 3)
+
+    def test_registeredAfterTheEnd(self) -> None:
+        """
+        A producer registered on a lost connection is stopped at once.
+        """
+        bridge, _, _, protocol = connected()
+        bridge.connection_lost(None)
+        producer = Producer()
+        protocol.transport.registerProducer(producer, True)
+        self.assertEqual(producer.calls, ["stop"])
+
+
+class OptionTests(SynchronousTestCase):
+    def test_tcpOptions(self) -> None:
+        """
+        TCP options are set on the loop's socket.
+        """
+        _, stream, _, protocol = connected()
+        protocol.transport.setTcpNoDelay(True)
+        protocol.transport.setTcpKeepAlive(True)
+        self.assertTrue(protocol.transport.getTcpNoDelay())
+        self.assertTrue(protocol.transport.getTcpKeepAlive())
+        protocol.transport.setTcpNoDelay(False)
+        self.assertFalse(protocol.transport.getTcpNoDelay())
+        self.assertIs(protocol.transport.getHandle(), stream.extra["socket"])
+
+    def test_unixSocket(self) -> None:
+        """
+        Over a unix socket the addresses are unix ones and TCP options are
+        not set.
+        """
+        stream = FakeStream(peer="", host="/tmp/upnode.sock", family=socket.AF_UNIX)
+        _, _, _, protocol = connected(stream=stream)
+        self.assertEqual(protocol.transport.getHost(), UNIXAddress("/tmp/upnode.sock"))
+        self.assertEqual(protocol.transport.getPeer(), UNIXAddress(None))
+        protocol.transport.setTcpNoDelay(True)
+        self.assertEqual(stream.extra["socket"].options, {})
+
+    def test_addresses(self) -> None:
+        self.assertEqual(addressOf(("::1", 7000, 0, 0)), IPv6Address("TCP", "::1", 7000, 0, 0))
+        self.assertEqual(addressOf(b"/run/x.sock", "UNIX"), UNIXAddress("/run/x.sock"))
+
+
+class DnodeOverTheBridgeTests(SynchronousTestCase):
+    def test_requestAndReply(self) -> None:
+        """
+        Our server's protocol over the bridge: the handshake goes out, a
+        call comes in, its answer goes out through the loop's transport,
+        with no TCP delay on the socket.
+        """
+        factory = UpnodeServerFactory({"echo": lambda v, cb: cb(v)}, ping=0, clock=Clock())
+        stream = FakeStream()
+        bridge = StreamBridge(factory, FakeLoop())  # type: ignore[arg-type]
+        bridge.connection_made(stream)
+        [methods] = [orjson.loads(line) for line in b"".join(stream.written).splitlines()]
+        self.assertEqual(methods["method"], "methods")
+        del stream.written[:]
+        bridge.data_received(b'{"method":"methods","arguments":[{}],"callbacks":{},"links":[]}\n')
+        bridge.data_received(b'{"method":"echo","arguments":["hi",null],"callbacks":{"7":["1"]},"links":[]}\n')
+        lines = [orjson.loads(line) for line in b"".join(stream.written).splitlines()]
+        self.assertEqual(lines[0], {"method": 7, "arguments": ["hi"], "callbacks": {}, "links": []})
+        self.assertEqual(stream.extra["socket"].options[socket.IPPROTO_TCP, socket.TCP_NODELAY], 1)
+        bridge.connection_lost(None)
+        self.assertFalse(factory.connections)
+
+
+class EndpointChoiceTests(SynchronousTestCase):
+    def test_withALoop(self) -> None:
+        """
+        With an asyncio loop, a port or a unix path is carried by the
+        loop's own transports; an endpoint description still by Twisted's.
+        """
+        loop = FakeLoop()
+        self.assertIsInstance(clientEndpoint(Clock(), Arguments(port=7000), loop), LoopClientEndpoint)
+        self.assertIsInstance(clientEndpoint(Clock(), Arguments(path="/tmp/x.sock"), loop), LoopClientEndpoint)
+        self.assertIsInstance(serverEndpoint(Clock(), Arguments(port=7000), loop), LoopServerEndpoint)
+        self.assertIsInstance(serverEndpoint(Clock(), Arguments(path="/tmp/x.sock"), loop), LoopServerEndpoint)
+        described = clientEndpoint(Clock(), Arguments(endpoint="tcp:host=127.0.0.1:port=7000"), loop)
+        self.assertNotIsInstance(described, LoopClientEndpoint)
+        self.assertNotIsInstance(clientEndpoint(Clock(), Arguments(port=7000)), LoopClientEndpoint)
+
+    def test_connectErrorsAreTwisteds(self) -> None:
+        """
+        A refused connection fails with Twisted's error, which the client's
+        reconnecting treats as the expected kind.
+        """
+        failure = _connectError(Failure(ConnectionRefusedError(errno.ECONNREFUSED, "refused")))
+        self.assertIsInstance(failure.value, error.ConnectionRefusedError)
+        other = Failure(ValueError("no"))
+        self.assertIs(_connectError(other), other)
+
