@@ -48,12 +48,15 @@ def ackedBytesProbe(transport: Any) -> Optional[AckedBytes]:
         # is its TLS connection: the socket is a layer further down.)
         if ITCPTransport.providedBy(layer) and ISystemHandle.providedBy(layer):
             handle = layer.getHandle()
-            if isinstance(handle, socket.socket):
+            # A socket, or an asyncio loop's stand-in for one (asyncio's
+            # TransportSocket, uvloop's PseudoSocket), which answer
+            # getsockopt for the same socket.
+            if callable(getattr(handle, "getsockopt", None)):
                 return _probe(handle, option)
     return None
 
 
-def _probe(sock: socket.socket, option: int) -> Optional[AckedBytes]:
+def _probe(sock: Any, option: int) -> Optional[AckedBytes]:
     def ackedBytes() -> int:
         return int(_BYTES_ACKED.unpack_from(sock.getsockopt(socket.IPPROTO_TCP, option, _TCP_INFO_SIZE), _BYTES_ACKED_OFFSET)[0])
 

@@ -87,6 +87,48 @@ RUN(main())
 print("exited", flush=True)
 """
 
+LOOP_TRANSPORTS = """
+import asyncio, os, tempfile
+import upnode.aio
+
+BIG = "x" * (512 << 10)  # under the 1 MiB line bound; eight of them far over the loop's buffer
+
+async def main():
+    cons = {"big": lambda n, cb: cb(BIG[:n]), "length": lambda v, cb: cb(len(v)), "echo": lambda v, cb: cb(v)}
+    server = await upnode.aio.upnode(cons).listen(0, "127.0.0.1", ping=0)
+    port = server.port.getHost().port
+    up = await upnode.aio.connect(port, "127.0.0.1", ping=0, reconnect=0.05, jitter=0)
+    await up(timeout=5.0)
+    print("carried by:", type(server.connections[0].transport).__name__, type(up.conn.transport).__name__)
+    # More than the loop's write buffer holds, both ways: the writers pause
+    # and resume on the loop's flow control.
+    sizes = await asyncio.gather(*[up.call("big", 512 << 10, timeout=30) for _ in range(8)])
+    print("big replies:", [len(s) for s in sizes])
+    print("big upload:", await up.call("length", BIG, timeout=30))
+    # What the peer's kernel acknowledged, for liveness on slow paths.
+    from upnode._progress import ackedBytesProbe
+    probe = ackedBytesProbe(server.connections[0].transport)
+    print("kernel progress:", probe is not None and probe() > 4 << 20)
+    # The link dropped under it: the client links again by itself.
+    for conn in server.connections:
+        conn.transport.abortConnection()
+    print("after a drop:", await up.call("echo", "again", timeout=10, retry=True))
+    # A unix socket, and an endpoint description (Twisted's own transports).
+    path = os.path.join(tempfile.mkdtemp(), "upnode.sock")
+    unixServer = await upnode.aio.upnode(cons).listen(path, ping=0)
+    unix = await upnode.aio.connect(path, ping=0)
+    print("unix:", await unix.call("echo", "over unix", timeout=5), type(unix.conn.transport).__name__)
+    described = await upnode.aio.connect(f"tcp:host=127.0.0.1:port={port}", ping=0)
+    print("described:", await described.call("echo", "over tcp", timeout=5), type(described.conn.transport).__name__)
+    for client in (up, unix, described):
+        await client.close()
+    await unixServer.end()
+    await server.end()
+
+RUN(main())
+print("exited", flush=True)
+"""
+
 
 RUNNERS = {
     "asyncio": "asyncio.run",
@@ -125,6 +167,30 @@ class AsyncioProgramTests(TestCase):
         out = await self.runScript(CLIENT_FIRST, runner)
         self.assertIn("echoed: queued", out)
         self.assertIn("timed out as TimeoutError", out)
+
+    async def loopTransports(self, runner: str) -> None:
+        out = await self.runScript(LOOP_TRANSPORTS, runner)
+        for line in (
+            "carried by: StreamTransport StreamTransport",
+            f"big replies: {[512 << 10] * 8}",
+            f"big upload: {512 << 10}",
+            "kernel progress: True",
+            "after a drop: again",
+            "unix: over unix StreamTransport",
+            "described: over tcp Client",
+        ):
+            self.assertIn(line, out)
+
+    async def test_loopTransports(self) -> None:
+        """
+        A port or a unix path is carried by the loop's own transports, with
+        back-pressure both ways and reconnection; an endpoint description
+        by Twisted's.
+        """
+        await self.loopTransports("asyncio")
+
+    async def test_loopTransportsOnUvloop(self) -> None:
+        await self.loopTransports("uvloop")
 
     async def test_serverAndClient(self) -> None:
         await self.serverAndClient("asyncio")
