@@ -69,8 +69,21 @@ C_CALLBACK = "ours, C callback (functools.partial)"
 #: Their clients' styles (see bench/ours.py).
 STYLES = {"ours call": "call", "ours partial": "partial"}
 #: Ours, client and server, on Twisted's asyncio reactor, and on it over
-#: uvloop: the reactor a program on asyncio brings.
-REACTORS = {"ours on the asyncio reactor": "asyncio", "ours on asyncio over uvloop": "uvloop"}
+#: uvloop, as a Twisted program that installs that reactor (Twisted's
+#: transports); and as an asyncio program through upnode.aio, on asyncio's
+#: loop and on uvloop's (the loop's own transports).
+REACTORS = {
+    "ours on the asyncio reactor": "asyncio",
+    "ours on asyncio over uvloop": "uvloop",
+    "ours in an asyncio program": "aio",
+    "ours in an asyncio program on uvloop": "aio-uvloop",
+}
+#: The floor each of those is set beside: the same loop, bare.
+FLOOR_OF = {
+    "ours on asyncio over uvloop": "uvloop floor",
+    "ours in an asyncio program": "asyncio floor",
+    "ours in an asyncio program on uvloop": "uvloop floor",
+}
 #: The other peers: row name, then program and the library it needs (the
 #: module, and the package to install), None for what every install has.
 PEERS = {
@@ -253,7 +266,7 @@ class Bench:
             C_CALLBACK: ("ours", "ours partial"),
         }
         for name in REACTORS:
-            if name != "ours on asyncio over uvloop" or importlib.util.find_spec("uvloop") is not None:
+            if "uvloop" not in name or importlib.util.find_spec("uvloop") is not None:
                 rows[name] = (name, name)
         for key, (calls, warmup) in sizes.items():
             mode = "pipelined" if key == LONG else key
@@ -277,10 +290,9 @@ class Bench:
             for name, label in ((UP_CALL, "up.call/up(cb)"), (C_CALLBACK, "C callback/lambda")):
                 if name in rates:
                     self.ratios[key][label] = _median([c / o for c, o in zip(rates[name], rates["ours"], strict=True)])
-            if "ours on asyncio over uvloop" in rates and "uvloop floor" in rates:
-                self.ratios[key]["ours on uvloop/uvloop floor"] = _median(
-                    [o / f for o, f in zip(rates["ours on asyncio over uvloop"], rates["uvloop floor"], strict=True)]
-                )
+            for name, floor in FLOOR_OF.items():
+                if name in rates and floor in rates:
+                    self.ratios[key][f"{name}/{floor}"] = _median([o / f for o, f in zip(rates[name], rates[floor], strict=True)])
             if "ours, server metrics on" in rates:
                 self.ratios[key]["metrics on/off"] = _median(
                     [m / o for m, o in zip(rates["ours, server metrics on"], rates["ours"], strict=True)]
@@ -480,8 +492,8 @@ def table(results: Dict[str, Any], ratios: Dict[str, Dict[str, float]], peers: O
                 extra = f"   {ratios[mode]['up.call/up(cb)']:.2f} x ours through up(cb)"
             elif name == C_CALLBACK and "C callback/lambda" in ratios[mode]:
                 extra = f"   {ratios[mode]['C callback/lambda']:.2f} x ours with a lambda"
-            elif name == "ours on asyncio over uvloop" and "ours on uvloop/uvloop floor" in ratios[mode]:
-                extra = f"   {ratios[mode]['ours on uvloop/uvloop floor']:.2f} x the uvloop floor"
+            elif f"{name}/{FLOOR_OF.get(name)}" in ratios[mode]:
+                extra = f"   {ratios[mode][f'{name}/{FLOOR_OF[name]}']:.2f} x the {FLOOR_OF[name]}"
             lines.append(f"  {name:<{width}}{rate:>10,.0f}{extra}")
         if peers is not None and mode in peers["results"]:
             for name, rate in peers["results"][mode].items():

@@ -37,8 +37,10 @@ class BenchSmoke(TestCase):
         results = raw["results"]
         # Ours over uvloop, and its ratio to the uvloop floor, where uvloop is installed.
         hasUvloop = importlib.util.find_spec("uvloop") is not None
-        uvloopRow = {"ours on asyncio over uvloop"} if hasUvloop else set()
-        uvloopRatio = {"ours on uvloop/uvloop floor"} if hasUvloop else set()
+        uvloopRow = {"ours on asyncio over uvloop", "ours in an asyncio program on uvloop"} if hasUvloop else set()
+        uvloopRatio = (
+            {"ours on asyncio over uvloop/uvloop floor", "ours in an asyncio program on uvloop/uvloop floor"} if hasUvloop else set()
+        )
         for mode in ("lockstep", "pipelined", "pipelined, long connection"):
             # Two rounds, each with every pair; a ratio for each comparison.
             self.assertTrue(all(len(rates) == 2 for rates in raw["runs"][mode].values()), raw["runs"][mode])
@@ -47,7 +49,7 @@ class BenchSmoke(TestCase):
                 set(ratios),
                 {"ours/ceiling", "ours/node"}
                 | (
-                    {"metrics on/off", "up.call/up(cb)", "C callback/lambda"} | uvloopRatio
+                    {"metrics on/off", "up.call/up(cb)", "C callback/lambda", "ours in an asyncio program/asyncio floor"} | uvloopRatio
                     if mode != "pipelined, long connection"
                     else set()
                 ),
@@ -68,6 +70,7 @@ class BenchSmoke(TestCase):
                     "ours, through up.call",
                     "ours, C callback (functools.partial)",
                     "ours on the asyncio reactor",
+                    "ours in an asyncio program",
                 }
                 | uvloopRow,
             )
