@@ -213,6 +213,7 @@ class StreamBridge(asyncio.Protocol):
         self._loop: Any = loop
         self.protocol: Any = None
         self.transport: Optional[StreamTransport] = None
+        self._received: Callable[[bytes], None] = _nothing
 
     def connection_made(self, stream: Any) -> None:
         # (uvloop's transports are not asyncio.Transport subclasses.)
@@ -225,8 +226,9 @@ class StreamBridge(asyncio.Protocol):
             return
         self.protocol = protocol
         self.transport = StreamTransport(stream, host, peer, self._loop.call_soon)
-        self._received = protocol.dataReceived
         self._guard(protocol.makeConnection, self.transport)
+        # Bound once connected: a protocol may put its own receiver in place then.
+        self._received = protocol.dataReceived
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -262,6 +264,10 @@ class StreamBridge(asyncio.Protocol):
         _log.failure("Unhandled error in {protocol!r}; its connection is closed", failure, protocol=self.protocol)
         if self.transport is not None and self.transport.connected:
             self.transport.abortConnection()
+
+
+def _nothing(data: bytes) -> None:
+    pass
 
 
 def _isUnix(stream: asyncio.BaseTransport) -> bool:

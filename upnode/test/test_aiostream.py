@@ -42,7 +42,9 @@ class FakeSocket:
     def setsockopt(self, level: int, name: int, value: int) -> None:
         self.options[level, name] = value
 
-    def getsockopt(self, level: int, name: int) -> int:
+    def getsockopt(self, level: int, name: int, buflen: Optional[int] = None) -> int:
+        if buflen is not None:  # TCP_INFO: not on this system
+            raise OSError(errno.ENOPROTOOPT, "Protocol not available")
         return self.options.get((level, name), 0)
 
 
