@@ -129,6 +129,32 @@ RUN(main())
 print("exited", flush=True)
 """
 
+HUNG_ATTEMPT = """
+import asyncio, socket, time
+import upnode.aio
+
+async def main():
+    # A listener whose accept queue is full: the kernel drops further SYNs,
+    # so an attempt hangs until it is given up.
+    listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        f = socket.socket(); f.setblocking(False); f.connect_ex(("127.0.0.1", port)); fillers.append(f)
+    await asyncio.sleep(0.2)
+    errors = []
+    start = time.monotonic()
+    up = await upnode.aio.connect(port, "127.0.0.1", ping=0, handshakeTimeout=0.5, reconnect=0.1, jitter=0)
+    up.on("error", lambda e: errors.append((type(getattr(e, "value", e)).__name__, time.monotonic() - start)))
+    await asyncio.sleep(1.8)
+    print("given up:", [name for name, _ in errors])
+    print("first bounded:", 0.45 <= errors[0][1] < 1.5)
+    await up.close()
+
+RUN(main())
+print("exited", flush=True)
+"""
+
 
 RUNNERS = {
     "asyncio": "asyncio.run",
@@ -191,6 +217,21 @@ class AsyncioProgramTests(TestCase):
 
     async def test_loopTransportsOnUvloop(self) -> None:
         await self.loopTransports("uvloop")
+
+    async def hungAttempt(self, runner: str) -> None:
+        out = await self.runScript(HUNG_ATTEMPT, runner)
+        self.assertIn("given up: ['UpTimeout', 'UpTimeout'", out)
+        self.assertIn("first bounded: True", out)
+
+    async def test_hungAttempt(self) -> None:
+        """
+        C{handshakeTimeout} bounds an attempt over the loop's transports
+        too: one whose SYN goes unanswered is cancelled and tried again.
+        """
+        await self.hungAttempt("asyncio")
+
+    async def test_hungAttemptOnUvloop(self) -> None:
+        await self.hungAttempt("uvloop")
 
     async def test_serverAndClient(self) -> None:
         await self.serverAndClient("asyncio")
