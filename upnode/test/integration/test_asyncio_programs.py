@@ -7,6 +7,7 @@ main() returns.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import textwrap
 from typing import Any
@@ -160,6 +161,7 @@ RUNNERS = {
     "asyncio": "asyncio.run",
     "uvloop": "__import__('uvloop').run",
 }
+HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
 
 class AsyncioProgramTests(TestCase):
@@ -244,3 +246,88 @@ class AsyncioProgramTests(TestCase):
 
     async def test_clientBeforeServerOnUvloop(self) -> None:
         await self.clientFirst("uvloop")
+
+
+AIO_SERVER = """
+import asyncio, json, time
+import upnode.aio
+
+async def main():
+    def cons(remote, conn):
+        return {"time": lambda cb: cb(time.ctime())}
+    server = await upnode.aio.upnode(cons).listen(0, "127.0.0.1", ping=0.2, timeout=0.5)
+    print(json.dumps({"event": "listening", "port": server.port.getHost().port}), flush=True)
+    while not server.connections:
+        await asyncio.sleep(0.05)
+    print(json.dumps({"event": "carried", "by": type(server.connections[0].transport).__name__}), flush=True)
+    await asyncio.sleep(60)
+
+RUN(main())
+"""
+
+AIO_CLIENT = """
+import asyncio, sys
+import upnode.aio
+
+async def main():
+    up = await upnode.aio.connect(int(sys.argv[1]), "127.0.0.1", ping=0.2, timeout=0.5)
+    print("echoes:", [await up.call("echo", {"n": n}, timeout=5) for n in range(5)])
+    print("carried by:", type(up.conn.transport).__name__)
+    await asyncio.sleep(0.6)  # pings both ways meanwhile
+    print("still up:", up.conn is not None and up.remote is not None)
+    await up.close()
+
+RUN(main())
+print("exited", flush=True)
+"""
+
+
+class AsyncioProgramInteropTests(TestCase):
+    """
+    Node's upnode against an asyncio program's links, which ride the loop's
+    own transports: the same wire, both ways.
+    """
+
+    timeout = 90
+
+    async def test_nodeClientAsyncioServer(self) -> None:
+        from .nodepeer import NodePeer, requireNode
+
+        requireNode()
+        for runner in RUNNERS:
+            if runner == "uvloop" and not HAS_UVLOOP:
+                continue
+            program = NodePeer()  # (it reads any process's JSON report lines)
+            body = textwrap.dedent(AIO_SERVER).replace("RUN(", RUNNERS[runner] + "(")
+            reactor.spawnProcess(program, sys.executable, [sys.executable, "-c", body], env=ENV)
+            self.addCleanup(program.stop)
+            port = (await program.next("listening"))["port"]
+            peer = NodePeer.spawn("upnode-client", str(port), "50", "plain")
+            self.addCleanup(peer.stop)
+            await peer.next("up")
+            self.assertEqual((await program.next("carried"))["by"], "StreamTransport")
+            await peer.next("ping")
+            results = [(await peer.next("result"))["i"] for _ in range(5)]
+            self.assertEqual(results, sorted(results))
+            self.assertEqual([r for r in peer.all if r["event"] in ("error", "down")], [])
+
+    async def test_asyncioClientNodeServer(self) -> None:
+        from .helpers import freePort
+        from .nodepeer import NodePeer
+
+        port = await freePort()
+        peer = NodePeer.spawn("upnode-server", str(port))
+        self.addCleanup(peer.stop)
+        await peer.next("listening")
+        for runner in RUNNERS:
+            if runner == "uvloop" and not HAS_UVLOOP:
+                continue
+            process = Collect()
+            body = textwrap.dedent(AIO_CLIENT).replace("RUN(", RUNNERS[runner] + "(")
+            reactor.spawnProcess(process, sys.executable, [sys.executable, "-c", body, str(port)], env=ENV)
+            code, out, err = await process.done
+            self.assertEqual(code, 0, out + err)
+            self.assertIn("echoes: [{'n': 0}, {'n': 1}, {'n': 2}, {'n': 3}, {'n': 4}]", out)
+            self.assertIn("carried by: StreamTransport", out)
+            self.assertIn("still up: True", out)
+            self.assertNotIn("Traceback", err)
