@@ -94,14 +94,15 @@ def serve(port: int, cull: bool = True, metrics: bool = False) -> None:
     reactor.run()
 
 
-def calls(mode: str, port: int, total: int, warmup: int, style: str = "up") -> None:
+def caller(up: Any, mode: str, total: int, warmup: int, style: str, finished: Any) -> Any:
     """
-    Make C{warmup} calls, then time C{total} more: through C{up(cb)} with
-    a fresh lambda per call (style C{up}), through C{up.call} (C{call}), or
-    through C{up(cb)} with a callback that has no C{__code__}, as C{print}
-    or a bound builtin has (C{partial}).
+    What makes C{warmup} calls, then times C{total} more and reports:
+    through C{up(cb)} with a fresh lambda per call (style C{up}), through
+    C{up.call} (C{call}), or through C{up(cb)} with a callback that has no
+    C{__code__}, as C{print} or a bound builtin has (C{partial}).  Returns
+    the function that starts, once the link is up; C{finished()} is called
+    after the report.
     """
-    up = upnode.connect(port, "127.0.0.1", {"ping": 0, "reconnect": 0.05, "jitter": 0})
     inFlight = 1 if mode == "lockstep" else PIPELINE
     state = {"sent": 0, "done": 0, "start": 0.0}
 
@@ -127,7 +128,7 @@ def calls(mode: str, port: int, total: int, warmup: int, style: str = "up") -> N
         elif state["done"] == warmup + total:
             seconds = time.perf_counter() - state["start"]
             report(mode=mode if style == "up" else f"{style}-{mode}", calls=total, seconds=seconds, rate=total / seconds)
-            reactor.stop()
+            finished()
 
     cCallback = functools.partial(replied)
     if style == "call":
@@ -135,12 +136,21 @@ def calls(mode: str, port: int, total: int, warmup: int, style: str = "up") -> N
     elif style == "partial":
         send = sendPartial
 
-    def start(remote: Any) -> None:
+    def start() -> None:
         state["start"] = time.perf_counter()
         for _ in range(min(inFlight, warmup + total)):
             send()
 
-    up().addCallback(start)
+    return start
+
+
+def calls(mode: str, port: int, total: int, warmup: int, style: str = "up") -> None:
+    """
+    L{caller}'s calls, on the reactor.
+    """
+    up = upnode.connect(port, "127.0.0.1", {"ping": 0, "reconnect": 0.05, "jitter": 0})
+    start = caller(up, mode, total, warmup, style, reactor.stop)
+    up().addCallback(lambda remote: start())
     reactor.run()
 
 
@@ -247,34 +257,15 @@ async def aioServe(port: int) -> None:
 
 async def aioCalls(mode: str, port: int, total: int, warmup: int) -> None:
     """
-    L{calls} through C{up(cb)} as an asyncio program.
+    L{caller}'s calls through C{up(cb)}, as an asyncio program.
     """
     import asyncio
 
     up = await upnode.aio.connect(port, "127.0.0.1", ping=0, reconnect=0.05, jitter=0)
     finished = asyncio.get_running_loop().create_future()
-    inFlight = 1 if mode == "lockstep" else PIPELINE
-    state = {"sent": 0, "done": 0, "start": 0.0}
-
-    def send() -> None:
-        state["sent"] += 1
-        up(lambda remote, conn: remote.echo(PAYLOAD, lambda value: replied(value)))
-
-    def replied(value: Any) -> None:
-        state["done"] += 1
-        if state["done"] == warmup:
-            state["start"] = time.perf_counter()
-        if state["sent"] < warmup + total:
-            send()
-        elif state["done"] == warmup + total:
-            seconds = time.perf_counter() - state["start"]
-            report(mode=mode, calls=total, seconds=seconds, rate=total / seconds)
-            finished.set_result(None)
-
+    start = caller(up, mode, total, warmup, "up", lambda: finished.set_result(None))
     await up(timeout=30.0)
-    state["start"] = time.perf_counter()
-    for _ in range(min(inFlight, warmup + total)):
-        send()
+    start()
     await finished
     await up.close()
 
