@@ -40,6 +40,10 @@ from zope.interface import implementer
 
 _log = Logger()
 
+#: What one read takes unless told otherwise: what Twisted's transports
+#: read (asyncio's and uvloop's would take up to 256 KiB).
+READ_SIZE = 64 * 1024
+
 
 def addressOf(name: Any, transportType: Any = "TCP") -> Any:
     """
@@ -63,13 +67,18 @@ class StreamTransport:
     Its producer side pauses and resumes the asyncio transport's reading;
     its consumer side hands the asyncio transport's write flow control
     (C{pause_writing}/C{resume_writing}) to the registered producer.
+    C{readSize} is how much one read takes, as C{bufferSize} is for
+    Twisted's transports (see L{upnode._tuning.setReadSize}).
     A transport that is not TCP (a unix socket) still answers the TCP
     calls: setting an option is then a no-op, as Twisted's own is not
     asked for it.
 
     @ivar connected: whether the connection is still up.
     @ivar disconnecting: whether C{loseConnection} was called.
+    @ivar readSize: the bytes one read takes at most.
     """
+
+    readSize = READ_SIZE
 
     def __init__(self, stream: Any, host: Any, peer: Any, callSoon: Callable[[Callable[[], None]], Any]) -> None:
         self._stream = stream
@@ -200,10 +209,12 @@ class StreamTransport:
             producer.stopProducing()
 
 
-class StreamBridge(asyncio.Protocol):
+class StreamBridge(asyncio.BufferedProtocol):
     """
     The asyncio protocol that hands a connection's events to the Twisted
-    protocol the factory builds for it.  An exception the Twisted protocol
+    protocol the factory builds for it.  It reads into a buffer of its own,
+    so that the transport's C{readSize} bounds each read (a server shares
+    its reads between its busy connections that way).  An exception the Twisted protocol
     raises is logged as a failure and ends the connection, as Twisted's
     own transports do (asyncio would only report it to its loop's handler).
     """
@@ -214,6 +225,7 @@ class StreamBridge(asyncio.Protocol):
         self.protocol: Any = None
         self.transport: Optional[StreamTransport] = None
         self._received: Callable[[bytes], None] = _nothing
+        self._buffer = memoryview(bytearray(READ_SIZE))
 
     def connection_made(self, stream: Any) -> None:
         # (uvloop's transports are not asyncio.Transport subclasses.)
@@ -230,9 +242,15 @@ class StreamBridge(asyncio.Protocol):
         # Bound once connected: a protocol may put its own receiver in place then.
         self._received = protocol.dataReceived
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        transport = self.transport
+        if transport is not None and len(self._buffer) != transport.readSize:
+            self._buffer = memoryview(bytearray(transport.readSize))
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
         try:
-            self._received(data)
+            self._received(self._buffer[:nbytes].tobytes())
         except BaseException:
             self._failed(Failure())
 

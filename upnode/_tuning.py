@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator, Optional
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import ITCPTransport, IWriteDescriptor
 
+from ._aiostream import StreamTransport
+
 
 def tune(transport: Any, readSize: int) -> bool:
     """
@@ -49,7 +51,8 @@ def setNoDelay(transport: Any) -> bool:
 def setReadSize(transport: Any, readSize: int) -> bool:
     """
     Fast path: make a socket transport read C{readSize} bytes at a time
-    (Twisted reads 64 KiB).  With many calls in flight, a smaller slice
+    (Twisted reads 64 KiB).  An asyncio loop's transport, under
+    L{upnode._aiostream.StreamTransport}, reads into a buffer of that size.  With many calls in flight, a smaller slice
     lets our replies to the first calls leave while we work on the rest,
     so both ends are busy at once.
 
@@ -61,6 +64,9 @@ def setReadSize(transport: Any, readSize: int) -> bool:
     whether the read size was set.
     """
     for layer in layers(transport):
+        if isinstance(layer, StreamTransport):
+            layer.readSize = readSize
+            return True
         if isinstance(layer, FileDescriptor):
             if type(getattr(layer, "bufferSize", None)) is int:
                 layer.bufferSize = readSize

@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from upnode import _tuning
 from upnode._aiostream import (
     LoopClientEndpoint,
     LoopServerEndpoint,
@@ -31,6 +32,7 @@ from upnode._aiostream import (
     addressOf,
 )
 from upnode._args import Arguments, clientEndpoint, serverEndpoint
+from upnode._readshare import START_READ
 from upnode._server import UpnodeServerFactory
 
 
@@ -128,6 +130,16 @@ class Producer:
         self.calls.append("stop")
 
 
+def feed(bridge: StreamBridge, data: bytes) -> None:
+    """
+    What the loop does with a read: into the bridge's buffer, then told.
+    """
+    buffer = bridge.get_buffer(-1)
+    assert len(data) <= len(buffer)
+    buffer[: len(data)] = data
+    bridge.buffer_updated(len(data))
+
+
 def connected(protocol: Any = None, stream: Optional[FakeStream] = None) -> Any:
     stream = stream or FakeStream()
     loop = FakeLoop()
@@ -173,8 +185,8 @@ class BridgeTests(SynchronousTestCase):
         transport as they are.
         """
         bridge, stream, _, protocol = connected()
-        bridge.data_received(b"abc")
-        bridge.data_received(b"def")
+        feed(bridge, b"abc")
+        feed(bridge, b"def")
         self.assertEqual(protocol.received, [b"abc", b"def"])
         protocol.transport.write(b"one")
         protocol.transport.writeSequence([b"t", b"wo"])
@@ -220,7 +232,7 @@ class BridgeTests(SynchronousTestCase):
                 raise ZeroDivisionError("a bug in the protocol")
 
         bridge, stream, _, _ = connected(Broken())
-        bridge.data_received(b"x")
+        feed(bridge, b"x")
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         self.assertEqual(stream.calls, ["abort"])
 
@@ -237,6 +249,30 @@ class BridgeTests(SynchronousTestCase):
         bridge.connection_lost(None)
         protocol.transport.pauseProducing()  # gone: nothing to pause
         self.assertEqual(stream.calls, ["pause_reading", "resume_reading", "close"])
+
+
+class ReadSizeTests(SynchronousTestCase):
+    def test_readSizeBoundsEachRead(self) -> None:
+        """
+        Each read takes at most the transport's C{readSize}, which
+        L{upnode._tuning.setReadSize} sets, as C{bufferSize} on Twisted's.
+        """
+        bridge, _, _, protocol = connected()
+        self.assertEqual(len(bridge.get_buffer(-1)), 64 * 1024)
+        self.assertTrue(_tuning.setReadSize(protocol.transport, 4096))
+        self.assertEqual(len(bridge.get_buffer(1 << 20)), 4096)
+        feed(bridge, b"x" * 4096)
+        self.assertEqual(protocol.received, [b"x" * 4096])
+
+    def test_serverReadShare(self) -> None:
+        """
+        A server's connection over the loop's transport starts with the
+        small read a new connection gets, as over Twisted's.
+        """
+        factory = UpnodeServerFactory({}, ping=0, clock=Clock())
+        bridge = StreamBridge(factory, FakeLoop())  # type: ignore[arg-type]
+        bridge.connection_made(FakeStream())
+        self.assertEqual(len(bridge.get_buffer(-1)), START_READ)
 
 
 class FlowControlTests(SynchronousTestCase):
@@ -342,8 +378,8 @@ class DnodeOverTheBridgeTests(SynchronousTestCase):
         [methods] = [orjson.loads(line) for line in b"".join(stream.written).splitlines()]
         self.assertEqual(methods["method"], "methods")
         del stream.written[:]
-        bridge.data_received(b'{"method":"methods","arguments":[{}],"callbacks":{},"links":[]}\n')
-        bridge.data_received(b'{"method":"echo","arguments":["hi",null],"callbacks":{"7":["1"]},"links":[]}\n')
+        feed(bridge, b'{"method":"methods","arguments":[{}],"callbacks":{},"links":[]}\n')
+        feed(bridge, b'{"method":"echo","arguments":["hi",null],"callbacks":{"7":["1"]},"links":[]}\n')
         lines = [orjson.loads(line) for line in b"".join(stream.written).splitlines()]
         self.assertEqual(lines[0], {"method": 7, "arguments": ["hi"], "callbacks": {}, "links": []})
         self.assertEqual(stream.extra["socket"].options[socket.IPPROTO_TCP, socket.TCP_NODELAY], 1)
