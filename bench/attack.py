@@ -8,6 +8,7 @@ meanwhile.  The attackers are in bench/attackers.py.
     python bench/attack.py              the full run (about three minutes)
     python bench/attack.py --quick      short versions (under two minutes)
     python bench/attack.py --only flood,idle --json out.json
+    python bench/attack.py --loop uvloop   the server as an asyncio program on uvloop
 
 The quick run also shortens the server's handshake and line timeouts
 (3 and 4 seconds) so that its idle and slowloris peers are dropped soon;
@@ -52,7 +53,7 @@ class Server:
     A ``twistd -n upnode-server`` of our own, logging to a file.
     """
 
-    def __init__(self, folder: Path, args: List[str], nofile: Optional[int] = None) -> None:
+    def __init__(self, folder: Path, args: List[str], nofile: Optional[int] = None, loop: str = "twisted") -> None:
         self.port = freePort()
         self.log = folder / f"twistd-{self.port}.log"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
@@ -61,8 +62,12 @@ class Server:
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-        command = [PY, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", f"--logfile={self.log}"]
-        command += ["upnode-server", "--port", f"tcp:{self.port}:interface=127.0.0.1", *args]
+        if loop == "twisted":
+            command = [PY, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", f"--logfile={self.log}"]
+            command += ["upnode-server"]
+        else:  # the same server as an asyncio program, on the loop's own transports
+            command = [PY, str(HERE / "aioserver.py"), loop]
+        command += ["--port", f"tcp:{self.port}:interface=127.0.0.1", *args]
         self.process = subprocess.Popen(
             command, cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=limit
         )
@@ -247,6 +252,7 @@ def plan(args: argparse.Namespace, folder: Path) -> List[Dict[str, Any]]:
     for run in runs:
         run["serverArgs"] = list(common)
         run["rssCap"] = args.rss_cap
+        run["loop"] = args.loop
         if run.get("service"):
             run["serverArgs"] += ["--service", run["service"]]
     return runs
@@ -269,7 +275,7 @@ def runOne(run: Dict[str, Any], folder: Path) -> Dict[str, Any]:
         certs = makeCertificates(folder / "certs")
         attackPort = freePort()
         args += ["--port", f"ssl:{attackPort}:interface=127.0.0.1:privateKey={folder / 'certs' / 'good.key'}:certKey={certs['good']}"]
-    server = Server(folder, args, run.get("nofile"))
+    server = Server(folder, args, run.get("nofile"), run["loop"])
     try:
         if attackPort is not None:
             attackers.waitForPort(attackPort, 30)
@@ -345,6 +351,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short versions of every attack")
     parser.add_argument("--only", default="dag,flood,pipeline,idle,fdlimit,cycles,slowloris,partial,callbacks")
     parser.add_argument("--json", help="write the raw results here")
+    parser.add_argument(
+        "--loop",
+        choices=("twisted", "asyncio", "uvloop"),
+        default="twisted",
+        help="the server as twistd runs it (default), or as an asyncio program on asyncio's or uvloop's loop",
+    )
     parser.add_argument(
         "--rss-cap", type=float, default=2000.0, help="MB of growth at which a server is killed (the machine's safety)"
     )

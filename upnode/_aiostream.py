@@ -91,6 +91,8 @@ class StreamTransport:
         self.producer: Any = None
         self._streamingProducer = False
         self._writingPaused = False
+        self._readingPaused = False
+        self._yielding = False
 
     def writeSequence(self, data: Any) -> None:
         self._stream.writelines(data)
@@ -148,11 +150,34 @@ class StreamTransport:
     # IPushProducer: our reading.
 
     def pauseProducing(self) -> None:
+        self._readingPaused = True
         if self.connected:
             self._stream.pause_reading()
 
     def resumeProducing(self) -> None:
-        if self.connected:
+        self._readingPaused = False
+        if self.connected and not self._yielding:
+            self._stream.resume_reading()
+
+    def yieldReading(self) -> None:
+        """
+        Read no more until the loop has served its other ready callbacks.
+
+        After a read that filled its buffer: libuv (under uvloop) reads a
+        ready socket again, up to 32 times, before it serves the next one,
+        so a peer with much to send would get 32 reads a turn where asyncio
+        and Twisted give it one, and everyone else's calls would wait for
+        them.
+        """
+        if self._yielding or self._readingPaused or not self.connected:
+            return
+        self._yielding = True
+        self._stream.pause_reading()
+        self._callSoon(self._yielded)
+
+    def _yielded(self) -> None:
+        self._yielding = False
+        if self.connected and not self._readingPaused:
             self._stream.resume_reading()
 
     def stopProducing(self) -> None:
@@ -253,6 +278,8 @@ class StreamBridge(asyncio.BufferedProtocol):
             self._received(self._buffer[:nbytes].tobytes())
         except BaseException:
             self._failed(Failure())
+        if nbytes == len(self._buffer) and self.transport is not None:
+            self.transport.yieldReading()
 
     def eof_received(self) -> Optional[bool]:
         return None  # asyncio then closes, and connection_lost follows

@@ -275,6 +275,50 @@ class ReadSizeTests(SynchronousTestCase):
         self.assertEqual(len(bridge.get_buffer(-1)), START_READ)
 
 
+class YieldTests(SynchronousTestCase):
+    def test_fullReadYields(self) -> None:
+        """
+        After a read that filled the buffer, reading pauses until the
+        loop's other ready callbacks have run (libuv would read the same
+        socket again at once); a read that did not fill it does not.
+        """
+        bridge, stream, loop, protocol = connected()
+        _tuning.setReadSize(protocol.transport, 8)
+        feed(bridge, b"1234")
+        self.assertEqual((stream.calls, loop.soon), ([], []))
+        feed(bridge, b"12345678")
+        self.assertEqual(stream.calls, ["pause_reading"])
+        loop.runSoon()
+        self.assertEqual(stream.calls, ["pause_reading", "resume_reading"])
+
+    def test_protocolPauseHolds(self) -> None:
+        """
+        A protocol that paused reading while the read yielded stays paused;
+        one that resumes meanwhile reads again once the yield is over.
+        """
+        bridge, stream, loop, protocol = connected()
+        _tuning.setReadSize(protocol.transport, 4)
+        feed(bridge, b"full")
+        protocol.transport.pauseProducing()
+        loop.runSoon()
+        self.assertEqual(stream.calls, ["pause_reading", "pause_reading"])
+        protocol.transport.resumeProducing()
+        feed(bridge, b"full")
+        protocol.transport.pauseProducing()
+        protocol.transport.resumeProducing()
+        self.assertEqual(stream.calls[3:], ["pause_reading", "pause_reading"])
+        loop.runSoon()
+        self.assertEqual(stream.calls[-1], "resume_reading")
+
+    def test_noYieldOnceLost(self) -> None:
+        bridge, stream, loop, protocol = connected()
+        _tuning.setReadSize(protocol.transport, 4)
+        feed(bridge, b"full")
+        bridge.connection_lost(None)
+        loop.runSoon()
+        self.assertEqual(stream.calls, ["pause_reading"])
+
+
 class FlowControlTests(SynchronousTestCase):
     def test_streamingProducer(self) -> None:
         """
