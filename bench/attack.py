@@ -400,7 +400,8 @@ def main() -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     mode = "quick" if args.quick else "full"
-    print(f"Attacks on twistd upnode-server ({mode} run, {time.monotonic() - began:.0f} s; Python {sys.version.split()[0]}, {os.cpu_count()} cores)")
+    where = "twistd upnode-server" if args.loop == "twisted" else f"upnode-server as an asyncio program on {args.loop}"
+    print(f"Attacks on {where} ({mode} run, {time.monotonic() - began:.0f} s; Python {sys.version.split()[0]}, {os.cpu_count()} cores)")
     if scaled:
         print(f"Scaled down to the descriptor limit ({soft}): {', '.join(scaled)}")
     print(table(rows))
