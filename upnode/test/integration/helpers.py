@@ -26,10 +26,12 @@ async def freePort() -> int:
     return number
 
 
-def spawnTwistd(testCase: Any, *args: str) -> Any:
+def spawnTwistd(testCase: Any, *args: str, loop: str = "twisted") -> Any:
     """
     A real C{twistd -n upnode-server ARGS} process, killed (and waited for)
-    at the test's cleanup if still running.
+    at the test's cleanup if still running; with C{loop} C{"asyncio"} or
+    C{"uvloop"}, the same server as an asyncio program on that loop
+    (C{bench/aioserver.py}).
     """
     import signal
     import sys
@@ -37,13 +39,11 @@ def spawnTwistd(testCase: Any, *args: str) -> Any:
     from .test_twistd_cli import ENV, ROOT, Twistd
 
     process = Twistd()
-    reactor.spawnProcess(
-        process,
-        sys.executable,
-        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "upnode-server", *args],
-        env=ENV,
-        path=str(ROOT),
-    )
+    if loop == "twisted":
+        argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "upnode-server", *args]
+    else:
+        argv = [sys.executable, str(ROOT / "bench" / "aioserver.py"), loop, *args]
+    reactor.spawnProcess(process, sys.executable, argv, env=ENV, path=str(ROOT))
 
     def cleanup() -> Any:
         if not process.ended.called:
