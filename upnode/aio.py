@@ -24,6 +24,11 @@ server methods, callbacks, event handlers) run as asyncio tasks, so they
 may await anything asyncio code awaits (C{await asyncio.sleep(0.1)}); a
 Twisted Deferred is awaited there as C{await d.asFuture(loop)}.
 
+Links named by a port or a unix path ride the loop's own transports
+(uvloop's read and write in C), not Twisted's; links named by an endpoint
+object or description (C{"tls:..."}, C{"tcp:..."}) ride Twisted's, which
+is how TLS and C{startTLS} are had here (see L{upnode._aiostream}).
+
 One event loop per process: Twisted's reactor is installed once and
 cannot restart, so a second C{asyncio.run} in the same process is refused.
 """
