@@ -9,11 +9,9 @@ Owns: the bridge between the two protocol models (L{StreamBridge}), the
 Twisted-facing transport over an asyncio one (L{StreamTransport}), and the
 endpoints that make them (L{LoopClientEndpoint}, L{LoopServerEndpoint}).
 
-Everything is written through the asyncio transport's own C{write()}; TLS
-goes on top as Twisted's TLS layer over this transport (C{wrapClientTLS},
-C{TLSMemoryBIOFactory}), so what reaches the socket is its records.
-C{startTLS} is not offered: a connection that needs it uses Twisted's own
-transports (an endpoint object or description).
+Everything is written through the asyncio transport's own C{write()}.
+TLS and C{startTLS} are not offered here: a link that needs them is named
+by an endpoint object or description, and rides Twisted's transports.
 """
 
 from __future__ import annotations
@@ -85,7 +83,6 @@ class StreamTransport:
         self._callSoon = callSoon
         self._host = host
         self._peer = peer
-        self.write: Callable[[bytes], None] = stream.write
         self.connected = True
         self.disconnecting = False
         self.producer: Any = None
@@ -94,8 +91,15 @@ class StreamTransport:
         self._readingPaused = False
         self._yielding = False
 
+    def write(self, data: bytes) -> None:
+        # Dropped once closing, as asyncio's would (and uvloop's would
+        # raise once the socket is closed): nothing more is to be sent.
+        if not self.disconnecting:
+            self._stream.write(data)
+
     def writeSequence(self, data: Any) -> None:
-        self._stream.writelines(data)
+        if not self.disconnecting:
+            self._stream.writelines(data)
 
     def loseConnection(self) -> None:
         # asyncio sends what is buffered, then closes.

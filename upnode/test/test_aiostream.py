@@ -192,6 +192,20 @@ class BridgeTests(SynchronousTestCase):
         protocol.transport.writeSequence([b"t", b"wo"])
         self.assertEqual(stream.written, [b"one", b"two"])
 
+    def test_noWritesOnceClosing(self) -> None:
+        """
+        What is written after C{loseConnection}, or once the connection is
+        lost, is dropped, not handed to a closed loop transport (uvloop's
+        would raise).
+        """
+        bridge, stream, _, protocol = connected()
+        protocol.transport.loseConnection()
+        protocol.transport.write(b"late")
+        protocol.transport.writeSequence([b"later"])
+        bridge.connection_lost(None)
+        protocol.transport.write(b"gone")
+        self.assertEqual(stream.written, [])
+
     def test_close(self) -> None:
         """
         C{loseConnection} closes once (asyncio sends what is buffered
