@@ -67,9 +67,8 @@ class StreamTransport:
     (C{pause_writing}/C{resume_writing}) to the registered producer.
     C{readSize} is how much one read takes, as C{bufferSize} is for
     Twisted's transports (see L{upnode._tuning.setReadSize}).
-    A transport that is not TCP (a unix socket) still answers the TCP
-    calls: setting an option is then a no-op, as Twisted's own is not
-    asked for it.
+    Over a unix socket it still answers the TCP option calls, and sets
+    nothing.
 
     @ivar connected: whether the connection is still up.
     @ivar disconnecting: whether C{loseConnection} was called.
@@ -243,9 +242,10 @@ class StreamBridge(asyncio.BufferedProtocol):
     The asyncio protocol that hands a connection's events to the Twisted
     protocol the factory builds for it.  It reads into a buffer of its own,
     so that the transport's C{readSize} bounds each read (a server shares
-    its reads between its busy connections that way).  An exception the Twisted protocol
-    raises is logged as a failure and ends the connection, as Twisted's
-    own transports do (asyncio would only report it to its loop's handler).
+    its reads between its busy connections that way).  An exception the
+    Twisted protocol raises is logged as a failure and ends the connection,
+    as Twisted's own transports do (asyncio would only report it to its
+    loop's handler).
     """
 
     def __init__(self, factory: Any, loop: asyncio.AbstractEventLoop) -> None:
