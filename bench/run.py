@@ -102,6 +102,8 @@ FANIN_CLIENTS = 1000
 FANIN_LADDER = (0.1, 0.05, 0.025, 1 / 60, 0.0125, 0.01)
 FANIN_P99_MS = 50
 FANIN_IDLE = 10000
+#: Our server as an asyncio program on uvloop, beside the others in fan-in.
+FANIN_AIO = "ours in an asyncio program on uvloop"
 
 
 def freePort() -> int:
@@ -366,6 +368,8 @@ class Bench:
         ladder = FANIN_LADDER[:2] if self.smoke else FANIN_LADDER
         seconds, warmup = (1.0, 0.5) if self.smoke else (4.0, 1.0)
         servers = {"ours": "dnode", "node": "dnode", "asyncio floor": "lines"}
+        if importlib.util.find_spec("uvloop") is not None:
+            servers[FANIN_AIO] = "dnode"
         key = f"fan-in ({clients} clients)"
         rows: Dict[str, Dict[str, Any]] = {name: {"sustained": [], "rungs": {}} for name in servers}
         for run in range(max(1, self.repeat // 2) if not self.smoke else 1):
