@@ -105,10 +105,14 @@ class DnodeSession:
         proxies = self.proxies
         if proxies.pending and not self.closing:
             # Proxies that died while this chunk was handled (those of
-            # answered calls) are culled in the same write as the answers,
-            # after them: no timer, no packet of their own.
+            # answered calls) are culled in batches: a full one leaves in
+            # the same write as the answers, after them; the rest wait for
+            # a batch or the delay (see L{RemoteProxies.culls}), so that a
+            # call made one at a time does not cost the peer a message more.
             if self._owner.sendCulls:  # type: ignore[attr-defined]
-                self._outgoing.append(proxies.takeCulls())
+                culls = proxies.culls()
+                if culls:
+                    self._outgoing.append(culls)
             else:
                 proxies.dropCulls()
         if self._outgoing:

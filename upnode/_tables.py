@@ -167,10 +167,10 @@ class RemoteProxies:
     than a C{WeakValueDictionary}, or a C{__del__} on the proxy, on the
     path every call takes.
 
-    Culls of proxies that die while a received chunk is handled
-    (C{receiving}) wait for its end, to leave with its replies; others wait
-    up to L{CULL_DELAY} seconds, or for L{CULL_BATCH} of them, and are then
-    handed to C{due}.
+    Culls wait up to L{CULL_DELAY} seconds, or for L{CULL_BATCH} of them,
+    and are then handed to C{due}; those of proxies that die while a
+    received chunk is handled (C{receiving}) are counted at its end, where
+    a full batch leaves with its replies (see L{culls}).
     """
 
     def __init__(
@@ -240,6 +240,21 @@ class RemoteProxies:
     def _later(self) -> None:
         self._timer = None
         self._due()
+
+    def culls(self) -> bytes:
+        """
+        At the end of a received chunk: the cull message for the ids
+        pending if they make a batch (L{CULL_BATCH}), else nothing, and they
+        are handed to C{due} within L{CULL_DELAY} seconds unless a batch
+        fills first.  The peer decodes one message per batch, not one per
+        received chunk (per call, for calls made one at a time), and what
+        it keeps for us stays bounded by a batch and the delay.
+        """
+        if len(self.pending) >= CULL_BATCH:
+            return self.takeCulls()
+        if self._timer is None:
+            self._timer = self._callLater(CULL_DELAY, self._later)
+        return b""
 
     def takeCulls(self) -> bytes:
         """

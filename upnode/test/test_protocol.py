@@ -252,8 +252,10 @@ class SessionTests(SynchronousTestCase):
     def test_cullSentWhenProxyCollected(self) -> None:
         """
         When our last reference to a peer callback goes while a received
-        chunk is handled, its id is culled in one message with the others of
-        that chunk, after the replies and in the same write: no timer.
+        chunk is handled, its id leaves our table at once, and is culled
+        after the delay, in one message with the others of that chunk and
+        of the chunks after it: not in the write of the replies, which
+        would cost the peer a message per chunk.
         """
         h = Harness()
         h.sent()
@@ -266,10 +268,35 @@ class SessionTests(SynchronousTestCase):
             [
                 {"method": 11, "arguments": [1], "callbacks": {}, "links": []},
                 {"method": 12, "arguments": [2], "callbacks": {}, "links": []},
-                {"method": "cull", "arguments": [11, 12]},
             ],
         )
         self.assertEqual(h.proto.callbackCount()["remote"], 0)
+        h.proto.dataReceived(line({"method": "echo", "arguments": [3, "[Function]"], "callbacks": {"13": ["1"]}}))
+        self.assertEqual([m["method"] for m in h.sent()], [13])
+        h.clock.advance(CULL_DELAY)
+        self.assertEqual(h.sent(), [{"method": "cull", "arguments": [11, 12, 13]}])
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_fullBatchLeavesWithTheReplies(self) -> None:
+        """
+        A received chunk whose replies make the culls pending a full batch
+        culls them in the same write as the replies, after them, and
+        cancels the delay's timer.
+        """
+        h = Harness()
+        h.sent()
+        h.proto.dataReceived(line({"method": "echo", "arguments": [0, "[Function]"], "callbacks": {"100": ["1"]}}))
+        self.assertEqual(len(h.clock.getDelayedCalls()), 1)
+        h.transport.clear()
+        h.proto.dataReceived(
+            b"".join(
+                line({"method": "echo", "arguments": [i, "[Function]"], "callbacks": {str(100 + i): ["1"]}})
+                for i in range(1, CULL_BATCH)
+            )
+        )
+        written = h.transport.value().splitlines()
+        self.assertEqual(len(written), CULL_BATCH)
+        self.assertEqual(json.loads(written[-1]), {"method": "cull", "arguments": list(range(100, 100 + CULL_BATCH))})
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
     def test_cullsTurnedOff(self) -> None:
@@ -506,7 +533,9 @@ class BackPressureTests(SynchronousTestCase):
         h.proto.dataReceived(line({"method": "many", "arguments": ["[Function]"], "callbacks": {"1": ["0"]}}))
         self.assertEqual(seen[0], 0)  # held back...
         self.assertGreater(seen[1], 250)  # ...until past readSize
-        self.assertEqual([m["method"] for m in h.sent()], [1] * 5 + ["cull"])
+        self.assertEqual([m["method"] for m in h.sent()], [1] * 5)
+        h.clock.advance(CULL_DELAY)
+        self.assertEqual(h.sent(), [{"method": "cull", "arguments": [1]}])
 
 
 class KernelHarness(Harness):
@@ -951,9 +980,13 @@ class InMemoryPairTests(SynchronousTestCase):
         link = self.pair({"echo": lambda v, cb: cb(v)})
         start = (link.client.callbackCount(), link.server.callbackCount())
         got: List[int] = []
+        held = []
         for i in range(1000):
             link.client.remote.echo(i, lambda v: got.append(v))
             link.flush()
+            held.append(link.client.callbackCount()["local"] - start[0]["local"])
+        # Made one at a time, with no time passing: culled by the batch.
+        self.assertLessEqual(max(held), CULL_BATCH)
         gc.collect()
         link.clock.advance(CULL_DELAY)
         link.flush()
@@ -971,7 +1004,9 @@ class InMemoryPairTests(SynchronousTestCase):
         fails: List[Any] = []
         link.client.on("fail", fails.append)
         link.client.remote.echo(1, got.append)
-        link.pump()  # the server answers and culls; we have not read it yet
+        link.pump()  # the server answers
+        link.clock.advance(CULL_DELAY)  # and culls; we have not read it yet
+        self.assertIn(b'"cull"', b"".join(link.serverTransport.outgoing))
         link.client.remote.echo(2, got.append)
         link.flush()
         self.assertEqual((got, fails), ([1, 2], []))
