@@ -95,7 +95,10 @@ class LineFramer:
         receiver = self._receiver
         receiver.beginChunk()
         try:
-            if b"\n" not in data:
+            # (find, not "in": bytes.__contains__ first tries its argument
+            # as an integer, and makes and clears a TypeError to learn it
+            # is not, costing several times the search.)
+            if data.find(b"\n") < 0:
                 partial = self._partial
                 if type(partial) is bytes:
                     self._partial = partial = bytearray(partial)
