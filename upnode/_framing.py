@@ -116,8 +116,11 @@ class LineFramer:
             if partial:
                 lines[0] = bytes(partial) + lines[0] if type(partial) is bytearray else partial + lines[0]
             self._partial = tail = lines.pop()
-            self.linesReceived += len(lines)
-            if self._overRate(len(lines)):
+            count = len(lines)
+            self.linesReceived += count
+            # (_overRate's first test inline: a call saved on every chunk.)
+            self._windowCount += count
+            if self._windowCount > self._maxRate and self._overRate(count):
                 return
             lineReceived = self.lineReceived
             for line in lines:
@@ -134,19 +137,18 @@ class LineFramer:
 
     def _overRate(self, lines: int) -> bool:
         """
-        Count C{lines} more messages against C{maxRate}, once a chunk rather
-        than once a line; return True (the owner was told) when the peer
-        sends more than that within a second.
+        The count of messages, C{lines} more just added (once a chunk
+        rather than once a line), has passed C{maxRate}: start a new second
+        if the last one is over; return True (the owner was told) when the
+        peer sends more than C{maxRate} within one.
         """
-        self._windowCount += lines
         maxRate = self._maxRate
+        now = self._clock.seconds()
+        if now - self._windowStart >= 1.0:
+            self._windowStart, self._windowCount = now, lines
         if self._windowCount > maxRate:
-            now = self._clock.seconds()
-            if now - self._windowStart >= 1.0:
-                self._windowStart, self._windowCount = now, lines
-            if self._windowCount > maxRate:
-                self._owner.framingViolation(ProtocolError(f"more than {maxRate} messages a second"))
-                return True
+            self._owner.framingViolation(ProtocolError(f"more than {maxRate} messages a second"))
+            return True
         return False
 
     def hasPartialLine(self) -> bool:

@@ -115,18 +115,27 @@ class DnodeSession:
                     self._outgoing.append(culls)
             else:
                 proxies.dropCulls()
-        if self._outgoing:
-            self.flush()
+        outgoing = self._outgoing
+        if outgoing:
+            # (flush, inline: this is every received chunk's end.)
+            data = b"".join(outgoing)
+            outgoing.clear()
+            self._outgoingBytes = 0
+            if not self.closed:
+                self.out(data)
             self.sendNow()
 
     def flush(self) -> None:
         """
         Hand over what waits for the end of the chunk.
         """
-        if self._outgoing:
-            lines, self._outgoing, self._outgoingBytes = self._outgoing, [], 0
+        outgoing = self._outgoing
+        if outgoing:
+            data = b"".join(outgoing)
+            outgoing.clear()
+            self._outgoingBytes = 0
             if not self.closed:
-                self.out(b"".join(lines))
+                self.out(data)
 
     def write(self, data: bytes) -> None:
         """
@@ -338,7 +347,8 @@ class DnodeSession:
     # -- The end -----------------------------------------------------------------------
 
     def dropOutgoing(self) -> None:
-        self._outgoing, self._outgoingBytes = [], 0
+        self._outgoing.clear()
+        self._outgoingBytes = 0
 
     def close(self) -> None:
         """
