@@ -19,6 +19,7 @@ calls; with --through=call, through C{up.call("echo", PAYLOAD)}.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -150,6 +151,11 @@ def main(calls: int) -> None:
         return [serverTime / total * 1e6, clientTime / total * 1e6]
 
     run(min(calls, 10000))  # warm-up
+    # What start-up made is left out of the collector's full passes, which
+    # would otherwise fall at different moments of runs of different
+    # lengths (the per-call figure is the difference of two runs).
+    gc.collect()
+    gc.freeze()
     serverUs, clientUs = run(calls)
     print(
         f"CPU per call, in process, through {through} ({calls:,} calls, {inFlight} in flight,"
