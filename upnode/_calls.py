@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from ._arity import runCoroutine
 from ._interfaces import ILinkSource, LinkWaiter
 from ._reactor import cancel
-from ._sending import errorFirst, methodOf, replyValue
+from ._sending import errorFirst, methodOf
 from .errors import ConnectionLostError, UpTimeout
 
 
@@ -111,7 +111,8 @@ class Call(LinkWaiter):
                 self.result.errback(Failure())
                 return
         else:
-            value = replyValue(values)
+            # (replyValue, inline: every call's answer.)
+            value = values[0] if len(values) == 1 else (values or None)
         self.result.callback(value)
 
     def _expired(self, timeout: float) -> None:
@@ -129,8 +130,9 @@ class Call(LinkWaiter):
         if self.done:
             return
         self.done = True
-        cancel(self._timer)
-        self._timer = None
+        if self._timer is not None:
+            cancel(self._timer)
+            self._timer = None
         link, self._link = self._link, None
         if link is not None:
             link.inflight.pop(self, None)

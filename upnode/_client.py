@@ -450,7 +450,11 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
             result = self._durable().call(self.clock, name, args, timeout, errorFirst)
         else:
             call = Call(self, name, args, timeout, retry, errorFirst)
-            call.start()
+            live = self._live
+            if live is not None:
+                call.linkUp(live.remote, live)  # (whenUp's own first case)
+            else:
+                call.start()
             result = call.result
         if self.metrics is not None:
             self.metrics.watchCall(result, self.clock)
