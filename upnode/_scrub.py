@@ -226,7 +226,9 @@ def encodeRequest(
             try:
                 if type(method) is int:
                     encoded = _fastDumps(arguments, option=JSON_OPTIONS)
-                    _refuseDeeper(encoded, 1, maxDepth)
+                    # (_refuseDeeper's first bound inline: every reply.)
+                    if len(encoded) > 2 * (maxDepth - 1):
+                        _refuseDeeper(encoded, 1, maxDepth)
                     return _REPLY % (method, encoded)
                 line = _fastDumps(
                     {"method": method, "arguments": arguments, "callbacks": {}, "links": []}, option=LINE_OPTIONS
@@ -303,7 +305,8 @@ def _withTopLevelCallbacks(
         encoded = _fastDumps(top, option=JSON_OPTIONS)
     except TypeError:
         return b""
-    _refuseDeeper(encoded, 1, maxDepth)
+    if len(encoded) > 2 * (maxDepth - 1):
+        _refuseDeeper(encoded, 1, maxDepth)
     # Ids and paths are digits: no escaping needed.
     if type(method) is int:
         head = b"%d" % method
