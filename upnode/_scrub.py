@@ -361,7 +361,15 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
             # Most requests carry one callback: no list of places to build.
             ((key, path),) = callbacks.items()
             callbackId = _callbackIdOf(key)
-            container, slot = _place(arguments, path, limits, True)
+            # (_place's first case inline: a top-level argument, ["1"].)
+            if type(path) is list and len(path) == 1 and type(path[0]) is str:
+                slot = _SMALL_INDEX.get(path[0], MAX_SAFE_INTEGER)
+                if slot < len(arguments):
+                    container: Any = arguments
+                else:
+                    container, slot = _place(arguments, path, limits, True)
+            else:
+                container, slot = _place(arguments, path, limits, True)
             try:
                 container[slot] = makeCallback(callbackId)
             except IndexError:  # the element just past a list's end
