@@ -123,13 +123,19 @@ class LineFramer:
             if self._windowCount > self._maxRate and self._overRate(count):
                 return
             lineReceived = self.lineReceived
-            for line in lines:
-                if self.stopped:
-                    return
-                if checkLengths and len(line) > self.maxLength:
-                    self._owner.lineLengthExceeded(line)
-                    return
-                lineReceived(line)
+            if checkLengths:
+                for line in lines:
+                    if self.stopped:
+                        return
+                    if len(line) > self.maxLength:
+                        self._owner.lineLengthExceeded(line)
+                        return
+                    lineReceived(line)
+            else:
+                for line in lines:
+                    if self.stopped:
+                        return
+                    lineReceived(line)
             if len(tail) > self.maxLength and not self.stopped:
                 self._owner.lineLengthExceeded(tail)
         finally:

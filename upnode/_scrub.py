@@ -164,6 +164,7 @@ _NO_CALLBACKS: Tuple[Any, ...] = (None, {})
 _NO_LINKS: Tuple[Any, ...] = (None, [])
 _REPLY = b'{"method":%d,"arguments":%s,"callbacks":{},"links":[]}\n'
 _ONE_CALLBACK = b'{"method":%s,"arguments":%s,"callbacks":{"%d":["%d"]},"links":[]}\n'
+_ONE_CALLBACK_BY_ID = b'{"method":%d,"arguments":%s,"callbacks":{"%d":["%d"]},"links":[]}\n'
 
 
 def encodeRequest(
@@ -309,6 +310,8 @@ def _withTopLevelCallbacks(
         _refuseDeeper(encoded, 1, maxDepth)
     # Ids and paths are digits: no escaping needed.
     if type(method) is int:
+        if len(positions) == 1:  # (a call by id with one callback: the head in the template)
+            return _ONE_CALLBACK_BY_ID % (method, encoded, callbackId(arguments[first]), first)
         head = b"%d" % method
     else:
         try:
