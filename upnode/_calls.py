@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from ._arity import runCoroutine
 from ._interfaces import ILinkSource, LinkWaiter
 from ._reactor import cancel
+from ._remote import Remote
 from ._sending import errorFirst, methodOf
 from .errors import ConnectionLostError, UpTimeout
 
@@ -73,11 +74,15 @@ class Call(LinkWaiter):
     def linkUp(self, remote: Any, link: Any) -> None:
         if self.done:
             return
-        try:
-            method = methodOf(remote, self.name)
-        except AttributeError as e:
-            self._fail(Failure(e))
-            return
+        # (methodOf's common case inline: the peer's own remote, whose
+        # members are its __dict__.)
+        method = remote.__dict__.get(self.name) if type(remote) is Remote else None
+        if method is None:
+            try:
+                method = methodOf(remote, self.name)
+            except AttributeError as e:
+                self._fail(Failure(e))
+                return
         self._link = link
         link.inflight[self] = None
         try:
