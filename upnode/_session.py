@@ -63,7 +63,6 @@ class DnodeSession:
         # Bound once: handed on for each callback received, and request sent.
         self._proxyFor = self.proxies.proxyFor
         self._idOf = self.local.idOf
-        self._entries = self.local.entries
         self.out: Callable[[bytes], None] = _nowhere
         self.sendNow: Callable[[], None] = _nothing
         self.receiving = False
@@ -218,7 +217,7 @@ class DnodeSession:
         method: Any = message.get("method")
         kind = type(method)
         if kind is int:
-            entry = self._entries.get(method)
+            entry = self.local.entries.get(method)
             if entry is None:
                 raise RejectedMessage(f"no callback with id {method}")
         elif kind is str:
