@@ -32,6 +32,9 @@ from .errors import ProtocolError, RejectedMessage
 #: Culls go out in batches of this many ids, or after this many seconds.
 CULL_BATCH = 64
 CULL_DELAY = 0.05
+#: Culls of answered calls that have waited CULL_DELAY leave with the next
+#: received chunk's answers, or on their own after this many seconds more.
+CULL_IDLE = 1.0
 
 #: A callable, how many positional arguments it takes and how many of them
 #: it requires (see L{upnode._arity.positionalArity}).
@@ -192,6 +195,8 @@ class RemoteProxies:
         self._callLater = callLater
         self._due = due
         self._timer: Optional[IDelayedCall] = None
+        # The culls pending have waited CULL_DELAY: the next chunk's end takes them.
+        self._ripe = False
         # Bound once: handed to the weak reference of every proxy made (and
         # let go of by stop, as it refers back to this table).
         self._died = self._died  # type: ignore[method-assign]
@@ -247,17 +252,25 @@ class RemoteProxies:
     def culls(self) -> bytes:
         """
         At the end of a received chunk: the cull message for the ids
-        pending if they make a batch (L{CULL_BATCH}), else nothing, and they
-        are handed to C{due} within L{CULL_DELAY} seconds unless a batch
-        fills first.  The peer decodes one message per batch, not one per
-        received chunk (per call, for calls made one at a time), and what
-        it keeps for us stays bounded by a batch and the delay.
+        pending if they make a batch (L{CULL_BATCH}) or have waited
+        L{CULL_DELAY} seconds, else nothing.  Culls that have waited leave
+        with the next chunk's answers, in the write that goes anyway; only
+        where no chunk comes within L{CULL_IDLE} seconds more are they
+        handed to C{due}, in a write of their own.  The peer decodes one
+        message per batch, not one per received chunk (per call, for calls
+        made one at a time); a connection answered now and then gets no
+        write for its culls alone; and what the peer keeps for us stays
+        bounded by a batch and the two delays.
         """
-        if len(self.pending) >= CULL_BATCH:
+        if len(self.pending) >= CULL_BATCH or self._ripe:
             return self.takeCulls()
         if self._timer is None:
-            self._timer = self._callLater(CULL_DELAY, self._later)
+            self._timer = self._callLater(CULL_DELAY, self._ripen)
         return b""
+
+    def _ripen(self) -> None:
+        self._ripe = True
+        self._timer = self._callLater(CULL_IDLE, self._later)
 
     def takeCulls(self) -> bytes:
         """
@@ -265,6 +278,7 @@ class RemoteProxies:
         """
         cancel(self._timer)
         self._timer = None
+        self._ripe = False
         ids = list(self.pending)
         self.pending.clear()
         return encodeLine({"method": "cull", "arguments": ids})
@@ -275,6 +289,7 @@ class RemoteProxies:
         """
         cancel(self._timer)
         self._timer = None
+        self._ripe = False
         self.pending.clear()
 
     def stop(self) -> None:

@@ -17,6 +17,7 @@ from upnode._guard import ServerGuard
 from upnode._protocol import (
     CULL_BATCH,
     CULL_DELAY,
+    CULL_IDLE,
     READ_PAUSE,
     SAMPLE_EVERY,
     STALL_CHECK_EVERY,
@@ -253,9 +254,10 @@ class SessionTests(SynchronousTestCase):
         """
         When our last reference to a peer callback goes while a received
         chunk is handled, its id leaves our table at once, and is culled
-        after the delay, in one message with the others of that chunk and
-        of the chunks after it: not in the write of the replies, which
-        would cost the peer a message per chunk.
+        once it has waited the delay, in the write of the next chunk's
+        answers, after them, in one message with the others: not in the
+        write of the replies that freed it (which would cost the peer a
+        message per chunk), and in no write of its own.
         """
         h = Harness()
         h.sent()
@@ -274,7 +276,28 @@ class SessionTests(SynchronousTestCase):
         h.proto.dataReceived(line({"method": "echo", "arguments": [3, "[Function]"], "callbacks": {"13": ["1"]}}))
         self.assertEqual([m["method"] for m in h.sent()], [13])
         h.clock.advance(CULL_DELAY)
-        self.assertEqual(h.sent(), [{"method": "cull", "arguments": [11, 12, 13]}])
+        self.assertEqual(h.sent(), [])
+        h.proto.dataReceived(line({"method": "echo", "arguments": [4, "[Function]"], "callbacks": {"14": ["1"]}}))
+        self.assertEqual(
+            h.sent(),
+            [{"method": 14, "arguments": [4], "callbacks": {}, "links": []}, {"method": "cull", "arguments": [11, 12, 13, 14]}],
+        )
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_cullAloneWhenNothingElseIsWritten(self) -> None:
+        """
+        Culls that have waited the delay and find no chunk to leave with
+        leave on their own, L{CULL_IDLE} seconds later.
+        """
+        h = Harness()
+        h.sent()
+        h.proto.dataReceived(line({"method": "echo", "arguments": [1, "[Function]"], "callbacks": {"11": ["1"]}}))
+        h.sent()
+        h.clock.advance(CULL_DELAY)
+        h.clock.advance(CULL_IDLE / 2)
+        self.assertEqual(h.sent(), [])
+        h.clock.advance(CULL_IDLE / 2)
+        self.assertEqual(h.sent(), [{"method": "cull", "arguments": [11]}])
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
     def test_fullBatchLeavesWithTheReplies(self) -> None:
@@ -368,6 +391,7 @@ class SessionTests(SynchronousTestCase):
         h.proto.dataReceived(line({"method": "methods", "arguments": [{}]}))
         gc.collect()
         h.clock.advance(CULL_DELAY)
+        h.clock.advance(CULL_IDLE)
         self.assertEqual(
             [m for m in h.sent() if m["method"] == "cull"], [{"method": "cull", "arguments": [5]}]
         )
@@ -535,6 +559,7 @@ class BackPressureTests(SynchronousTestCase):
         self.assertGreater(seen[1], 250)  # ...until past readSize
         self.assertEqual([m["method"] for m in h.sent()], [1] * 5)
         h.clock.advance(CULL_DELAY)
+        h.clock.advance(CULL_IDLE)
         self.assertEqual(h.sent(), [{"method": "cull", "arguments": [1]}])
 
 
@@ -989,6 +1014,7 @@ class InMemoryPairTests(SynchronousTestCase):
         self.assertLessEqual(max(held), CULL_BATCH)
         gc.collect()
         link.clock.advance(CULL_DELAY)
+        link.clock.advance(CULL_IDLE)
         link.flush()
         self.assertEqual(len(got), 1000)
         self.assertEqual((link.client.callbackCount(), link.server.callbackCount()), start)
@@ -1006,6 +1032,7 @@ class InMemoryPairTests(SynchronousTestCase):
         link.client.remote.echo(1, got.append)
         link.pump()  # the server answers
         link.clock.advance(CULL_DELAY)  # and culls; we have not read it yet
+        link.clock.advance(CULL_IDLE)
         self.assertIn(b'"cull"', b"".join(link.serverTransport.outgoing))
         link.client.remote.echo(2, got.append)
         link.flush()
