@@ -4,7 +4,7 @@ in-memory pipe: no sockets, no reactor, no other process to wait for.  It
 is the figure to watch while changing the call path (a full bench/run.py
 is too noisy for a few per cent).
 
-    python bench/cpu.py [CALLS] [--metrics] [--lockstep] [--through=remote|up|call]
+    python bench/cpu.py [CALLS] [--metrics] [--lockstep] [--through=remote|up|call] [--call-time=SECONDS]
 
 With --metrics, the server connection is watched by upnode.metrics (bytes,
 calls and callbacks counted), as a server with metrics on is.
@@ -14,7 +14,9 @@ and the client apart.  The client calls remote.echo(PAYLOAD, cb) directly,
 1000 in flight (one with --lockstep), and each end reads 16 KiB at a time,
 as over TCP.  With --through=up, each call goes through a client's
 C{up(lambda remote, conn: remote.echo(PAYLOAD, cb))}, as bench/ours.py
-calls; with --through=call, through C{up.call("echo", PAYLOAD)}.
+calls; with --through=call, through C{up.call("echo", PAYLOAD)}.  The
+clock moves --call-time seconds per call answered (50 us: a busy link; 0.1,
+lockstep: a client calling every 100 ms, as in the fan-in rows).
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def deliver(source: Pipe, to: DnodeProtocol, readSize: int) -> None:
 def main(calls: int) -> None:
     inFlight = 1 if "--lockstep" in sys.argv else IN_FLIGHT
     through = option("through", "remote")
+    callTime = float(option("call-time", str(CALL_TIME)))
     clock = Clock()
     server = DnodeProtocol({"echo": lambda value, cb: cb(value)}, clock=clock)
     if "--metrics" in sys.argv:
@@ -147,7 +150,7 @@ def main(calls: int) -> None:
             clientTime += c - b
             # The clock moves as over TCP, where a call takes some 50 us
             # (timers, the batched culls', fire as often as they would).
-            clock.advance(CALL_TIME * max(1, state["done"] - before))
+            clock.advance(callTime * max(1, state["done"] - before))
         return [serverTime / total * 1e6, clientTime / total * 1e6]
 
     run(min(calls, 10000))  # warm-up
