@@ -105,10 +105,10 @@ class DnodeSession:
         proxies = self.proxies
         if proxies.pending and not self.closing:
             # Proxies that died while this chunk was handled (those of
-            # answered calls) are culled in batches: a full one leaves in
-            # the same write as the answers, after them; the rest wait for
-            # a batch or the delay (see L{RemoteProxies.culls}), so that a
-            # call made one at a time does not cost the peer a message more.
+            # answered calls) are culled in batches, after the answers in
+            # the same write, once they make a batch or have waited the
+            # delay (see L{RemoteProxies.culls}): a call made one at a time
+            # does not cost the peer a message more.
             if self._owner.sendCulls:  # type: ignore[attr-defined]
                 culls = proxies.culls()
                 if culls:

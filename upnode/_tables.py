@@ -173,10 +173,11 @@ class RemoteProxies:
     than a C{WeakValueDictionary}, or a C{__del__} on the proxy, on the
     path every call takes.
 
-    Culls wait up to L{CULL_DELAY} seconds, or for L{CULL_BATCH} of them,
-    and are then handed to C{due}; those of proxies that die while a
-    received chunk is handled (C{receiving}) are counted at its end, where
-    a full batch leaves with its replies (see L{culls}).
+    Culls of proxies our code drops wait up to L{CULL_DELAY} seconds, or
+    for L{CULL_BATCH} of them, and are then handed to C{due}; those of
+    proxies that die while a received chunk is handled (C{receiving}) are
+    counted at its end, and leave with a chunk's answers once they make a
+    batch or have waited the delay (see L{culls}).
     """
 
     def __init__(
