@@ -198,6 +198,8 @@ class RemoteProxies:
         self._timer: Optional[IDelayedCall] = None
         # The culls pending have waited CULL_DELAY: the next chunk's end takes them.
         self._ripe = False
+        # The timer is the answered calls' (see culls), not CULL_DELAY's.
+        self._waiting = False
         # Bound once: handed to the weak reference of every proxy made (and
         # let go of by stop, as it refers back to this table).
         self._died = self._died  # type: ignore[method-assign]
@@ -243,11 +245,16 @@ class RemoteProxies:
         if not self.receiving:
             if len(self.pending) >= CULL_BATCH:
                 self._due()
-            elif self._timer is None:
+            elif self._timer is None or self._waiting:
+                # Our code dropped it: it goes within CULL_DELAY, with the
+                # answered calls' culls still waiting for a chunk.
+                cancel(self._timer)
+                self._waiting = False
                 self._timer = self._callLater(CULL_DELAY, self._later)
 
     def _later(self) -> None:
         self._timer = None
+        self._waiting = False
         self._due()
 
     def culls(self) -> bytes:
@@ -266,6 +273,7 @@ class RemoteProxies:
         if len(self.pending) >= CULL_BATCH or self._ripe:
             return self.takeCulls()
         if self._timer is None:
+            self._waiting = True
             self._timer = self._callLater(CULL_DELAY, self._ripen)
         return b""
 
@@ -279,7 +287,7 @@ class RemoteProxies:
         """
         cancel(self._timer)
         self._timer = None
-        self._ripe = False
+        self._ripe = self._waiting = False
         ids = list(self.pending)
         self.pending.clear()
         return encodeLine({"method": "cull", "arguments": ids})
@@ -290,7 +298,7 @@ class RemoteProxies:
         """
         cancel(self._timer)
         self._timer = None
-        self._ripe = False
+        self._ripe = self._waiting = False
         self.pending.clear()
 
     def stop(self) -> None:

@@ -161,13 +161,13 @@ class GoldenTranscriptTests(SynchronousTestCase):
     def test_cullsWaitForABatchOrTheDelay(self) -> None:
         """
         The culls caused by a chunk's replies do not leave with them: they
-        wait for a batch or the delay, and then go with the next chunk's
-        answers, in one message with the culls of the chunks between (the
-        peer decodes one message, not one per chunk).
+        wait, and go in one message with the culls of the chunks after it
+        (the peer decodes one message, not one per chunk): here when a
+        proxy our code dropped is culled, after the delay.
         """
         log = self.record()
         start = log.index(("--", "pipelined calls in one chunk"))
-        delay = log.index(("--", "many callbacks kept"))
+        delay = log.index(("--", "the cull's delay"))
         writes = [e for e in log[start:delay] if e[0] == "S"]
         self.assertEqual(len(writes), 1)
         lines = writes[0][1].splitlines()
@@ -222,6 +222,8 @@ GOLDEN: List[Entry] = [('S',
  ('C', '{"method":2,"arguments":["[Function]"],"callbacks":{"8":["0"]},"links":[]}\n'),
  ('--', 'a proxy dropped outside a chunk: a timed cull'),
  ('--', "the cull's delay"),
+ ('S', '{"method":"cull","arguments":[1,2,3,4,5,6,7,8]}\n'),
+ ('C', '{"method":"cull","arguments":[6]}\n'),
  ('--', 'many callbacks kept'),
  ('C', '{"method":2,"arguments":["[Function]"],"callbacks":{"9":["0"]},"links":[]}\n'),
  ('C', '{"method":2,"arguments":["[Function]"],"callbacks":{"10":["0"]},"links":[]}\n'),
@@ -290,8 +292,6 @@ GOLDEN: List[Entry] = [('S',
  ('C', '{"method":2,"arguments":["[Function]"],"callbacks":{"73":["0"]},"links":[]}\n'),
  ('C', '{"method":2,"arguments":["[Function]"],"callbacks":{"74":["0"]},"links":[]}\n'),
  ('C', '{"method":2,"arguments":["[Function]"],"callbacks":{"75":["0"]},"links":[]}\n'),
- ('S', '{"method":"cull","arguments":[1,2,3,4,5,6,7,8]}\n'),
- ('C', '{"method":"cull","arguments":[6]}\n'),
  ('--', 'a batch of culls'),
  ('S',
   '{"method":"cull","arguments":[75,74,73,72,71,70,69,68,67,66,65,64,63,62,61,60,59,58,57,56,55,54,53,52,51,50,49,48,47,46,45,44,43,42,41,40,39,38,37,36,35,34,33,32,31,30,29,28,27,26,25,24,23,22,21,20,19,18,17,16,15,14,13,12]}\n'),

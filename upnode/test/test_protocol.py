@@ -300,6 +300,22 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(h.sent(), [{"method": "cull", "arguments": [11]}])
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
+    def test_proxyDroppedByOurCodeCulledWithinTheDelay(self) -> None:
+        """
+        A proxy our code drops outside a chunk is culled within
+        L{CULL_DELAY}, even while answered calls' culls wait for a chunk to
+        leave with: it takes them along.
+        """
+        h = Harness()
+        h.sent()
+        h.proto.dataReceived(line({"method": "echo", "arguments": [1, "[Function]"], "callbacks": {"11": ["1"]}}))
+        kept = h.proto._session.proxies.proxyFor(12)
+        h.sent()
+        del kept
+        h.clock.advance(CULL_DELAY)
+        self.assertEqual(h.sent(), [{"method": "cull", "arguments": [11, 12]}])
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
     def test_fullBatchLeavesWithTheReplies(self) -> None:
         """
         A received chunk whose replies make the culls pending a full batch
