@@ -42,6 +42,22 @@ _log = Logger()
 #: read (asyncio's and uvloop's would take up to 256 KiB).
 READ_SIZE = 64 * 1024
 
+# Every connection reads into the one buffer: the loop reads into it and
+# hands it over at once (get_buffer, recv_into, buffer_updated, with nothing
+# in between), and the bytes are copied out before the next read, so no
+# connection needs one of its own (an idle connection would hold it).
+_shared = bytearray(READ_SIZE)
+
+
+def readBuffer(size: int) -> memoryview:
+    """
+    The first C{size} bytes of the buffer every connection reads into.
+    """
+    global _shared
+    if size > len(_shared):
+        _shared = bytearray(size)
+    return memoryview(_shared)[:size]
+
 
 def addressOf(name: Any, transportType: Any = "TCP") -> Any:
     """
@@ -240,9 +256,9 @@ class StreamTransport:
 class StreamBridge(asyncio.BufferedProtocol):
     """
     The asyncio protocol that hands a connection's events to the Twisted
-    protocol the factory builds for it.  It reads into a buffer of its own,
-    so that the transport's C{readSize} bounds each read (a server shares
-    its reads between its busy connections that way).  An exception the
+    protocol the factory builds for it.  It reads into the shared buffer
+    (L{readBuffer}), so that the transport's C{readSize} bounds each read
+    (a server shares its reads between its busy connections that way).  An exception the
     Twisted protocol raises is logged as a failure and ends the connection,
     as Twisted's own transports do (asyncio would only report it to its
     loop's handler).
@@ -254,7 +270,7 @@ class StreamBridge(asyncio.BufferedProtocol):
         self.protocol: Any = None
         self.transport: Optional[StreamTransport] = None
         self._received: Callable[[bytes], None] = _nothing
-        self._buffer = memoryview(bytearray(READ_SIZE))
+        self._buffer = readBuffer(READ_SIZE)
 
     def connection_made(self, stream: Any) -> None:
         # (uvloop's transports are not asyncio.Transport subclasses.)
@@ -274,7 +290,7 @@ class StreamBridge(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         transport = self.transport
         if transport is not None and len(self._buffer) != transport.readSize:
-            self._buffer = memoryview(bytearray(transport.readSize))
+            self._buffer = readBuffer(transport.readSize)
         return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:

@@ -278,6 +278,18 @@ class ReadSizeTests(SynchronousTestCase):
         feed(bridge, b"x" * 4096)
         self.assertEqual(protocol.received, [b"x" * 4096])
 
+    def test_oneBufferForEveryConnection(self) -> None:
+        """
+        Connections read into one buffer, and what each read is copied out
+        before the next: an idle connection holds no buffer of its own.
+        """
+        first, _, _, one = connected()
+        second, _, _, two = connected()
+        self.assertIs(first.get_buffer(-1).obj, second.get_buffer(-1).obj)
+        feed(first, b"to the first")
+        feed(second, b"to the second")
+        self.assertEqual((one.received, two.received), ([b"to the first"], [b"to the second"]))
+
     def test_serverReadShare(self) -> None:
         """
         A server's connection over the loop's transport starts with the
