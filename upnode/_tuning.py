@@ -51,10 +51,11 @@ def setNoDelay(transport: Any) -> bool:
 def setReadSize(transport: Any, readSize: int) -> bool:
     """
     Fast path: make a socket transport read C{readSize} bytes at a time
-    (Twisted reads 64 KiB).  An asyncio loop's transport, under
-    L{upnode._aiostream.StreamTransport}, reads into a buffer of that size.  With many calls in flight, a smaller slice
+    (Twisted reads 64 KiB).  With many calls in flight, a smaller slice
     lets our replies to the first calls leave while we work on the rest,
-    so both ends are busy at once.
+    so both ends are busy at once.  Over an asyncio loop's transport
+    (L{upnode._aiostream.StreamTransport}) it is that transport's
+    C{readSize}, which is ours.
 
     C{bufferSize} is a documented class attribute of Twisted's
     C{FileDescriptor} (its read size and its write-buffer threshold), but
