@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import warnings
-from types import CoroutineType, FunctionType, MethodType
+from types import CoroutineType, MethodType
 from typing import Any, Callable, Coroutine, Dict, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred
@@ -103,11 +103,9 @@ def callLikeJavaScript(
     not given (see L{fitArguments}).  A coroutine function is run (see
     L{runCoroutine}); its failure goes to C{onError}, or is logged.
     """
-    # positionalArity's cached case inline: this is every transaction's path.
-    arity = _byCode.get(function.__code__) if type(function) is FunctionType else None
-    limit, required = arity if arity is not None else positionalArity(function)
+    limit, required = positionalArity(function)
     given = len(arguments)
-    # fitArguments, inline too.
+    # fitArguments, inline: this is every transaction's path.
     if 0 <= limit < given:
         result = function(*arguments[:limit])
     elif given < required:
