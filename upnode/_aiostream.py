@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Tuple
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost, getConnectError
+from twisted.internet.error import ConnectionDone, ConnectionLost, getConnectError
 from twisted.internet.interfaces import (
     IConsumer,
     IListeningPort,
@@ -147,7 +147,7 @@ class StreamTransport:
 
     def _option(self, level: int, name: int, value: Optional[bool] = None) -> bool:
         sock = self.getHandle()
-        if sock is None or getattr(sock, "family", None) == socket.AF_UNIX:
+        if sock is None or isinstance(self._peer, UNIXAddress):
             return False
         if value is not None:
             sock.setsockopt(level, name, int(value))
@@ -381,7 +381,7 @@ class LoopClientEndpoint:
 def _connectError(failure: Failure) -> Failure:
     # Twisted's own errors (ConnectionRefusedError, TimeoutError, ...), as
     # its endpoints give them and the client's reconnecting expects them.
-    if isinstance(failure.value, OSError) and not isinstance(failure.value, ConnectError):
+    if isinstance(failure.value, OSError):
         return Failure(getConnectError(failure.value))
     return failure
 
