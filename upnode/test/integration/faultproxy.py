@@ -8,11 +8,16 @@ client, or client to server), C{chunk1} (forward one byte per write),
 C{latency} (delay every chunk by C{delay} seconds), C{cut} (close after
 C{cutAfter} more bytes from the server), C{reset} (abort every connection
 now and each new one at once).
+
+Whatever the mode, bytes that get through arrive in the order they were
+sent, as over TCP: when a latency ends, what comes after it waits behind
+the chunks still delayed instead of overtaking them.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Set
+from collections import deque
+from typing import Any, Deque, List, Optional, Set, Tuple
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -26,6 +31,10 @@ class _Side(Protocol):
         self.direction = direction  # "up": client to server; "down": server to client
         self.peer: Optional[_Side] = None
         self.pending: List[bytes] = []
+        # Chunks delayed by a latency, with when each is due, in the order
+        # sent: a chunk never leaves before one handed to us earlier.
+        self.held: Deque[Tuple[float, bytes]] = deque()
+        self.timer: Any = None
 
     def dataReceived(self, data: bytes) -> None:
         self.proxy._forward(self, data)
@@ -40,9 +49,29 @@ class _Side(Protocol):
             else:
                 self.peer.transport.loseConnection()
 
-    def send(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
+    def send(self, data: bytes, delay: float = 0.0) -> None:
+        """
+        Write C{data} to our connection after C{delay} seconds, and not
+        before what we were handed earlier.
+        """
+        if delay <= 0 and not self.held:
+            if self.transport is not None:
+                self.transport.write(data)
+            return
+        self.held.append((reactor.seconds() + delay, data))
+        if self.timer is None:
+            self._release()
+
+    def _release(self) -> None:
+        self.timer = None
+        held, now = self.held, reactor.seconds()
+        while held and held[0][0] <= now:
+            data = held.popleft()[1]
+            if self.transport is not None:
+                self.transport.write(data)
+        if held:
+            self.timer = reactor.callLater(held[0][0] - now, self._release)
+            self.proxy._timers.append(self.timer)
 
 
 class _ClientSide(_Side):
@@ -116,7 +145,7 @@ class FaultProxy:
                 target.send(data[i : i + 1])
         elif mode == "latency":
             self._timers = [t for t in self._timers if t.active()]
-            self._timers.append(reactor.callLater(self.delay, target.send, data))
+            target.send(data, self.delay)
         elif mode == "cut" and side.direction == "down":
             keep = data[: self.cutAfter]
             self.cutAfter -= len(keep)

@@ -11,7 +11,10 @@ import signal
 import time
 from typing import Any, Dict, List
 
+from twisted.internet import reactor
 from twisted.internet.defer import DeferredList
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 import upnode
@@ -135,6 +138,43 @@ class ProxyFaults(TestCase):
         proxy.set("stall-up")
         await until(lambda: not server.connections, timeout=2.0)
         await until(lambda: len(os.listdir("/proc/self/fd")) <= fds - 1, timeout=2.0)
+
+
+class ProxyOrder(TestCase):
+    """
+    The proxy itself: a fault may lose bytes, but never reorders them (TCP
+    does not), or the tests would blame the link for the proxy.
+    """
+
+    timeout = 30
+
+    async def test_latencyEndingKeepsOrder(self) -> None:
+        """
+        Bytes sent once a latency has ended wait behind those it still
+        holds.
+        """
+        received: List[bytes] = []
+
+        class Sink(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                received.append(data)
+
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Factory.forProtocol(Sink))
+        self.addCleanup(port.stopListening)
+        proxy = FaultProxy(port.getHost().port)
+        self.addCleanup(proxy.stop)
+        client = await TCP4ClientEndpoint(reactor, "127.0.0.1", await proxy.start()).connect(
+            Factory.forProtocol(Protocol)
+        )
+        self.addCleanup(client.transport.loseConnection)
+        client.transport.write(b"first ")
+        await until(lambda: len(proxy.sides) == 2)
+        proxy.set("latency", delay=0.3)
+        client.transport.write(b"delayed ")
+        await sleep(0.1)
+        proxy.set("pass")
+        client.transport.write(b"after")
+        await until(lambda: b"".join(received) == b"first delayed after", timeout=5)
 
 
 class ProcessFaults(TestCase):
