@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import warnings
-from types import CoroutineType, MethodType
+from types import CoroutineType, FunctionType, MethodType
 from typing import Any, Callable, Coroutine, Dict, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred
@@ -103,9 +103,11 @@ def callLikeJavaScript(
     not given (see L{fitArguments}).  A coroutine function is run (see
     L{runCoroutine}); its failure goes to C{onError}, or is logged.
     """
-    limit, required = positionalArity(function)
+    # positionalArity's cached case inline: this is every transaction's path.
+    arity = _byCode.get(function.__code__) if type(function) is FunctionType else None
+    limit, required = arity if arity is not None else positionalArity(function)
     given = len(arguments)
-    # fitArguments, inline: this is every transaction's path.
+    # fitArguments, inline too.
     if 0 <= limit < given:
         result = function(*arguments[:limit])
     elif given < required:

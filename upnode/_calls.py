@@ -17,7 +17,8 @@ from twisted.python.failure import Failure
 from ._arity import runCoroutine
 from ._interfaces import ILinkSource, LinkWaiter
 from ._reactor import cancel
-from ._sending import errorFirst, methodOf, replyValue
+from ._remote import Remote
+from ._sending import errorFirst, methodOf
 from .errors import ConnectionLostError, UpTimeout
 
 
@@ -73,11 +74,15 @@ class Call(LinkWaiter):
     def linkUp(self, remote: Any, link: Any) -> None:
         if self.done:
             return
-        try:
-            method = methodOf(remote, self.name)
-        except AttributeError as e:
-            self._fail(Failure(e))
-            return
+        # (methodOf's common case inline: the peer's own remote, whose
+        # members are its __dict__.)
+        method = remote.__dict__.get(self.name) if type(remote) is Remote else None
+        if method is None:
+            try:
+                method = methodOf(remote, self.name)
+            except AttributeError as e:
+                self._fail(Failure(e))
+                return
         self._link = link
         link.inflight[self] = None
         try:
@@ -111,7 +116,8 @@ class Call(LinkWaiter):
                 self.result.errback(Failure())
                 return
         else:
-            value = replyValue(values)
+            # (replyValue, inline: every call's answer.)
+            value = values[0] if len(values) == 1 else (values or None)
         self.result.callback(value)
 
     def _expired(self, timeout: float) -> None:
@@ -129,8 +135,9 @@ class Call(LinkWaiter):
         if self.done:
             return
         self.done = True
-        cancel(self._timer)
-        self._timer = None
+        if self._timer is not None:
+            cancel(self._timer)
+            self._timer = None
         link, self._link = self._link, None
         if link is not None:
             link.inflight.pop(self, None)

@@ -158,6 +158,8 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         #: The durable outbox (see L{upnode._outbox}), with the C{outbox} option.
         self.outbox: Optional[Outbox] = None
         self._machine = ClientMachine(self.emit, self._queue, self, self, self._runCallback)
+        # Bound once: handed to every up(cb) on the link that is up.
+        self._callbackFailed = self._callbackFailed  # type: ignore[method-assign]
         if outbox is not None:
             self.outbox = Outbox(outbox, outboxMax, outboxSync, self.limits)
             self.outbox.attach(self)
@@ -325,6 +327,16 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
         forms C{up(cb)} and C{up(t, cb)} call C{cb(remote, conn)}, or C{cb()}
         with no arguments when the transaction ends without a link.
         """
+        live = self._live
+        if live is not None and timeout is None and len(args) == 1 and callable(args[0]):
+            # up(cb) on a link that is up and that nobody waits for (the
+            # machine writes _live only then): every transaction's path,
+            # with nothing made for it.
+            try:
+                callLikeJavaScript(args[0], live.arguments, self._callbackFailed)
+            except Exception:
+                self.emit("error", Failure())  # with nobody listening, a logged failure
+            return None
         if args and callable(args[-1]):
             callback = args[-1]
             args = args[:-1]
@@ -337,12 +349,9 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
                 timeout = args[0]
             if timeout is not None:
                 timeout = seconds("timeout", timeout)
-        live = self._live
         if live is not None:
-            # The link is up and nobody waits: the machine writes _live
-            # only then.
             if callback is not None:
-                self._runCallback(callback, (live.remote, live.conn))
+                self._runCallback(callback, live.arguments)
                 return None
             return succeed(live.remote)
         refusal = self._machine.refusal()
@@ -441,7 +450,11 @@ class UpnodeClientFactory(ReconnectingClientFactory, EventEmitter):
             result = self._durable().call(self.clock, name, args, timeout, errorFirst)
         else:
             call = Call(self, name, args, timeout, retry, errorFirst)
-            call.start()
+            live = self._live
+            if live is not None:
+                call.linkUp(live.remote, live)  # (whenUp's own first case)
+            else:
+                call.start()
             result = call.result
         if self.metrics is not None:
             self.metrics.watchCall(result, self.clock)

@@ -95,7 +95,10 @@ class LineFramer:
         receiver = self._receiver
         receiver.beginChunk()
         try:
-            if b"\n" not in data:
+            # (find, not "in": bytes.__contains__ first tries its argument
+            # as an integer, and makes and clears a TypeError to learn it
+            # is not, costing several times the search.)
+            if data.find(b"\n") < 0:
                 partial = self._partial
                 if type(partial) is bytes:
                     self._partial = partial = bytearray(partial)
@@ -113,17 +116,26 @@ class LineFramer:
             if partial:
                 lines[0] = bytes(partial) + lines[0] if type(partial) is bytearray else partial + lines[0]
             self._partial = tail = lines.pop()
-            self.linesReceived += len(lines)
-            if self._overRate(len(lines)):
+            count = len(lines)
+            self.linesReceived += count
+            # (_overRate's first test inline: a call saved on every chunk.)
+            self._windowCount += count
+            if self._windowCount > self._maxRate and self._overRate(count):
                 return
             lineReceived = self.lineReceived
-            for line in lines:
-                if self.stopped:
-                    return
-                if checkLengths and len(line) > self.maxLength:
-                    self._owner.lineLengthExceeded(line)
-                    return
-                lineReceived(line)
+            if checkLengths:
+                for line in lines:
+                    if self.stopped:
+                        return
+                    if len(line) > self.maxLength:
+                        self._owner.lineLengthExceeded(line)
+                        return
+                    lineReceived(line)
+            else:
+                for line in lines:
+                    if self.stopped:
+                        return
+                    lineReceived(line)
             if len(tail) > self.maxLength and not self.stopped:
                 self._owner.lineLengthExceeded(tail)
         finally:
@@ -131,19 +143,18 @@ class LineFramer:
 
     def _overRate(self, lines: int) -> bool:
         """
-        Count C{lines} more messages against C{maxRate}, once a chunk rather
-        than once a line; return True (the owner was told) when the peer
-        sends more than that within a second.
+        The count of messages, C{lines} more just added (once a chunk
+        rather than once a line), has passed C{maxRate}: start a new second
+        if the last one is over; return True (the owner was told) when the
+        peer sends more than C{maxRate} within one.
         """
-        self._windowCount += lines
         maxRate = self._maxRate
+        now = self._clock.seconds()
+        if now - self._windowStart >= 1.0:
+            self._windowStart, self._windowCount = now, lines
         if self._windowCount > maxRate:
-            now = self._clock.seconds()
-            if now - self._windowStart >= 1.0:
-                self._windowStart, self._windowCount = now, lines
-            if self._windowCount > maxRate:
-                self._owner.framingViolation(ProtocolError(f"more than {maxRate} messages a second"))
-                return True
+            self._owner.framingViolation(ProtocolError(f"more than {maxRate} messages a second"))
+            return True
         return False
 
     def hasPartialLine(self) -> bool:

@@ -198,6 +198,8 @@ class Up(_Linked):
         self.owner = owner
         self.conn = owner.conn
         self.remote = remote
+        #: What up(cb) calls its callback with, made once.
+        self.arguments = (remote, self.conn)
         self.heartbeat = heartbeat
         self.inflight: Dict[LinkWaiter, None] = {}
 

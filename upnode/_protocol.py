@@ -50,7 +50,7 @@ from ._progress import ackedBytesProbe
 from ._reactor import LazyClock
 from ._readshare import START_READ
 from ._session import DnodeSession
-from ._tables import CULL_BATCH, CULL_DELAY
+from ._tables import CULL_BATCH, CULL_DELAY, CULL_IDLE
 from ._tuning import setReadSize, tune
 from ._wiring import IConnectionObserver, IServerBudget
 from .errors import DropReason, ProtocolError, RejectedMessage
@@ -59,6 +59,7 @@ from .tls import verifyServerIdentity
 __all__ = [
     "CULL_BATCH",
     "CULL_DELAY",
+    "CULL_IDLE",
     "READ_PAUSE",
     "SAMPLE_EVERY",
     "STALL_CHECK_EVERY",

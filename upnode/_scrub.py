@@ -164,6 +164,7 @@ _NO_CALLBACKS: Tuple[Any, ...] = (None, {})
 _NO_LINKS: Tuple[Any, ...] = (None, [])
 _REPLY = b'{"method":%d,"arguments":%s,"callbacks":{},"links":[]}\n'
 _ONE_CALLBACK = b'{"method":%s,"arguments":%s,"callbacks":{"%d":["%d"]},"links":[]}\n'
+_ONE_CALLBACK_BY_ID = b'{"method":%d,"arguments":%s,"callbacks":{"%d":["%d"]},"links":[]}\n'
 
 
 def encodeRequest(
@@ -226,7 +227,9 @@ def encodeRequest(
             try:
                 if type(method) is int:
                     encoded = _fastDumps(arguments, option=JSON_OPTIONS)
-                    _refuseDeeper(encoded, 1, maxDepth)
+                    # (_refuseDeeper's first bound inline: every reply.)
+                    if len(encoded) > 2 * (maxDepth - 1):
+                        _refuseDeeper(encoded, 1, maxDepth)
                     return _REPLY % (method, encoded)
                 line = _fastDumps(
                     {"method": method, "arguments": arguments, "callbacks": {}, "links": []}, option=LINE_OPTIONS
@@ -303,9 +306,12 @@ def _withTopLevelCallbacks(
         encoded = _fastDumps(top, option=JSON_OPTIONS)
     except TypeError:
         return b""
-    _refuseDeeper(encoded, 1, maxDepth)
+    if len(encoded) > 2 * (maxDepth - 1):
+        _refuseDeeper(encoded, 1, maxDepth)
     # Ids and paths are digits: no escaping needed.
     if type(method) is int:
+        if len(positions) == 1:  # (a call by id with one callback: the head in the template)
+            return _ONE_CALLBACK_BY_ID % (method, encoded, callbackId(arguments[first]), first)
         head = b"%d" % method
     else:
         try:
@@ -358,7 +364,15 @@ def unscrub(message: Dict[str, Any], makeCallback: Callable[[int], Any], limits:
             # Most requests carry one callback: no list of places to build.
             ((key, path),) = callbacks.items()
             callbackId = _callbackIdOf(key)
-            container, slot = _place(arguments, path, limits, True)
+            # (_place's first case inline: a top-level argument, ["1"].)
+            if type(path) is list and len(path) == 1 and type(path[0]) is str:
+                slot = _SMALL_INDEX.get(path[0], MAX_SAFE_INTEGER)
+                if slot < len(arguments):
+                    container: Any = arguments
+                else:
+                    container, slot = _place(arguments, path, limits, True)
+            else:
+                container, slot = _place(arguments, path, limits, True)
             try:
                 container[slot] = makeCallback(callbackId)
             except IndexError:  # the element just past a list's end

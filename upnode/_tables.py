@@ -18,11 +18,12 @@ callables handed in, let go of by L{RemoteProxies.stop}.
 from __future__ import annotations
 
 import weakref
+from types import FunctionType
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.interfaces import IDelayedCall
 
-from ._arity import positionalArity
+from ._arity import _byCode, positionalArity
 from ._json import encodeLine
 from ._reactor import cancel
 from ._remote import RemoteCallback, Sender
@@ -31,6 +32,9 @@ from .errors import ProtocolError, RejectedMessage
 #: Culls go out in batches of this many ids, or after this many seconds.
 CULL_BATCH = 64
 CULL_DELAY = 0.05
+#: Culls of answered calls that have waited CULL_DELAY leave with the next
+#: received chunk's answers, or on their own after this many seconds more.
+CULL_IDLE = 1.0
 
 #: A callable, how many positional arguments it takes and how many of them
 #: it requires (see L{upnode._arity.positionalArity}).
@@ -99,7 +103,9 @@ class LocalCallbacks:
         callbackId = self.nextId
         self.nextId = callbackId + 1
         self.ids[key] = callbackId
-        self.entries[callbackId] = (callback, *positionalArity(callback))
+        # (positionalArity's cached case inline: every callback sent comes here.)
+        arity = _byCode.get(callback.__code__) if type(callback) is FunctionType else None
+        self.entries[callbackId] = (callback, *(arity if arity is not None else positionalArity(callback)))
         return callbackId
 
     def takeBack(self, firstNewId: int) -> None:
@@ -167,10 +173,11 @@ class RemoteProxies:
     than a C{WeakValueDictionary}, or a C{__del__} on the proxy, on the
     path every call takes.
 
-    Culls of proxies that die while a received chunk is handled
-    (C{receiving}) wait for its end, to leave with its replies; others wait
-    up to L{CULL_DELAY} seconds, or for L{CULL_BATCH} of them, and are then
-    handed to C{due}.
+    Culls of proxies our code drops wait up to L{CULL_DELAY} seconds, or
+    for L{CULL_BATCH} of them, and are then handed to C{due}; those of
+    proxies that die while a received chunk is handled (C{receiving}) are
+    counted at its end, and leave with a chunk's answers once they make a
+    batch or have waited the delay (see L{culls}).
     """
 
     def __init__(
@@ -189,6 +196,10 @@ class RemoteProxies:
         self._callLater = callLater
         self._due = due
         self._timer: Optional[IDelayedCall] = None
+        # The culls pending have waited CULL_DELAY: the next chunk's end takes them.
+        self._ripe = False
+        # The timer is the answered calls' (see culls), not CULL_DELAY's.
+        self._waiting = False
         # Bound once: handed to the weak reference of every proxy made (and
         # let go of by stop, as it refers back to this table).
         self._died = self._died  # type: ignore[method-assign]
@@ -234,12 +245,41 @@ class RemoteProxies:
         if not self.receiving:
             if len(self.pending) >= CULL_BATCH:
                 self._due()
-            elif self._timer is None:
+            elif self._timer is None or self._waiting:
+                # Our code dropped it: it goes within CULL_DELAY, with the
+                # answered calls' culls still waiting for a chunk.
+                cancel(self._timer)
+                self._waiting = False
                 self._timer = self._callLater(CULL_DELAY, self._later)
 
     def _later(self) -> None:
         self._timer = None
+        self._waiting = False
         self._due()
+
+    def culls(self) -> bytes:
+        """
+        At the end of a received chunk: the cull message for the ids
+        pending if they make a batch (L{CULL_BATCH}) or have waited
+        L{CULL_DELAY} seconds, else nothing.  Culls that have waited leave
+        with the next chunk's answers, in the write that goes anyway; only
+        where no chunk comes within L{CULL_IDLE} seconds more are they
+        handed to C{due}, in a write of their own.  The peer decodes one
+        message per batch, not one per received chunk (per call, for calls
+        made one at a time); a connection answered now and then gets no
+        write for its culls alone; and what the peer keeps for us stays
+        bounded by a batch and the two delays.
+        """
+        if len(self.pending) >= CULL_BATCH or self._ripe:
+            return self.takeCulls()
+        if self._timer is None:
+            self._waiting = True
+            self._timer = self._callLater(CULL_DELAY, self._ripen)
+        return b""
+
+    def _ripen(self) -> None:
+        self._ripe = True
+        self._timer = self._callLater(CULL_IDLE, self._later)
 
     def takeCulls(self) -> bytes:
         """
@@ -247,6 +287,7 @@ class RemoteProxies:
         """
         cancel(self._timer)
         self._timer = None
+        self._ripe = self._waiting = False
         ids = list(self.pending)
         self.pending.clear()
         return encodeLine({"method": "cull", "arguments": ids})
@@ -257,6 +298,7 @@ class RemoteProxies:
         """
         cancel(self._timer)
         self._timer = None
+        self._ripe = self._waiting = False
         self.pending.clear()
 
     def stop(self) -> None:

@@ -17,6 +17,7 @@ from upnode._guard import ServerGuard
 from upnode._protocol import (
     CULL_BATCH,
     CULL_DELAY,
+    CULL_IDLE,
     READ_PAUSE,
     SAMPLE_EVERY,
     STALL_CHECK_EVERY,
@@ -252,8 +253,11 @@ class SessionTests(SynchronousTestCase):
     def test_cullSentWhenProxyCollected(self) -> None:
         """
         When our last reference to a peer callback goes while a received
-        chunk is handled, its id is culled in one message with the others of
-        that chunk, after the replies and in the same write: no timer.
+        chunk is handled, its id leaves our table at once, and is culled
+        once it has waited the delay, in the write of the next chunk's
+        answers, after them, in one message with the others: not in the
+        write of the replies that freed it (which would cost the peer a
+        message per chunk), and in no write of its own.
         """
         h = Harness()
         h.sent()
@@ -266,10 +270,72 @@ class SessionTests(SynchronousTestCase):
             [
                 {"method": 11, "arguments": [1], "callbacks": {}, "links": []},
                 {"method": 12, "arguments": [2], "callbacks": {}, "links": []},
-                {"method": "cull", "arguments": [11, 12]},
             ],
         )
         self.assertEqual(h.proto.callbackCount()["remote"], 0)
+        h.proto.dataReceived(line({"method": "echo", "arguments": [3, "[Function]"], "callbacks": {"13": ["1"]}}))
+        self.assertEqual([m["method"] for m in h.sent()], [13])
+        h.clock.advance(CULL_DELAY)
+        self.assertEqual(h.sent(), [])
+        h.proto.dataReceived(line({"method": "echo", "arguments": [4, "[Function]"], "callbacks": {"14": ["1"]}}))
+        self.assertEqual(
+            h.sent(),
+            [{"method": 14, "arguments": [4], "callbacks": {}, "links": []}, {"method": "cull", "arguments": [11, 12, 13, 14]}],
+        )
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_cullAloneWhenNothingElseIsWritten(self) -> None:
+        """
+        Culls that have waited the delay and find no chunk to leave with
+        leave on their own, L{CULL_IDLE} seconds later.
+        """
+        h = Harness()
+        h.sent()
+        h.proto.dataReceived(line({"method": "echo", "arguments": [1, "[Function]"], "callbacks": {"11": ["1"]}}))
+        h.sent()
+        h.clock.advance(CULL_DELAY)
+        h.clock.advance(CULL_IDLE / 2)
+        self.assertEqual(h.sent(), [])
+        h.clock.advance(CULL_IDLE / 2)
+        self.assertEqual(h.sent(), [{"method": "cull", "arguments": [11]}])
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_proxyDroppedByOurCodeCulledWithinTheDelay(self) -> None:
+        """
+        A proxy our code drops outside a chunk is culled within
+        L{CULL_DELAY}, even while answered calls' culls wait for a chunk to
+        leave with: it takes them along.
+        """
+        h = Harness()
+        h.sent()
+        h.proto.dataReceived(line({"method": "echo", "arguments": [1, "[Function]"], "callbacks": {"11": ["1"]}}))
+        kept = h.proto._session.proxies.proxyFor(12)
+        h.sent()
+        del kept
+        h.clock.advance(CULL_DELAY)
+        self.assertEqual(h.sent(), [{"method": "cull", "arguments": [11, 12]}])
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_fullBatchLeavesWithTheReplies(self) -> None:
+        """
+        A received chunk whose replies make the culls pending a full batch
+        culls them in the same write as the replies, after them, and
+        cancels the delay's timer.
+        """
+        h = Harness()
+        h.sent()
+        h.proto.dataReceived(line({"method": "echo", "arguments": [0, "[Function]"], "callbacks": {"100": ["1"]}}))
+        self.assertEqual(len(h.clock.getDelayedCalls()), 1)
+        h.transport.clear()
+        h.proto.dataReceived(
+            b"".join(
+                line({"method": "echo", "arguments": [i, "[Function]"], "callbacks": {str(100 + i): ["1"]}})
+                for i in range(1, CULL_BATCH)
+            )
+        )
+        written = h.transport.value().splitlines()
+        self.assertEqual(len(written), CULL_BATCH)
+        self.assertEqual(json.loads(written[-1]), {"method": "cull", "arguments": list(range(100, 100 + CULL_BATCH))})
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
     def test_cullsTurnedOff(self) -> None:
@@ -341,6 +407,7 @@ class SessionTests(SynchronousTestCase):
         h.proto.dataReceived(line({"method": "methods", "arguments": [{}]}))
         gc.collect()
         h.clock.advance(CULL_DELAY)
+        h.clock.advance(CULL_IDLE)
         self.assertEqual(
             [m for m in h.sent() if m["method"] == "cull"], [{"method": "cull", "arguments": [5]}]
         )
@@ -506,7 +573,10 @@ class BackPressureTests(SynchronousTestCase):
         h.proto.dataReceived(line({"method": "many", "arguments": ["[Function]"], "callbacks": {"1": ["0"]}}))
         self.assertEqual(seen[0], 0)  # held back...
         self.assertGreater(seen[1], 250)  # ...until past readSize
-        self.assertEqual([m["method"] for m in h.sent()], [1] * 5 + ["cull"])
+        self.assertEqual([m["method"] for m in h.sent()], [1] * 5)
+        h.clock.advance(CULL_DELAY)
+        h.clock.advance(CULL_IDLE)
+        self.assertEqual(h.sent(), [{"method": "cull", "arguments": [1]}])
 
 
 class KernelHarness(Harness):
@@ -951,11 +1021,16 @@ class InMemoryPairTests(SynchronousTestCase):
         link = self.pair({"echo": lambda v, cb: cb(v)})
         start = (link.client.callbackCount(), link.server.callbackCount())
         got: List[int] = []
+        held = []
         for i in range(1000):
             link.client.remote.echo(i, lambda v: got.append(v))
             link.flush()
+            held.append(link.client.callbackCount()["local"] - start[0]["local"])
+        # Made one at a time, with no time passing: culled by the batch.
+        self.assertLessEqual(max(held), CULL_BATCH)
         gc.collect()
         link.clock.advance(CULL_DELAY)
+        link.clock.advance(CULL_IDLE)
         link.flush()
         self.assertEqual(len(got), 1000)
         self.assertEqual((link.client.callbackCount(), link.server.callbackCount()), start)
@@ -971,7 +1046,10 @@ class InMemoryPairTests(SynchronousTestCase):
         fails: List[Any] = []
         link.client.on("fail", fails.append)
         link.client.remote.echo(1, got.append)
-        link.pump()  # the server answers and culls; we have not read it yet
+        link.pump()  # the server answers
+        link.clock.advance(CULL_DELAY)  # and culls; we have not read it yet
+        link.clock.advance(CULL_IDLE)
+        self.assertIn(b'"cull"', b"".join(link.serverTransport.outgoing))
         link.client.remote.echo(2, got.append)
         link.flush()
         self.assertEqual((got, fails), ([1, 2], []))
