@@ -11,7 +11,7 @@ with grpc.aio (bench/grpcpeer.py), lockstep and pipelined.  Their timed
 runs stop after a few seconds (PB and gRPC are slow); a peer whose library
 is not installed shows as n/a.
 
-    python bench/run.py                 the full run (about twelve minutes)
+    python bench/run.py                 the full run (about fifteen minutes)
     python bench/run.py --smoke         tiny sizes, to check it works
     python bench/run.py --json out.json
     python bench/run.py --calls-only    the call rates only
@@ -47,7 +47,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -60,7 +60,26 @@ PY = sys.executable
 #: slows down as a connection ages (its callback table only grows when the
 #: server never culls, as Node's does not), ours does not.
 LONG = "pipelined, long connection"
-CALL_RATES = ("lockstep", "pipelined", LONG)
+#: Lockstep again, with both processes of every pair on the same core.  On
+#: a machine of few cores an idle core sleeps, and a lockstep call whose
+#: two ends sit on different cores waits for one to wake, twice a call:
+#: every peer's lockstep rate then says more about wake-ups than about
+#: what a call costs, and every ratio is pressed towards 1.  On one core
+#: a call costs what its two ends compute.  (Not where the system offers
+#: no affinity: the rows are left out and the table says so.)
+ONE_CORE = "lockstep, both ends on one core"
+CALL_RATES = ("lockstep", "pipelined", LONG, ONE_CORE)
+#: The rows of ours run on one core too: the default reactor, the asyncio
+#: programs and Twisted's asyncio reactor over uvloop (each beside its
+#: floor), Node's, and the ceiling.
+ONE_CORE_ROWS = (
+    "ours",
+    "node",
+    "ceiling",
+    "ours on asyncio over uvloop",
+    "ours in an asyncio program",
+    "ours in an asyncio program on uvloop",
+)
 #: Our client calling through up.call, and with a callback that has no
 #: __code__ (functools.partial, as print or a bound builtin), beside up(cb)
 #: with a fresh lambda.
@@ -94,7 +113,7 @@ PEERS = {
     "gRPC": ("grpcpeer.py", ("grpc", "grpcio")),
 }
 #: The peers' modes, and the seconds a timed run may take at most.
-PEER_RATES = ("lockstep", "pipelined")
+PEER_RATES = ("lockstep", "pipelined", ONE_CORE)
 PEER_SECONDS = 3.0
 #: Fan-in: the clients, the offered rates' ladder (each client's interval
 #: between calls, in seconds), the p99 a rung must keep, and the idle ones.
@@ -119,8 +138,15 @@ class Proc:
     A benchmark process whose stdout is JSON lines.
     """
 
-    def __init__(self, argv: List[str], env: Dict[str, str]) -> None:
-        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+    def __init__(self, argv: List[str], env: Dict[str, str], cpus: Optional[Set[int]] = None) -> None:
+        """
+        @param cpus: the cores the process (and every thread it starts)
+            may run on, set before it starts; None for any.
+        """
+        pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+        self.p = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True, preexec_fn=pin
+        )
 
     def next(self, timeout: float = 120) -> Dict[str, Any]:
         ready, _, _ = select.select([self.p.stdout], [], [], timeout)
@@ -197,30 +223,31 @@ class Bench:
             return dict(self.env, UPNODE_BENCH_LOOP="uvloop")
         return self.env
 
-    def server(self, impl: str, port: int) -> Proc:
+    def server(self, impl: str, port: int, cpus: Optional[Set[int]] = None) -> Proc:
         if impl in ("ours without culls", "ours with metrics"):
             kind = "server-without-culls" if impl == "ours without culls" else "server-with-metrics"
-            proc = Proc(self.command("ours", kind, port), self.env)
+            proc = Proc(self.command("ours", kind, port), self.env, cpus)
             proc.until("listening")
             return proc
-        proc = Proc(self.command(impl, "server", port), self.envOf(impl))
+        proc = Proc(self.command(impl, "server", port), self.envOf(impl), cpus)
         proc.until("listening")
         return proc
 
-    def once(self, server: str, client: str, mode: str, calls: int, warmup: int, *more: Any) -> float:
+    def once(self, server: str, client: str, mode: str, calls: int, warmup: int, *more: Any, cpus: Optional[Set[int]] = None) -> float:
         """
         One timed run of C{client} against C{server}: its call rate, or NaN
         when it gave no result in time (or, for the other peers, failed).
+        Both run on C{cpus} if given.
         """
         port = freePort()
         try:
-            srv = self.server(server, port)
+            srv = self.server(server, port, cpus)
         except (RuntimeError, TimeoutError, ValueError) as e:
             if server not in PEERS:
                 raise
             print(f"  {server}: {e}", file=sys.stderr)
             return float("nan")
-        cli = Proc(self.command(client, mode, port, calls, warmup, *more), self.envOf(client))
+        cli = Proc(self.command(client, mode, port, calls, warmup, *more), self.envOf(client), cpus)
         reported = f"{STYLES[client]}-{mode}" if client in STYLES else mode
         try:
             return float(cli.until(reported)["rate"])
@@ -244,14 +271,19 @@ class Bench:
         the median of the rounds; the ratios are the medians of each
         round's own ratios.
         """
-        sizes = {"lockstep": (200, 50), "pipelined": (2000, 500), LONG: (4000, 500)}
+        sizes = {"lockstep": (200, 50), "pipelined": (2000, 500), LONG: (4000, 500), ONE_CORE: (200, 50)}
         if not self.smoke:
-            sizes = {"lockstep": (5000, 500), "pipelined": (30000, 5000), LONG: (150000, 10000)}
+            sizes = {"lockstep": (5000, 500), "pipelined": (30000, 5000), LONG: (150000, 10000), ONE_CORE: (5000, 500)}
         # The other peers: calls, warm-up calls and the most seconds a
         # timed run may take (PB and gRPC do not get through the calls).
         peerSizes = {"lockstep": (200, 50, 1.0), "pipelined": (2000, 500, 1.0)}
         if not self.smoke:
             peerSizes = {"lockstep": (5000, 300, PEER_SECONDS), "pipelined": (30000, 2000, PEER_SECONDS)}
+        peerSizes[ONE_CORE] = peerSizes["lockstep"]
+        oneCore = oneCoreSet()
+        if oneCore is None:
+            print(f"  {ONE_CORE}: left out, this system sets no CPU affinity", file=sys.stderr)
+            del sizes[ONE_CORE]
         peers = [p for p in PEERS if p not in self.peers["not installed"]]
         rows = {
             "ours": ("ours", "ours"),
@@ -271,18 +303,24 @@ class Bench:
             if "uvloop" not in name or importlib.util.find_spec("uvloop") is not None:
                 rows[name] = (name, name)
         for key, (calls, warmup) in sizes.items():
-            mode = "pipelined" if key == LONG else key
-            names = [n for n in rows if key != LONG or n in ("ours", "node", "ceiling")]
+            mode = {LONG: "pipelined", ONE_CORE: "lockstep"}.get(key, key)
+            cpus = oneCore if key == ONE_CORE else None
+            if key == LONG:
+                names = [n for n in rows if n in ("ours", "node", "ceiling")]
+            elif key == ONE_CORE:
+                names = [n for n in rows if n in ONE_CORE_ROWS]
+            else:
+                names = list(rows)
             others = peers if key in PEER_RATES else []
             rates: Dict[str, List[float]] = {name: [] for name in names + others}
             for run in range(self.repeat):
                 for name in names + others:
                     print(f"  {key}: {name} ({run + 1}/{self.repeat})", file=sys.stderr, flush=True)
                     if name in PEERS:
-                        rates[name].append(self.once(name, name, mode, *peerSizes[key]))
+                        rates[name].append(self.once(name, name, mode, *peerSizes[key], cpus=cpus))
                         continue
                     server, client = rows[name]
-                    rates[name].append(self.once(server, client, mode, calls, warmup))
+                    rates[name].append(self.once(server, client, mode, calls, warmup, cpus=cpus))
             self.runs[key] = {name: rates[name] for name in names}
             self.results[key] = {name: _median(rates[name]) for name in names}
             self.ratios[key] = {
@@ -460,6 +498,16 @@ class Bench:
         return self.results
 
 
+def oneCoreSet() -> Optional[Set[int]]:
+    """
+    The one core the one-core rows run on: the first this process may use;
+    None where the system sets no affinity.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return {min(os.sched_getaffinity(0))}
+
+
 def missingPeers() -> Dict[str, str]:
     """
     The other peers whose library is not installed: the package each needs.
@@ -483,6 +531,9 @@ def table(results: Dict[str, Any], ratios: Dict[str, Dict[str, float]], peers: O
     lines = []
     width = 2 + max(len(name) for row in results.values() for name in row)
     for mode in CALL_RATES:
+        if mode not in results:
+            lines.append(f"{mode}: left out (this system sets no CPU affinity)")
+            continue
         r = results[mode]
         lines.append(f"{mode} calls/s through up():")
         for name, rate in r.items():

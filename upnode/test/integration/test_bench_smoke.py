@@ -75,6 +75,18 @@ class BenchSmoke(TestCase):
                 | uvloopRow,
             )
             self.assertTrue(all(v > 0 and not math.isnan(v) for v in results[mode].values()), results[mode])
+        # Lockstep again on one core: ours, Node's, the ceiling and the
+        # asyncio rows, each beside its floor.
+        oneCore = "lockstep, both ends on one core"
+        self.assertTrue(all(len(rates) == 2 for rates in raw["runs"][oneCore].values()), raw["runs"][oneCore])
+        self.assertEqual(
+            set(raw["ratios"][oneCore]), {"ours/ceiling", "ours/node", "ours in an asyncio program/asyncio floor"} | uvloopRatio
+        )
+        self.assertEqual(
+            set(results[oneCore]), {"ours", "node", "ceiling", "ours in an asyncio program"} | uvloopRow
+        )
+        self.assertTrue(all(v > 0 and not math.isnan(v) for v in results[oneCore].values()), results[oneCore])
+        self.assertIn(b"lockstep, both ends on one core calls/s", stdout)
         long = results["pipelined, long connection"]
         self.assertEqual(set(long), {"ours", "node", "ceiling"})
         self.assertTrue(all(v > 0 and not math.isnan(v) for v in long.values()), long)
@@ -87,7 +99,7 @@ class BenchSmoke(TestCase):
                 aio = {"ours in an asyncio program on uvloop"} if hasUvloop else set()
                 self.assertEqual(set(row), {"ours", "node", "asyncio floor"} | aio, key)
                 self.assertTrue(all(v >= 0 and not math.isnan(v) for v in row.values()), (key, row))
-            elif key not in ("lockstep", "pipelined", "pipelined, long connection"):
+            elif key not in ("lockstep", "pipelined", "pipelined, long connection", oneCore):
                 self.assertEqual(set(row), {"ours", "node"}, key)
         sustained = next(key for key in fanin if "sustained" in key)
         self.assertTrue(all(v > 0 for v in results[sustained].values()), results[sustained])
