@@ -51,7 +51,7 @@ class Call(LinkWaiter):
         self.done = False
         self.queued = False
         self._link: Any = None
-        self.result: Deferred[Any] = Deferred(lambda d: self._finish())
+        self.result: Deferred[Any] = Deferred(self._cancelled)
         self._timer: Optional[IDelayedCall] = None
         if timeout:
             self._timer = source.clock.callLater(timeout, self._expired, timeout)
@@ -119,6 +119,9 @@ class Call(LinkWaiter):
             # (replyValue, inline: every call's answer.)
             value = values[0] if len(values) == 1 else (values or None)
         self.result.callback(value)
+
+    def _cancelled(self, result: Deferred[Any]) -> None:
+        self._finish()
 
     def _expired(self, timeout: float) -> None:
         self._timer = None
