@@ -19,6 +19,7 @@ from twisted.internet.endpoints import (
 from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
 
 from ._aiostream import LoopClientEndpoint, LoopServerEndpoint
+from ._onloop import reactorEndpoint
 from .tls import checkServerDescription, clientFromDescription
 
 
@@ -149,7 +150,8 @@ def clientEndpoint(reactor: Any, parsed: Arguments, loop: Any = None) -> Any:
     The client endpoint named by the arguments, in order of precedence: an
     endpoint object, an C{endpoint} option (object or description), a unix
     path, a port (on C{host}, default localhost).  With an asyncio C{loop},
-    a path or port is connected to through the loop's own transports.
+    or on Twisted's asyncio reactor, a path or port is connected to through
+    the loop's own transports (see L{upnode._onloop}).
     """
     endpoint = parsed.endpoint or parsed.options.get("endpoint")
     if isinstance(endpoint, str):
@@ -159,34 +161,44 @@ def clientEndpoint(reactor: Any, parsed: Arguments, loop: Any = None) -> Any:
         )
     if endpoint is not None:
         return endpoint
-    if loop is not None and (parsed.path is not None or parsed.port is not None):
-        return LoopClientEndpoint(loop, parsed.host or "localhost", parsed.port, parsed.path)
-    if parsed.path is not None:
-        return UNIXClientEndpoint(reactor, parsed.path)
-    if parsed.port is not None:
-        return HostnameEndpoint(reactor, parsed.host or "localhost", parsed.port)
-    raise ValueError("no port, unix path or endpoint given")
+    host, port, path = parsed.host or "localhost", parsed.port, parsed.path
+    if loop is not None and (path is not None or port is not None):
+        return LoopClientEndpoint(loop, host, port, path)
+    if path is not None:
+        twisted: Any = UNIXClientEndpoint(reactor, path)
+    elif port is not None:
+        twisted = HostnameEndpoint(reactor, host, port)
+    else:
+        raise ValueError("no port, unix path or endpoint given")
+    return reactorEndpoint(reactor, twisted, lambda running: LoopClientEndpoint(running, host, port, path))
 
 
 def serverEndpoint(reactor: Any, parsed: Arguments, loop: Any = None) -> Any:
     """
     The server endpoint named by the arguments, with the same precedence as
     L{clientEndpoint}; a port listens on C{host} (default all interfaces).
-    With an asyncio C{loop}, a path or port is served through the loop's
-    own transports.
+    With an asyncio C{loop}, or on Twisted's asyncio reactor, a path or port
+    is served through the loop's own transports (see L{upnode._onloop}).
     """
     endpoint = parsed.endpoint or parsed.options.get("endpoint")
     if isinstance(endpoint, str):
         return serverFromDescription(reactor, endpoint)
     if endpoint is not None:
         return endpoint
-    if loop is not None and (parsed.path is not None or parsed.port is not None):
-        return LoopServerEndpoint(loop, parsed.port, parsed.host or "", parsed.path, backlog=BACKLOG)
-    if parsed.path is not None:
-        return UNIXServerEndpoint(reactor, parsed.path, backlog=BACKLOG)
-    if parsed.port is not None:
-        return TCP4ServerEndpoint(reactor, parsed.port, backlog=BACKLOG, interface=parsed.host or "")
-    raise ValueError("no port, unix path or endpoint given")
+    port, path = parsed.port, parsed.path
+    if loop is not None and (path is not None or port is not None):
+        return LoopServerEndpoint(loop, port, parsed.host or "", path, backlog=BACKLOG)
+    if path is not None:
+        twisted: Any = UNIXServerEndpoint(reactor, path, backlog=BACKLOG)
+    elif port is not None:
+        twisted = TCP4ServerEndpoint(reactor, port, backlog=BACKLOG, interface=parsed.host or "")
+    else:
+        raise ValueError("no port, unix path or endpoint given")
+    # (IPv4 only, as Twisted's TCP4ServerEndpoint listens.)
+    interface = parsed.host or "0.0.0.0"
+    return reactorEndpoint(
+        reactor, twisted, lambda running: LoopServerEndpoint(running, port, interface, path, backlog=BACKLOG)
+    )
 
 
 def withOptions(args: Sequence[Any], options: Dict[str, Any]) -> Sequence[Any]:

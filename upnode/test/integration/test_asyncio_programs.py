@@ -157,6 +157,36 @@ print("exited", flush=True)
 """
 
 
+TWISTED_ON_ASYNCIO = """
+import asyncio, sys
+loop = __import__("uvloop").new_event_loop() if sys.argv[1] == "uvloop" else asyncio.new_event_loop()
+asyncio.set_event_loop(loop)
+from twisted.internet import asyncioreactor
+asyncioreactor.install(loop)
+from twisted.internet import task
+import upnode
+
+async def main(reactor):
+    # Listening and connecting in task.react's main, which runs before the
+    # reactor starts its loop: the links are made on its first turn.
+    server = upnode.upnode({"echo": lambda v, cb: cb(v)})
+    port = await server.listen(0, "127.0.0.1", ping=0)
+    up = upnode.connect(port.getHost().port, "127.0.0.1", ping=0, reconnect=0.05, jitter=0)
+    print("echo:", await up.call("echo", "on the loop", timeout=5))
+    print("carried by:", type(server.connections[0].transport).__name__, type(up.conn.transport).__name__)
+    for conn in server.connections:
+        conn.transport.abortConnection()
+    print("after a drop:", await up.call("echo", "again", timeout=10, retry=True))
+    described = upnode.connect(f"tcp:host=127.0.0.1:port={port.getHost().port}", ping=0)
+    print("described:", await described.call("echo", "over tcp", timeout=5), type(described.conn.transport).__name__)
+    for client in (up, described):
+        await client.close()
+    await server.end()
+
+task.react(main)
+"""
+
+
 RUNNERS = {
     "asyncio": "asyncio.run",
     "uvloop": "__import__('uvloop').run",
@@ -234,6 +264,38 @@ class AsyncioProgramTests(TestCase):
 
     async def test_hungAttemptOnUvloop(self) -> None:
         await self.hungAttempt("uvloop")
+
+    async def twistedOnAsyncio(self, loop: str) -> None:
+        if loop == "uvloop" and not HAS_UVLOOP:
+            raise SkipTest("uvloop is not installed")
+        process = Collect()
+        reactor.spawnProcess(
+            process, sys.executable, [sys.executable, "-c", textwrap.dedent(TWISTED_ON_ASYNCIO), loop], env=ENV
+        )
+        timer: Any = reactor.callLater(30, process.transport.signalProcess, "KILL")  # type: ignore[union-attr]
+        code, out, err = await process.done
+        if timer.active():
+            timer.cancel()
+        self.assertEqual(code, 0, out + err)
+        self.assertNotIn("Traceback", err)
+        for line in (
+            "echo: on the loop",
+            "carried by: StreamTransport StreamTransport",
+            "after a drop: again",
+            "described: over tcp Client",
+        ):
+            self.assertIn(line, out)
+
+    async def test_twistedProgramOnTheAsyncioReactor(self) -> None:
+        """
+        A Twisted program that installs the asyncio reactor: its links
+        named by a port ride the loop's own transports too, even those
+        asked for before the loop runs; a description rides Twisted's.
+        """
+        await self.twistedOnAsyncio("asyncio")
+
+    async def test_twistedProgramOnTheAsyncioReactorOverUvloop(self) -> None:
+        await self.twistedOnAsyncio("uvloop")
 
     async def test_serverAndClient(self) -> None:
         await self.serverAndClient("asyncio")
