@@ -88,9 +88,9 @@ C_CALLBACK = "ours, C callback (functools.partial)"
 #: Their clients' styles (see bench/ours.py).
 STYLES = {"ours call": "call", "ours partial": "partial"}
 #: Ours, client and server, on Twisted's asyncio reactor, and on it over
-#: uvloop, as a Twisted program that installs that reactor (Twisted's
-#: transports); and as an asyncio program through upnode.aio, on asyncio's
-#: loop and on uvloop's (the loop's own transports).
+#: uvloop, as a Twisted program that installs that reactor; and as an
+#: asyncio program through upnode.aio, on asyncio's loop and on uvloop's.
+#: All four ride the loop's own transports (links named by a port).
 REACTORS = {
     "ours on the asyncio reactor": "asyncio",
     "ours on asyncio over uvloop": "uvloop",
