@@ -17,8 +17,10 @@ by an endpoint object or description, and rides Twisted's transports.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
-from typing import Any, Callable, Optional, Tuple
+import stat
+from typing import Any, Callable, Optional
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
@@ -264,9 +266,15 @@ class StreamBridge(asyncio.BufferedProtocol):
     loop's handler).
     """
 
-    def __init__(self, factory: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, factory: Any, loop: asyncio.AbstractEventLoop, made: Optional[Deferred[Any]] = None) -> None:
+        """
+        @param made: a client's: fired with the protocol once it is
+            connected (or failed if the factory builds none), before any
+            event of the connection after that, as Twisted's endpoints do.
+        """
         self._factory = factory
         self._loop: Any = loop
+        self._made = made
         self.protocol: Any = None
         self.transport: Optional[StreamTransport] = None
         self._received: Callable[[bytes], None] = _nothing
@@ -277,15 +285,20 @@ class StreamBridge(asyncio.BufferedProtocol):
         kind = "TCP" if stream.get_extra_info("peername") is not None and not _isUnix(stream) else "UNIX"
         peer = addressOf(stream.get_extra_info("peername"), kind)
         host = addressOf(stream.get_extra_info("sockname"), kind)
+        made, self._made = self._made, None
         protocol = self._factory.buildProtocol(peer)
         if protocol is None:
             stream.abort()
+            if made is not None:
+                made.errback(ConnectionLost("the factory built no protocol"))
             return
         self.protocol = protocol
         self.transport = StreamTransport(stream, host, peer, self._loop.call_soon)
         self._guard(protocol.makeConnection, self.transport)
         # Bound once connected: a protocol may put its own receiver in place then.
         self._received = protocol.dataReceived
+        if made is not None:
+            made.callback(protocol)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         transport = self.transport
@@ -364,18 +377,27 @@ class LoopClientEndpoint:
         return f"<LoopClientEndpoint {where}>"
 
     def connect(self, factory: Any) -> Deferred[Any]:
-        bridge = StreamBridge(factory, self._loop)
+        # The connection's Deferred fires from the bridge's connection_made,
+        # not when the loop's connect finishes: by then the connection may
+        # already be lost (the peer reset it at once), and whoever waits
+        # for it would hear of the loss before the connection.
+        made: Deferred[Any] = Deferred(lambda d: attempt.cancel())
+        bridge = StreamBridge(factory, self._loop, made)
         if self._path is not None:
-            made = self._loop.create_unix_connection(lambda: bridge, self._path)
+            connecting = self._loop.create_unix_connection(lambda: bridge, self._path)
         else:
-            made = self._loop.create_connection(lambda: bridge, self._host, self._port)
+            connecting = self._loop.create_connection(lambda: bridge, self._host, self._port)
+        attempt = asyncio.ensure_future(connecting, loop=self._loop)
 
-        def connected(result: Tuple[Any, StreamBridge]) -> Any:
-            if bridge.protocol is None:
-                raise ConnectionLost("the factory built no protocol")
-            return bridge.protocol
+        def settled(future: Any) -> None:
+            if made.called or future.cancelled():
+                return  # (connected; or cancelled, which the Deferred says)
+            error = future.exception()
+            if error is not None:
+                made.errback(_connectError(Failure(error)))
 
-        return _deferredFrom(self._loop, made).addCallbacks(connected, _connectError)
+        attempt.add_done_callback(settled)
+        return made
 
 
 def _connectError(failure: Failure) -> Failure:
@@ -451,6 +473,8 @@ class LoopListeningPort:
         if self._listening:
             self._listening = False
             self._server.close()
+            if self._path is not None:
+                _removeSocketFile(self._path)
             self._factory.doStop()
         return Deferred.fromFuture(asyncio.ensure_future(_settled()))
 
@@ -461,6 +485,16 @@ class LoopListeningPort:
         if self._path is not None:
             return UNIXAddress(self._path)
         return addressOf(sockets[0].getsockname()) if sockets else None
+
+
+def _removeSocketFile(path: str) -> None:
+    # As Twisted's unix ports do when they stop (asyncio's servers leave
+    # the file before Python 3.13).
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass  # gone already, or not ours to remove
 
 
 async def _settled() -> None:

@@ -7,12 +7,14 @@ real loops are in the integration tests' asyncio programs).
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import os
 import socket
 from typing import Any, Callable, Dict, List, Optional
 
 import orjson
-from twisted.internet import error
+from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IConsumer, IPushProducer, ISystemHandle, ITCPTransport
@@ -25,6 +27,7 @@ from zope.interface.verify import verifyObject
 from upnode import _tuning
 from upnode._aiostream import (
     LoopClientEndpoint,
+    LoopListeningPort,
     LoopServerEndpoint,
     StreamBridge,
     StreamTransport,
@@ -482,3 +485,112 @@ class EndpointChoiceTests(SynchronousTestCase):
         other = Failure(ValueError("no"))
         self.assertIs(_connectError(other), other)
 
+
+
+class ClientEndpointTests(SynchronousTestCase):
+    """
+    L{LoopClientEndpoint} on a real asyncio loop whose C{create_connection}
+    is a stand-in: no sockets.
+    """
+
+    def connectThen(self, afterConnectionMade: Callable[[Any], None]) -> List[str]:
+        """
+        Connect through a loop whose connection, once made, does
+        C{afterConnectionMade(protocol)} before the loop's connect
+        finishes; the order in which the Deferred and the protocol heard
+        of things.
+        """
+        loop = asyncio.new_event_loop()
+        self.addCleanup(loop.close)
+        events: List[str] = []
+
+        async def createConnection(protocolFactory: Callable[[], Any], host: Any, port: Any) -> Any:
+            bridge = protocolFactory()
+            stream = FakeStream()
+            bridge.connection_made(stream)
+            afterConnectionMade(bridge)
+            return stream, bridge
+
+        loop.create_connection = createConnection  # type: ignore[method-assign]
+
+        class Noting(Recorder):
+            def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+                events.append("lost")
+
+        d = LoopClientEndpoint(loop, "127.0.0.1", 7000).connect(Factory.forProtocol(Noting))
+        d.addCallbacks(lambda p: events.append("connected"), lambda f: events.append(f"failed: {f.type.__name__}"))
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(asyncio.sleep(0))
+        return events
+
+    def test_connectedBeforeLost(self) -> None:
+        """
+        A connection the peer resets at once: the Deferred fires with the
+        protocol before the protocol hears of the loss, as with Twisted's
+        endpoints (the client's connector waits for the one before it
+        listens for the other).
+        """
+        events = self.connectThen(lambda bridge: bridge.connection_lost(ConnectionResetError()))
+        self.assertEqual(events, ["connected", "lost"])
+
+    def test_refused(self) -> None:
+        """
+        A refused connection fails the Deferred with Twisted's error.
+        """
+        loop = asyncio.new_event_loop()
+        self.addCleanup(loop.close)
+
+        async def refuse(protocolFactory: Callable[[], Any], host: Any, port: Any) -> Any:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "refused")
+
+        loop.create_connection = refuse  # type: ignore[method-assign]
+        d = LoopClientEndpoint(loop, "127.0.0.1", 7000).connect(Factory.forProtocol(Recorder))
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(asyncio.sleep(0))
+        self.failureResultOf(d, error.ConnectionRefusedError)
+
+    def test_cancelled(self) -> None:
+        """
+        Cancelling the Deferred cancels the loop's connect.
+        """
+        loop = asyncio.new_event_loop()
+        self.addCleanup(loop.close)
+        waiting = loop.create_future()
+
+        async def hang(protocolFactory: Callable[[], Any], host: Any, port: Any) -> Any:
+            await waiting
+
+        loop.create_connection = hang  # type: ignore[method-assign]
+        d = LoopClientEndpoint(loop, "127.0.0.1", 7000).connect(Factory.forProtocol(Recorder))
+        loop.run_until_complete(asyncio.sleep(0))
+        d.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        self.failureResultOf(d, defer.CancelledError)
+        self.assertTrue(waiting.cancelled())
+
+
+class ListeningPortTests(SynchronousTestCase):
+    def test_unixSocketFileRemoved(self) -> None:
+        """
+        A unix port that stops listening removes its socket file, as
+        Twisted's do (asyncio's servers leave it before Python 3.13).
+        """
+        path = os.path.join(self.mktemp() + "d", "s")
+        os.makedirs(os.path.dirname(path))
+        listener = socket.socket(socket.AF_UNIX)
+        self.addCleanup(listener.close)
+        listener.bind(path)
+
+        class Server:
+            def close(self) -> None:
+                pass
+
+        factory = Factory.forProtocol(Recorder)
+        factory.doStart()
+        port = LoopListeningPort(Server(), factory, path)  # type: ignore[arg-type]
+
+        async def stop() -> None:
+            await port.stopListening().asFuture(asyncio.get_running_loop())
+
+        asyncio.run(stop())
+        self.assertFalse(os.path.exists(path))

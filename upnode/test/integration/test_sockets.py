@@ -20,6 +20,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 import upnode
 from upnode import _tuning
+from upnode._aiostream import StreamTransport
 from upnode._guard import START_READ
 from upnode._progress import ackedBytesProbe
 
@@ -35,6 +36,17 @@ def _socketTransport(conn: Any) -> Any:
     return transport
 
 
+def readSizeOf(conn: Any) -> int:
+    """
+    What a connection's transport reads at once: Twisted's socket
+    transport's C{bufferSize}, or the C{readSize} of the loop's transport
+    (which carries links named by a port on Twisted's asyncio reactor).
+    """
+    if isinstance(conn.transport, StreamTransport):
+        return conn.transport.readSize
+    return _socketTransport(conn).bufferSize
+
+
 def firstReadSize(conn: Any) -> int:
     """
     What a connection reads at once before it is ever busy: a server's
@@ -46,14 +58,20 @@ def firstReadSize(conn: Any) -> int:
 class SocketSettings(TestCase):
     timeout = 30
 
-    async def tcpPair(self) -> Any:
+    async def tcpPair(self, twisteds: bool = False) -> Any:
         """
-        An echo server and a client linked to it over loopback TCP.
+        An echo server and a client linked to it over loopback TCP; with
+        C{twisteds}, named by endpoint descriptions, so that they ride
+        Twisted's transports on any reactor.
         """
         server = upnode.upnode({"echo": lambda value, cb: cb(value)})
         self.addCleanup(server.end)
-        port = (await server.listen(0, "127.0.0.1", {"ping": 0})).getHost().port
-        up = upnode.connect(port, "127.0.0.1", {"ping": 0})
+        if twisteds:
+            port = (await server.listen("tcp:0:interface=127.0.0.1", {"ping": 0})).getHost().port
+            up = upnode.connect(f"tcp:host=127.0.0.1:port={port}", {"ping": 0})
+        else:
+            port = (await server.listen(0, "127.0.0.1", {"ping": 0})).getHost().port
+            up = upnode.connect(port, "127.0.0.1", {"ping": 0})
         self.addCleanup(up.close)
         await up()
         return server, up
@@ -62,9 +80,8 @@ class SocketSettings(TestCase):
         server, up = await self.tcpPair()
         self.assertEqual(await up.call("echo", "hi", timeout=10), "hi")
         for conn in [up.conn, *server.connections]:
-            transport = _socketTransport(conn)
-            self.assertEqual(transport.bufferSize, firstReadSize(conn))
-            self.assertEqual(transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+            self.assertEqual(readSizeOf(conn), firstReadSize(conn))
+            self.assertEqual(conn.transport.getHandle().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
             if LINUX:
                 probe = ackedBytesProbe(conn.transport)
                 self.assertIsNotNone(probe)
@@ -83,7 +100,7 @@ class SocketSettings(TestCase):
         await up()
         self.assertEqual(await up.call("echo", "hi", timeout=10), "hi")
         for conn in [up.conn, *server.connections]:
-            self.assertEqual(_socketTransport(conn).bufferSize, firstReadSize(conn))
+            self.assertEqual(readSizeOf(conn), firstReadSize(conn))
             # No TCP stack to ask: the transport's pause and resume tell.
             self.assertIsNone(ackedBytesProbe(conn.transport))
 
@@ -98,7 +115,7 @@ class SocketSettings(TestCase):
             pass
 
         self.patch(_tuning, "FileDescriptor", NotAFileDescriptor)
-        server, up = await self.tcpPair()
+        server, up = await self.tcpPair(twisteds=True)
         from twisted.internet.defer import gatherResults
 
         payload = "x" * 1000
@@ -214,7 +231,7 @@ class BusyReads(TestCase):
         seen: Set[int] = set()
 
         def look() -> None:
-            seen.update(_socketTransport(conn).bufferSize for conn in server.connections)
+            seen.update(readSizeOf(conn) for conn in server.connections)
 
         watch = LoopingCall(look)
         watch.start(0.005)
@@ -228,7 +245,7 @@ class BusyReads(TestCase):
         await deferLater(reactor, 0.5)
         await callers[0].more()
         [alone] = [c for c in server.connections if c.transport.getPeer().port == callers[0].transport.getHost().port]
-        self.assertEqual(_socketTransport(alone).bufferSize, readSize)
+        self.assertEqual(readSizeOf(alone), readSize)
 
 
 class BothWaysAtOnce(TestCase):
