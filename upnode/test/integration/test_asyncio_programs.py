@@ -182,6 +182,7 @@ async def main(reactor):
     for client in (up, described):
         await client.close()
     await server.end()
+    print("exited", flush=True)
 
 task.react(main)
 """
@@ -197,7 +198,7 @@ HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 class AsyncioProgramTests(TestCase):
     timeout = 60
 
-    async def runScript(self, script: str, runner: str) -> str:
+    async def runScript(self, script: str, runner: str, *args: str) -> str:
         if runner == "uvloop":
             try:
                 import uvloop  # noqa: F401
@@ -205,7 +206,7 @@ class AsyncioProgramTests(TestCase):
                 raise SkipTest("uvloop is not installed") from None
         process = Collect()
         body = textwrap.dedent(script).replace("RUN(", RUNNERS[runner] + "(")
-        reactor.spawnProcess(process, sys.executable, [sys.executable, "-c", body], env=ENV)
+        reactor.spawnProcess(process, sys.executable, [sys.executable, "-c", body, *args], env=ENV)
         timer: Any = reactor.callLater(30, process.transport.signalProcess, "KILL")  # type: ignore[union-attr]
         code, out, err = await process.done
         if timer.active():
@@ -266,18 +267,7 @@ class AsyncioProgramTests(TestCase):
         await self.hungAttempt("uvloop")
 
     async def twistedOnAsyncio(self, loop: str) -> None:
-        if loop == "uvloop" and not HAS_UVLOOP:
-            raise SkipTest("uvloop is not installed")
-        process = Collect()
-        reactor.spawnProcess(
-            process, sys.executable, [sys.executable, "-c", textwrap.dedent(TWISTED_ON_ASYNCIO), loop], env=ENV
-        )
-        timer: Any = reactor.callLater(30, process.transport.signalProcess, "KILL")  # type: ignore[union-attr]
-        code, out, err = await process.done
-        if timer.active():
-            timer.cancel()
-        self.assertEqual(code, 0, out + err)
-        self.assertNotIn("Traceback", err)
+        out = await self.runScript(TWISTED_ON_ASYNCIO, loop, loop)
         for line in (
             "echo: on the loop",
             "carried by: StreamTransport StreamTransport",
