@@ -26,6 +26,7 @@ another, gets L{OutboxError} instead of sharing it.
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import time
 from collections import OrderedDict, deque
@@ -61,7 +62,9 @@ DEFAULT_TRIES = 10
 #: Seconds before a failed commit of removals is tried again.
 REMOVAL_RETRY = 1.0
 #: Opening a file another process is opening at the same moment: this many
-#: tries, this many seconds apart, before it is "locked".
+#: tries, about this many seconds apart (each pause drawn between half and
+#: one and a half times it, so that two processes whose tries met do not
+#: meet again at every try and both give up), before it is "locked".
 OPEN_TRIES = 25
 OPEN_PAUSE = 0.02
 #: A request line's bytes besides its method's JSON and its arguments'
@@ -69,8 +72,10 @@ OPEN_PAUSE = 0.02
 #: with a callback id of up to 16 digits), less the digits of N.
 _ENVELOPE = 87
 
-#: How the opening waits between tries (replaced by the tests).
+#: How the opening waits between tries, and draws each pause (replaced by
+#: the tests).
 _pause = time.sleep
+_jitter = random.random
 
 #: Outbox files held open by a client of this process (real paths).
 _open: Set[str] = set()
@@ -338,7 +343,7 @@ class Outbox:
         # loser tries again, and only a lock that is held is "locked".
         for attempt in range(OPEN_TRIES):
             if attempt:
-                _pause(OPEN_PAUSE)
+                _pause(OPEN_PAUSE * (0.5 + _jitter()))
             db = self._tryOpen()
             if db is not None:
                 return db

@@ -430,3 +430,25 @@ class BacklogTests(_OutboxCase):
         up = self.connect()
         self.assertEqual(len(pauses), 1)
         self.assertEqual(up.outbox.depth, 0)
+
+    def test_openingPausesAreDrawn(self) -> None:
+        """
+        The pauses between tries at a locked file are drawn between half
+        and one and a half times OPEN_PAUSE: two processes opening a new
+        file at once, whose tries met, do not meet again at every try (and
+        both give up); a lock still held through every try is refused.
+        """
+        os.makedirs(os.path.dirname(self.path))
+        other = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(other.close)
+        other.execute("BEGIN EXCLUSIVE")
+        pauses: List[float] = []
+        draws = iter([0.0, 1.0, 0.5] * _outbox.OPEN_TRIES)
+        self.patch(_outbox, "_pause", pauses.append)
+        self.patch(_outbox, "_jitter", lambda: next(draws))
+        with self.assertRaises(OutboxError) as caught:
+            self.connect()
+        self.assertIn("locked by another process", str(caught.exception))
+        self.assertEqual(len(pauses), _outbox.OPEN_TRIES - 1)
+        half, whole, more = _outbox.OPEN_PAUSE * 0.5, _outbox.OPEN_PAUSE, _outbox.OPEN_PAUSE * 1.5
+        self.assertEqual([round(p, 6) for p in pauses[:3]], [round(x, 6) for x in (half, more, whole)])
