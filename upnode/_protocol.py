@@ -52,7 +52,7 @@ from ._readshare import START_READ
 from ._session import DnodeSession
 from ._tables import CULL_BATCH, CULL_DELAY
 from ._tuning import setReadSize, tune
-from ._wiring import IConnectionObserver, IServerBudget
+from ._wiring import IConnectionHost, IConnectionObserver, IServerBudget
 from .errors import DropReason, ProtocolError, RejectedMessage
 from .tls import verifyServerIdentity
 
@@ -138,6 +138,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     #: Who watches this connection (see L{IConnectionObserver}), set before
     #: it is connected; None: nobody, and no work for it.
     observer: Optional[IConnectionObserver] = None
+    #: The factory that built it, told of its C{local}, C{remote} and loss
+    #: (see L{IConnectionHost}); None: nobody.
+    host: Optional[IConnectionHost] = None
     _log = Logger()
 
     def __init__(
@@ -155,7 +158,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._clock = LazyClock(clock)
         self._expose = expose
         self._phase = NEW
-        self._lossHooks: List[Callable[[Failure], None]] = []
+        # (Made when the first is added: most connections have none.)
+        self._lossHooks: Optional[List[Callable[[Failure], None]]] = None
         self.local: Any = None
         self._session = session = DnodeSession(self, limits, self._clock.callLater)
         self.remote = session.remote
@@ -247,6 +251,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             local = construct(self.cons, self.remote, self)
             self.local = local
             # Before the members are read, as in Node: a handler may add some.
+            if self.host is not None:
+                self.host.connectionLocal(local, self)
             self.emit("local", local, self)
             members = exposedMembers(local)
             if self._expose is not None:
@@ -265,8 +271,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if self.observer is not None:
             self.observer.ended()
         self.emit("end")
-        hooks, self._lossHooks = self._lossHooks, []
-        for hook in hooks:
+        if self.host is not None:
+            self.host.connectionGone(self)
+        hooks, self._lossHooks = self._lossHooks, None
+        for hook in hooks or ():
             hook(reason or Failure(ConnectionDone()))
         # Whatever still holds this protocol (a log event buffered before
         # any observer started names it as its source) must not hold the
@@ -279,6 +287,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         """
         Call C{hook(reason)} once when this connection is lost.
         """
+        if self._lossHooks is None:
+            self._lossHooks = []
         self._lossHooks.append(hook)
 
     def whenLost(self) -> Deferred[None]:
@@ -487,6 +497,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         framer.fullRead = share * 3 // 4
 
     def remoteArrived(self) -> None:
+        if self.host is not None:
+            self.host.connectionRemote(self)
         self.emit("remote", self.remote, self)
         self.emit("ready")
 
