@@ -261,6 +261,15 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         except Exception:
             self.localError(Failure())
             self.end()
+        else:
+            # The peer waits for our methods: sent now, where the transport
+            # can (see L{upnode._tuning.sendNowFor}), not on the reactor's
+            # next turn.  On a server this also has the first connection's
+            # transport set, before the next one is made, the attributes
+            # its writes set (CPython then gives every later connection's
+            # transport the same compact attribute layout; set only after
+            # many were made, they cost each one a dict of its own).
+            self._flow.sendNow()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.connected = 0
