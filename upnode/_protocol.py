@@ -208,7 +208,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             role,
             self.limits.maxBuffered,
             send,
-            lambda: framer.chunksReceived,
+            framer.chunkCount,
         )
         self._framer.maxLength = self.MAX_LENGTH
         self._session.open(
