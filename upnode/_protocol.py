@@ -94,7 +94,6 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     @ivar remote: the peer's exposed object, filled in when its C{methods}
         message arrives.
     @ivar local: the object we expose on this connection.
-    @ivar id: a random id for this connection, as dnode gives each one.
     """
 
     delimiter = b"\n"
@@ -151,7 +150,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         expose: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
     ) -> None:
         EventEmitter.__init__(self)
-        self.id = secrets.token_hex(16)
+        # (dnode's random id: made when first read, see id.)
+        self._id: Optional[str] = None
         self.cons = cons
         self.limits = limits = limits or Limits()
         self.MAX_LENGTH = limits.maxLineLength
@@ -169,6 +169,20 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._registered = False
         # How much the transport reads at once, where we set it (see readFull).
         self._readShare = 0
+
+    @property
+    def id(self) -> str:
+        """
+        A random id for this connection, as dnode gives each one (made when
+        first read: most connections are never asked).
+        """
+        if self._id is None:
+            self._id = secrets.token_hex(16)
+        return self._id
+
+    @id.setter
+    def id(self, value: str) -> None:
+        self._id = value
 
     @property
     def role(self) -> Role:
