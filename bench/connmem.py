@@ -4,13 +4,14 @@ idle fan-in row (bench/fanin.py's idle dnode clients, which connect,
 exchange C{methods} and answer the server's pings), on a smaller scale, in
 a minute or less.
 
-    python bench/connmem.py [--clients N] [--rounds R]
+    python bench/connmem.py [--clients N] [--rounds R] [--reactor KIND]
     python bench/connmem.py --trace [--clients N] [--top K]
 
-Without --trace: each round starts C{bench/ours.py server} (the default
-reactor, as bench/run.py starts it), opens N idle connections to it, waits
-as bench/run.py does, and prints the server's RSS growth per connection;
-then the median.  RSS moves in pages and with the allocator's arenas, so
+Without --trace: each round starts C{bench/ours.py server} (on the default
+reactor, as bench/run.py starts it, or on the one --reactor names, as
+bench/ours.py's UPNODE_BENCH_REACTOR does: asyncio, uvloop, aio,
+aio-uvloop), opens N idle connections to it, waits as bench/run.py does,
+and prints the server's RSS growth per connection; then the median.  RSS moves in pages and with the allocator's arenas, so
 the figure is good to a few hundred bytes; compare medians of a few rounds.
 
 With --trace: the same server runs in this process under C{tracemalloc},
@@ -57,17 +58,17 @@ def clientCommand(port: int, clients: int) -> List[str]:
     return [PY, str(HERE / "fanin.py"), "idle", str(port), str(clients), "600", "dnode"]
 
 
-def environment() -> Dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(ROOT))
+def environment(reactor: str = "default") -> Dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT), UPNODE_BENCH_REACTOR=reactor)
 
 
-def oneRound(clients: int) -> Tuple[int, int]:
+def oneRound(clients: int, reactor: str) -> Tuple[int, int]:
     """
     The server's RSS once listening, and with C{clients} idle connections.
     """
     port = freePort()
     env = environment()
-    server = Proc([PY, str(HERE / "ours.py"), "server", str(port)], env)
+    server = Proc([PY, str(HERE / "ours.py"), "server", str(port)], environment(reactor))
     try:
         server.until("listening")
         base = rss(server.p.pid)
@@ -82,12 +83,12 @@ def oneRound(clients: int) -> Tuple[int, int]:
         server.stop()
 
 
-def measure(clients: int, rounds: int) -> None:
-    print(f"{clients} idle dnode connections to bench/ours.py server (default reactor)")
+def measure(clients: int, rounds: int, reactor: str) -> None:
+    print(f"{clients} idle dnode connections to bench/ours.py server ({reactor} reactor)")
     print(f"{'round':>5}  {'RSS listening':>14}  {'RSS connected':>14}  {'bytes/conn':>10}")
     perConnection = []
     for n in range(rounds):
-        base, after = oneRound(clients)
+        base, after = oneRound(clients, reactor)
         perConnection.append((after - base) / clients)
         print(f"{n + 1:>5}  {base:>14,}  {after:>14,}  {perConnection[-1]:>10,.0f}", flush=True)
     print(f"{'median':>5}  {'':>14}  {'':>14}  {statistics.median(perConnection):>10,.0f}")
@@ -182,11 +183,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--trace", action="store_true")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--reactor", default="default", choices=("default", "asyncio", "uvloop", "aio", "aio-uvloop"))
     args = parser.parse_args()
     if args.trace:
         trace(args.clients, args.top)
     else:
-        measure(args.clients, args.rounds)
+        measure(args.clients, args.rounds, args.reactor)
 
 
 if __name__ == "__main__":
