@@ -4,7 +4,7 @@ idle fan-in row (bench/fanin.py's idle dnode clients, which connect,
 exchange C{methods} and answer the server's pings), on a smaller scale, in
 a minute or less.
 
-    python bench/connmem.py [--clients N] [--rounds R] [--reactor KIND]
+    python bench/connmem.py [--clients N] [--rounds R] [--reactor KIND] [--settle S]
     python bench/connmem.py --trace [--clients N] [--top K]
 
 Without --trace: each round starts C{bench/ours.py server} (on the default
@@ -45,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 from bench.run import Proc, freePort  # noqa: E402
 
 PY = sys.executable
-#: Seconds from the last connection's C{methods} to the measure: bench/run.py's.
+#: Seconds from the last connection's C{methods} to the measure: bench/run.py's
+#: (--settle 12 lets the server's first ping round, at 10 s, go by).
 SETTLE = 3.0
 
 
@@ -62,7 +63,7 @@ def environment(reactor: str = "default") -> Dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT), UPNODE_BENCH_REACTOR=reactor)
 
 
-def oneRound(clients: int, reactor: str) -> Tuple[int, int]:
+def oneRound(clients: int, reactor: str, settle: float) -> Tuple[int, int]:
     """
     The server's RSS once listening, and with C{clients} idle connections.
     """
@@ -75,7 +76,7 @@ def oneRound(clients: int, reactor: str) -> Tuple[int, int]:
         client = Proc(clientCommand(port, clients), env)
         try:
             client.until("connected")
-            time.sleep(SETTLE)
+            time.sleep(settle)
             return base, rss(server.p.pid)
         finally:
             client.stop()
@@ -83,12 +84,12 @@ def oneRound(clients: int, reactor: str) -> Tuple[int, int]:
         server.stop()
 
 
-def measure(clients: int, rounds: int, reactor: str) -> None:
+def measure(clients: int, rounds: int, reactor: str, settle: float) -> None:
     print(f"{clients} idle dnode connections to bench/ours.py server ({reactor} reactor)")
     print(f"{'round':>5}  {'RSS listening':>14}  {'RSS connected':>14}  {'bytes/conn':>10}")
     perConnection = []
     for n in range(rounds):
-        base, after = oneRound(clients, reactor)
+        base, after = oneRound(clients, reactor, settle)
         perConnection.append((after - base) / clients)
         print(f"{n + 1:>5}  {base:>14,}  {after:>14,}  {perConnection[-1]:>10,.0f}", flush=True)
     print(f"{'median':>5}  {'':>14}  {'':>14}  {statistics.median(perConnection):>10,.0f}")
@@ -183,12 +184,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--trace", action="store_true")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--settle", type=float, default=SETTLE)
     parser.add_argument("--reactor", default="default", choices=("default", "asyncio", "uvloop", "aio", "aio-uvloop"))
     args = parser.parse_args()
     if args.trace:
         trace(args.clients, args.top)
     else:
-        measure(args.clients, args.rounds, args.reactor)
+        measure(args.clients, args.rounds, args.reactor, args.settle)
 
 
 if __name__ == "__main__":
