@@ -139,7 +139,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     observer: Optional[IConnectionObserver] = None
     #: The factory that built it, told of its C{local}, C{remote} and loss
     #: (see L{IConnectionHost}); None: nobody.
-    host: Optional[IConnectionHost] = None
+    connectionHost: Optional[IConnectionHost] = None
     _log = Logger()
 
     def __init__(
@@ -265,8 +265,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             local = construct(self.cons, self.remote, self)
             self.local = local
             # Before the members are read, as in Node: a handler may add some.
-            if self.host is not None:
-                self.host.connectionLocal(local, self)
+            if self.connectionHost is not None:
+                self.connectionHost.connectionLocal(local, self)
             self.emit("local", local, self)
             members = exposedMembers(local)
             if self._expose is not None:
@@ -294,8 +294,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if self.observer is not None:
             self.observer.ended()
         self.emit("end")
-        if self.host is not None:
-            self.host.connectionGone(self)
+        if self.connectionHost is not None:
+            self.connectionHost.connectionGone(self)
         hooks, self._lossHooks = self._lossHooks, None
         for hook in hooks or ():
             hook(reason or Failure(ConnectionDone()))
@@ -520,8 +520,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         framer.fullRead = share * 3 // 4
 
     def remoteArrived(self) -> None:
-        if self.host is not None:
-            self.host.connectionRemote(self)
+        if self.connectionHost is not None:
+            self.connectionHost.connectionRemote(self)
         self.emit("remote", self.remote, self)
         self.emit("ready")
 

@@ -183,7 +183,7 @@ class IConnectionHost(Protocol):
     """
     What a connection tells the factory that built it (a dnode or upnode
     factory, and through it its server's guard and heartbeats), set as the
-    connection's C{host} as it is built: direct calls, before the
+    connection's C{connectionHost} as it is built: direct calls, before the
     connection's own events, rather than listeners and loss hooks that a
     server would keep on every connection (and that a handler's
     C{removeAllListeners} would take away).

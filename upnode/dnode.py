@@ -81,7 +81,7 @@ class DnodeFactory(Factory, EventEmitter):
                 # crash a TLS factory, which wraps whatever is built.
                 conn.refused = True
                 return conn
-        conn.host = self
+        conn.connectionHost = self
         self.connections.add(conn)
         return conn
 
