@@ -282,8 +282,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             # transport set, before the next one is made, the attributes
             # its writes set (CPython then gives every later connection's
             # transport the same compact attribute layout; set only after
-            # many were made, they cost each one a dict of its own).
-            self._flow.sendNow()
+            # many were made, they cost each one a dict of its own).  Not
+            # once a handler has ended or dropped the connection.
+            if self._phase == OPEN:
+                self._flow.sendNow()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.connected = 0

@@ -186,6 +186,18 @@ class SendNowTests(SynchronousTestCase):
         self.assertTrue(socket.sent[0].startswith(b'{"method":"methods"'), socket.sent[0])
         self.assertEqual(socket.dataBuffer, b"")
 
+    def test_methodsNotSentOnceDropped(self) -> None:
+        """
+        A C{local} handler that drops the connection: the fast path does
+        not send what is left (the transport's abort drops it).
+        """
+        socket = SocketLike()
+        socket.abortConnection = lambda: None  # type: ignore[method-assign]
+        proto = DnodeProtocol({"echo": lambda value, cb: cb(value)})
+        proto.on("local", lambda local, conn: conn.abort())
+        proto.makeConnection(socket)
+        self.assertEqual((socket.sent, socket.doWrites), ([], 0))
+
     def test_notWhilePaused(self) -> None:
         """
         While the transport has us paused, answers are held, and the fast
