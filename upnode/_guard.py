@@ -187,7 +187,9 @@ class ServerGuard:
         """
         A connection was just accepted (its protocol built, not yet
         connected).  Returns False when it must be refused: the server is
-        full of connections that have all finished their handshake.
+        full of connections that have all finished their handshake.  One
+        admitted is then followed by L{handshaken} when its peer's
+        C{methods} come, and L{lost} when it goes (its factory says).
         """
         self.accepted += 1
         if len(self._live) >= self.cap:
@@ -206,15 +208,16 @@ class ServerGuard:
                 self._handshakeTimer = clock.callLater(timeout, self._handshakesExpired, deadline)
         else:
             self._handshaking[conn] = 0.0
-        conn.notifyOnLoss(lambda reason: self._lost(conn))
-        conn.on("remote", lambda remote, conn: self._handshaken(conn))
         if self.limits.lineTimeout and self._sweep is None:
             self._sweep = LoopingCall(self._sweepLines)
             self._sweep.clock = self._clock()
             self._sweep.start(self.limits.lineTimeout / 4, now=False)
         return True
 
-    def _handshaken(self, conn: Any) -> None:
+    def handshaken(self, conn: Any) -> None:
+        """
+        The peer of C{conn}, which L{admit} admitted, sent its C{methods}.
+        """
         self._handshaking.pop(conn, None)
         if not self._handshaking:
             self._stopHandshakeTimer()
@@ -239,7 +242,10 @@ class ServerGuard:
         cancel(self._handshakeTimer)
         self._handshakeTimer = None
 
-    def _lost(self, conn: Any) -> None:
+    def lost(self, conn: Any) -> None:
+        """
+        C{conn}, which L{admit} admitted, is lost.
+        """
         self._live.pop(conn, None)
         self._handshaking.pop(conn, None)
         if not self._handshaking:

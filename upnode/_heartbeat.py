@@ -18,11 +18,9 @@ peer is still found within C{interval + timeout} of its last word.
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any, Callable, Deque, Optional, Protocol, Tuple
+from typing import Any, Callable, List, Optional, Protocol, Tuple
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
 
 from ._reactor import cancel
 from .errors import DropReason
@@ -83,6 +81,22 @@ class Heartbeat:
     answered before it.
     """
 
+    # A server has one for each of its links.
+    __slots__ = (
+        "_ping",
+        "_interval",
+        "_timeout",
+        "_clock",
+        "_answered",
+        "_expired",
+        "_signs",
+        "_outstanding",
+        "_timer",
+        "_mark",
+        "_beatCall",
+        "_due",
+    )
+
     def __init__(
         self,
         ping: Callable[[Callable[..., None]], Any],
@@ -106,31 +120,52 @@ class Heartbeat:
         self._expired = expired
         self._signs = signs
         # The time each outstanding ping went out and the stream offset
-        # where it starts, oldest first.
-        self._outstanding: Deque[Tuple[float, int]] = deque()
+        # where it starts, oldest first: rarely more than one, so a list
+        # (an empty deque is many times its size, on each of a server's links).
+        self._outstanding: List[Tuple[float, int]] = []
         # The oldest one's timer, and what the peer had said when it was set.
         self._timer: Optional[IDelayedCall] = None
         self._mark = 0
-        self._loop = LoopingCall(self._beat)
-        self._loop.clock = clock
+        # The next ping's timer, and when it is due: every interval from
+        # the start, the way LoopingCall keeps time, without its Deferred
+        # and its state, which a server would pay for on every link.
+        self._beatCall: Optional[IDelayedCall] = None
+        self._due = 0.0
 
     def start(self) -> None:
-        self._loop.start(self._interval, now=False)
+        self._due = self._clock.seconds() + self._interval
+        self._beatCall = self._clock.callLater(self._interval, self._tick)
 
     def stop(self) -> None:
         """
-        Stop for good, and let go of the link: the heartbeat and its loop
-        refer to each other, and must not keep the connection alive until
-        the collector's next pass.
+        Stop for good, and let go of the link (nothing of it is held by a
+        timer until the collector's next pass).
         """
-        if self._loop.running:
-            self._loop.stop()
+        cancel(self._beatCall)
+        self._beatCall = None
         self._outstanding.clear()
         self._disarm()
         self._ping = _noPing
         self._answered = _ignore
         self._expired = _nothing
         self._signs = NO_SIGNS
+
+    def _tick(self) -> None:
+        self._beatCall = None
+        self._beat()
+        if self._ping is _noPing:
+            return  # (stopped meanwhile: the link went as the ping was written)
+        # The next one on the same grid; a beat later than a whole interval
+        # (a reactor held up) skips the pings it missed, as LoopingCall does.
+        now = self._clock.seconds()
+        interval = self._interval
+        due = self._due + interval
+        if due <= now:
+            due = self._due + ((now - self._due) // interval + 1) * interval
+            if due <= now:  # (rounding)
+                due += interval
+        self._due = due
+        self._beatCall = self._clock.callLater(due - now, self._tick)
 
     def _beat(self) -> None:
         # (Acknowledgements of what went before the ping are signs of life;
@@ -157,7 +192,7 @@ class Heartbeat:
     def _pong(self, *ignored: Any) -> None:
         if not self._outstanding:
             return  # an answer nobody asked for
-        sent = self._outstanding.popleft()[0]
+        sent = self._outstanding.pop(0)[0]
         self._disarm()
         if self._outstanding:
             # The next one's own deadline (never earlier than now: it is
@@ -196,15 +231,41 @@ def startHeartbeat(
     as C{conn.drop} does it, under L{DropReason.PING}.
     """
     if expired is None:
-        expired = _dropper(conn, timeout)
+        expired = _Dropper(conn, timeout)
     signs = conn if hasattr(conn, "heard") else NO_SIGNS
-    heartbeat = Heartbeat(lambda cb: remote.ping(cb), interval, timeout, clock, answered, expired, signs)
+    heartbeat = Heartbeat(_PingOf(remote), interval, timeout, clock, answered, expired, signs)
     heartbeat.start()
     return heartbeat
 
 
-def _dropper(conn: Any, timeout: float) -> Callable[[], None]:
-    def expired() -> None:
-        conn.drop(DropReason.PING, f"no ping answer, and nothing else heard, within {timeout} seconds")
+# (Small objects rather than closures: a server makes them for every link.)
 
-    return expired
+
+class _PingOf:
+    """
+    The peer's C{ping}, looked up on each beat: a later C{methods} message
+    may replace it.
+    """
+
+    __slots__ = ("remote",)
+
+    def __init__(self, remote: Any) -> None:
+        self.remote = remote
+
+    def __call__(self, cb: Callable[..., None]) -> Any:
+        return self.remote.ping(cb)
+
+
+class _Dropper:
+    """
+    Drop C{conn} as C{conn.drop} does it, for want of an answer.
+    """
+
+    __slots__ = ("conn", "timeout")
+
+    def __init__(self, conn: Any, timeout: float) -> None:
+        self.conn = conn
+        self.timeout = timeout
+
+    def __call__(self) -> None:
+        self.conn.drop(DropReason.PING, f"no ping answer, and nothing else heard, within {self.timeout} seconds")

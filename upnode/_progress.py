@@ -56,14 +56,28 @@ def ackedBytesProbe(transport: Any) -> Optional[AckedBytes]:
     return None
 
 
-def _probe(sock: Any, option: int) -> Optional[AckedBytes]:
-    def ackedBytes() -> int:
-        return int(_BYTES_ACKED.unpack_from(sock.getsockopt(socket.IPPROTO_TCP, option, _TCP_INFO_SIZE), _BYTES_ACKED_OFFSET)[0])
+class _AckedBytes:
+    """
+    The probe of one socket (an object rather than a closure: a server
+    keeps one for each of its connections).
+    """
 
+    __slots__ = ("sock", "option")
+
+    def __init__(self, sock: Any, option: int) -> None:
+        self.sock = sock
+        self.option = option
+
+    def __call__(self) -> int:
+        info = self.sock.getsockopt(socket.IPPROTO_TCP, self.option, _TCP_INFO_SIZE)
+        return int(_BYTES_ACKED.unpack_from(info, _BYTES_ACKED_OFFSET)[0])
+
+
+def _probe(sock: Any, option: int) -> Optional[AckedBytes]:
     try:
         # An older kernel answers with a shorter structure: no probe.
         if len(sock.getsockopt(socket.IPPROTO_TCP, option, _TCP_INFO_SIZE)) < _TCP_INFO_SIZE:
             return None
     except OSError:
         return None
-    return ackedBytes
+    return _AckedBytes(sock, option)

@@ -52,7 +52,7 @@ from ._readshare import START_READ
 from ._session import DnodeSession
 from ._tables import CULL_BATCH, CULL_DELAY, CULL_IDLE
 from ._tuning import setReadSize, tune
-from ._wiring import IConnectionObserver, IServerBudget
+from ._wiring import IConnectionHost, IConnectionObserver, IServerBudget
 from .errors import DropReason, ProtocolError, RejectedMessage
 from .tls import verifyServerIdentity
 
@@ -95,7 +95,6 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     @ivar remote: the peer's exposed object, filled in when its C{methods}
         message arrives.
     @ivar local: the object we expose on this connection.
-    @ivar id: a random id for this connection, as dnode gives each one.
     """
 
     delimiter = b"\n"
@@ -139,6 +138,9 @@ class DnodeProtocol(LineReceiver, EventEmitter):
     #: Who watches this connection (see L{IConnectionObserver}), set before
     #: it is connected; None: nobody, and no work for it.
     observer: Optional[IConnectionObserver] = None
+    #: The factory that built it, told of its C{local}, C{remote} and loss
+    #: (see L{IConnectionHost}); None: nobody.
+    connectionHost: Optional[IConnectionHost] = None
     _log = Logger()
 
     def __init__(
@@ -149,14 +151,16 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         expose: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
     ) -> None:
         EventEmitter.__init__(self)
-        self.id = secrets.token_hex(16)
+        # (dnode's random id: made when first read, see id.)
+        self._id: Optional[str] = None
         self.cons = cons
         self.limits = limits = limits or Limits()
         self.MAX_LENGTH = limits.maxLineLength
         self._clock = LazyClock(clock)
         self._expose = expose
         self._phase = NEW
-        self._lossHooks: List[Callable[[Failure], None]] = []
+        # (Made when the first is added: most connections have none.)
+        self._lossHooks: Optional[List[Callable[[Failure], None]]] = None
         self.local: Any = None
         self._session = session = DnodeSession(self, limits, self._clock.callLater)
         self.remote = session.remote
@@ -166,6 +170,20 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         self._registered = False
         # How much the transport reads at once, where we set it (see readFull).
         self._readShare = 0
+
+    @property
+    def id(self) -> str:
+        """
+        A random id for this connection, as dnode gives each one (made when
+        first read: most connections are never asked).
+        """
+        if self._id is None:
+            self._id = secrets.token_hex(16)
+        return self._id
+
+    @id.setter
+    def id(self, value: str) -> None:
+        self._id = value
 
     @property
     def role(self) -> Role:
@@ -205,7 +223,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             role,
             self.limits.maxBuffered,
             send,
-            lambda: framer.chunksReceived,
+            framer.chunkCount,
         )
         self._framer.maxLength = self.MAX_LENGTH
         self._session.open(
@@ -248,6 +266,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
             local = construct(self.cons, self.remote, self)
             self.local = local
             # Before the members are read, as in Node: a handler may add some.
+            if self.connectionHost is not None:
+                self.connectionHost.connectionLocal(local, self)
             self.emit("local", local, self)
             members = exposedMembers(local)
             if self._expose is not None:
@@ -256,6 +276,17 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         except Exception:
             self.localError(Failure())
             self.end()
+        else:
+            # The peer waits for our methods: sent now, where the transport
+            # can (see L{upnode._tuning.sendNowFor}), not on the reactor's
+            # next turn.  On a server this also has the first connection's
+            # transport set, before the next one is made, the attributes
+            # its writes set (CPython then gives every later connection's
+            # transport the same compact attribute layout; set only after
+            # many were made, they cost each one a dict of its own).  Not
+            # once a handler has ended or dropped the connection.
+            if self._phase == OPEN:
+                self._flow.sendNow()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.connected = 0
@@ -266,8 +297,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         if self.observer is not None:
             self.observer.ended()
         self.emit("end")
-        hooks, self._lossHooks = self._lossHooks, []
-        for hook in hooks:
+        if self.connectionHost is not None:
+            self.connectionHost.connectionGone(self)
+        hooks, self._lossHooks = self._lossHooks, None
+        for hook in hooks or ():
             hook(reason or Failure(ConnectionDone()))
         # Whatever still holds this protocol (a log event buffered before
         # any observer started names it as its source) must not hold the
@@ -280,6 +313,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         """
         Call C{hook(reason)} once when this connection is lost.
         """
+        if self._lossHooks is None:
+            self._lossHooks = []
         self._lossHooks.append(hook)
 
     def whenLost(self) -> Deferred[None]:
@@ -488,6 +523,8 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         framer.fullRead = share * 3 // 4
 
     def remoteArrived(self) -> None:
+        if self.connectionHost is not None:
+            self.connectionHost.connectionRemote(self)
         self.emit("remote", self.remote, self)
         self.emit("ready")
 

@@ -6,13 +6,13 @@ their clients, dropping the ones that stop answering.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from twisted.internet.interfaces import IReactorTime
 
 from ._expose import Cons, withPing
 from ._guard import ServerGuard, ServerLimits
-from ._heartbeat import startHeartbeat
+from ._heartbeat import Heartbeat, startHeartbeat
 from ._limits import Limits, seconds
 from ._protocol import DnodeProtocol
 from ._reactor import resolve
@@ -29,7 +29,7 @@ class _Answers:
     def __init__(self, conn: DnodeProtocol) -> None:
         self.conn = conn
 
-    def answered(self, roundTrip: float) -> None:
+    def __call__(self, roundTrip: float) -> None:
         self.conn.emit("ping", roundTrip)
 
 
@@ -64,33 +64,33 @@ class UpnodeServerFactory(DnodeFactory):
         DnodeFactory.__init__(self, cons, limits, clock, withPing, ServerGuard(serverLimits, clock))
         self.ping = seconds("ping", ping)
         self.timeout = seconds("timeout", timeout)
+        # The heartbeat of each connection whose peer's methods have come
+        # (None: its peer exposes no ping), stopped when it goes.
+        self._heartbeats: Dict[DnodeProtocol, Optional[Heartbeat]] = {}
 
     def buildProtocol(self, addr: Any) -> DnodeProtocol:
         conn = DnodeFactory.buildProtocol(self, addr)
         if self.metrics is not None:
             self.metrics.connection(conn)
-        if self.ping:
-            conn.on("remote", self._firstRemote)
         return conn
 
-    def _firstRemote(self, remote: Any, conn: DnodeProtocol) -> None:
-        # Once a connection, as pyee's once(), whose wrapper would refer
-        # back to the connection: a cycle that outlives it until the
-        # collector's next pass, for every peer that never sends methods.
-        if self._firstRemote not in conn.listeners("remote"):
-            return
-        conn.remove_listener("remote", self._firstRemote)
-        self._startHeartbeat(conn)
+    def connectionRemote(self, conn: DnodeProtocol) -> None:
+        DnodeFactory.connectionRemote(self, conn)
+        # Its first methods only: a peer that sends them again keeps its
+        # one heartbeat.
+        if self.ping and conn.connected and conn not in self._heartbeats:
+            self._heartbeats[conn] = self._startHeartbeat(conn)
 
-    def _startHeartbeat(self, conn: DnodeProtocol) -> None:
-        if not callable(getattr(conn.remote, "ping", None)) or not conn.connected:
-            return
-        heartbeat = startHeartbeat(conn, conn.remote, self.ping, self.timeout, self._clock(), _Answers(conn).answered)
-
-        def lost(reason: Any) -> None:
+    def connectionGone(self, conn: DnodeProtocol) -> None:
+        DnodeFactory.connectionGone(self, conn)
+        heartbeat = self._heartbeats.pop(conn, None)
+        if heartbeat is not None:
             heartbeat.stop()
 
-        conn.notifyOnLoss(lost)
+    def _startHeartbeat(self, conn: DnodeProtocol) -> Optional[Heartbeat]:
+        if not callable(getattr(conn.remote, "ping", None)):
+            return None
+        return startHeartbeat(conn, conn.remote, self.ping, self.timeout, self._clock(), _Answers(conn))
 
     def _clock(self) -> IReactorTime:
         self.clock = resolve(self.clock)

@@ -56,7 +56,9 @@ class DnodeSession:
         # The exposed members that can be called, with their arity, worked
         # out once when they are exposed.
         self._targets: Dict[str, Entry] = {}
-        self._exposedIds: FrozenSet[int] = frozenset()
+        # The identities of the exposed callables, made when first asked
+        # (off the common path; most connections never are).
+        self._exposedIds: Optional[FrozenSet[int]] = None
         self.sender = Sender(self.request)
         self.local = LocalCallbacks(None)
         self.proxies = RemoteProxies(limits.maxRemoteCallbacks, self.sender, callLater, self._cullsDue)
@@ -204,7 +206,7 @@ class DnodeSession:
                 # callback: an id whose target is one we expose is a call.
                 entry = entries.get(method)
                 if entry is not None:
-                    called(id(entry[0]) in self._exposedIds)
+                    called(id(entry[0]) in (self._exposedIds or self._exposedIdSet()))
             elif type(method) is str and method in self._targets and method not in ("methods", "cull"):
                 called(True)
             self._handle(message)
@@ -265,7 +267,13 @@ class DnodeSession:
         # Whether the peer called one of our exposed methods (by name, or
         # by the id its methods message gave it) rather than a callback we
         # passed it; asked only off the common path.
-        return kind is str or id(target) in self._exposedIds
+        return kind is str or id(target) in self._exposedIdSet()
+
+    def _exposedIdSet(self) -> FrozenSet[int]:
+        exposedIds = self._exposedIds
+        if exposedIds is None:
+            exposedIds = self._exposedIds = frozenset(id(entry[0]) for entry in self._targets.values())
+        return exposedIds
 
     def _returned(self, result: Any, target: Any, kind: type) -> Any:
         if result is not None and self._exposes(target, kind):
@@ -290,7 +298,7 @@ class DnodeSession:
         """
         self.exposed = members
         self._targets = {name: entryFor(value) for name, value in members.items() if type(name) is str and callable(value)}
-        self._exposedIds = frozenset(id(entry[0]) for entry in self._targets.values())
+        self._exposedIds = None
         self.request("methods", [members])
 
     def request(self, method: Any, arguments: Sequence[Any]) -> None:

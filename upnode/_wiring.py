@@ -7,7 +7,8 @@ They are typing protocols, checked by mypy; nothing here runs.
 The connection (L{upnode._protocol.DnodeProtocol}) owns the parts and
 implements L{IFlowOwner} (for its L{upnode._outflow.OutputFlow}),
 L{IFramerOwner} (for its L{upnode._framing.LineFramer}) and L{ILinkOwner}
-(for its L{upnode._session.DnodeSession}).
+(for its L{upnode._session.DnodeSession}); it tells the factory that built
+it what an L{IConnectionHost} hears.
 """
 
 from __future__ import annotations
@@ -175,4 +176,31 @@ class IConnectionObserver(Protocol):
     def ended(self) -> None:
         """
         The connection is lost.
+        """
+
+
+class IConnectionHost(Protocol):
+    """
+    What a connection tells the factory that built it (a dnode or upnode
+    factory, and through it its server's guard and heartbeats), set as the
+    connection's C{connectionHost} as it is built: direct calls, before the
+    connection's own events, rather than listeners and loss hooks that a
+    server would keep on every connection (and that a handler's
+    C{removeAllListeners} would take away).
+    """
+
+    def connectionLocal(self, local: Any, conn: Any) -> None:
+        """
+        C{conn} made C{local}, the object it exposes (its C{local} event
+        follows).
+        """
+
+    def connectionRemote(self, conn: Any) -> None:
+        """
+        The peer's methods came (C{conn.remote}; the C{remote} event follows).
+        """
+
+    def connectionGone(self, conn: Any) -> None:
+        """
+        C{conn} is lost (after its C{end} event, before its loss hooks).
         """

@@ -81,11 +81,25 @@ class DnodeFactory(Factory, EventEmitter):
                 # crash a TLS factory, which wraps whatever is built.
                 conn.refused = True
                 return conn
-        conn.on("local", lambda local, conn: self.emit("local", local, conn))
-        conn.on("remote", lambda remote, conn: self.emit("remote", remote, conn))
+        conn.connectionHost = self
         self.connections.add(conn)
-        conn.notifyOnLoss(lambda reason: self.connections.discard(conn))
         return conn
+
+    # What each connection tells us (IConnectionHost): before its own
+    # events, as listeners added when it was built would hear them.
+
+    def connectionLocal(self, local: Any, conn: DnodeProtocol) -> None:
+        self.emit("local", local, conn)
+
+    def connectionRemote(self, conn: DnodeProtocol) -> None:
+        if self.guard is not None:
+            self.guard.handshaken(conn)
+        self.emit("remote", conn.remote, conn)
+
+    def connectionGone(self, conn: DnodeProtocol) -> None:
+        if self.guard is not None:
+            self.guard.lost(conn)
+        self.connections.discard(conn)
 
     def startFactory(self) -> None:
         if self.guard is not None:

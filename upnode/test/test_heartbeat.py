@@ -144,6 +144,42 @@ class HeartbeatTests(SynchronousTestCase):
         self.assertEqual(self.expired, [])
         heartbeat.stop()
 
+    def test_lateBeatSkipsMissedPings(self) -> None:
+        """
+        Pings go out every C{interval} from the start; a reactor held up
+        for several intervals sends one ping late, not one for each it
+        missed, and the next is due on the same grid.
+        """
+        self.heartbeat.stop()
+        heartbeat = Heartbeat(self.answers.append, 10.0, 0.0, self.clock, self.roundTrips.append, self.expire)
+        heartbeat.start()
+        self.addCleanup(heartbeat.stop)
+        self.clock.advance(35.0)
+        self.assertEqual(len(self.answers), 1)
+        self.clock.advance(4.9)
+        self.assertEqual(len(self.answers), 1)
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.answers), 2)
+        self.clock.advance(10.0)
+        self.assertEqual(len(self.answers), 3)
+        self.assertEqual([call.getTime() for call in self.clock.getDelayedCalls()], [60.0])
+
+    def test_stopDuringPing(self) -> None:
+        """
+        A link lost while its ping is written (which stops the heartbeat)
+        leaves no timer behind.
+        """
+        self.heartbeat.stop()
+
+        def ping(cb: Callable[..., None]) -> None:
+            heartbeat.stop()
+            raise ConnectionError("gone")
+
+        heartbeat = Heartbeat(ping, 10.0, 5.0, self.clock, self.roundTrips.append, self.expire)
+        heartbeat.start()
+        self.clock.advance(10.0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_stopLetsGo(self) -> None:
         """
         A stopped heartbeat holds no timer and nothing of its link.

@@ -414,6 +414,20 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
 
+class ConnectionIdTests(SynchronousTestCase):
+    def test_idRandomAndStable(self) -> None:
+        """
+        Each connection has its own random id, as dnode gives each one: the
+        same every time it is read, and one a program may set.
+        """
+        one, two = Harness().proto, Harness().proto
+        self.assertRegex(one.id, "^[0-9a-f]{32}$")
+        self.assertEqual(one.id, one.id)
+        self.assertNotEqual(one.id, two.id)
+        two.id = "mine"
+        self.assertEqual(two.id, "mine")
+
+
 class BackPressureTests(SynchronousTestCase):
     def test_peerThatDoesNotRead(self) -> None:
         """

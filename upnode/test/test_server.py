@@ -128,6 +128,38 @@ class ServerTests(SynchronousTestCase):
         link.flush()
         self.assertEqual(pings, [1])
 
+    def test_serverHooksSurviveRemoveAllListeners(self) -> None:
+        """
+        A cons that removes every listener of its connection takes away
+        only its own: the server still sees the handshake (no drop at the
+        handshake timeout), pings the client, passes the connection's
+        events on, and forgets the connection when it goes.
+        """
+        pings: List[Any] = []
+        remotes: List[Any] = []
+
+        def cons(remote: Any, conn: Any) -> dict:
+            conn.removeAllListeners()
+            return {}
+
+        factory = UpnodeServerFactory(
+            cons, ping=1.0, timeout=0.5, serverLimits=ServerLimits(handshakeTimeout=2.0), clock=self.clock
+        )
+        factory.on("remote", lambda remote, conn: remotes.append(conn))
+        link = self.link(factory, {"ping": lambda cb: (pings.append(1), cb())})
+        self.assertEqual(remotes, [link.server])
+        for _ in range(3):
+            self.clock.advance(1.0)
+            link.flush()
+        self.assertTrue(link.server.connected)
+        self.assertEqual(pings, [1, 1, 1])
+        self.assertEqual(factory.status()["handshaking"], 0)
+        link.cut()
+        self.assertEqual(factory.connections, set())
+        self.assertEqual(factory.status()["connections"], 0)
+        self.clock.advance(1.0)
+        self.assertEqual(pings, [1, 1, 1])
+
     def test_idleConnectionFreedWithoutCollector(self) -> None:
         """
         A connection whose peer never sends its methods (a connect/close

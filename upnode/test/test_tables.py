@@ -82,7 +82,7 @@ class LocalCallbacksTests(SynchronousTestCase):
 
         self.assertEqual(local.idOf(f), 0)
         self.assertEqual(local.idOf(f), 0)
-        self.assertEqual(local.resent, {0})
+        self.assertEqual(set(local.resent), {0})
         self.assertEqual(local.entries[0], (f, 2, 2))
         self.assertEqual(local.idOf(print), 1)
         self.assertEqual(local.entries[1][1], ANY)

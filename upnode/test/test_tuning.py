@@ -155,7 +155,10 @@ class SendNowTests(SynchronousTestCase):
         socket = SocketLike()
         proto = DnodeProtocol({"echo": lambda value, cb: cb(value)})
         proto.makeConnection(socket)
-        self.assertEqual(socket.doWrites, 0)  # the methods message waits for the reactor
+        socket.sent.clear()
+        socket.doWrites = 0
+        proto.request("echo", [0])  # outside a chunk: waits for the reactor
+        self.assertEqual(socket.doWrites, 0)
         proto.dataReceived(
             b"".join(
                 b'{"method":"echo","arguments":[%d,"[Function]"],"callbacks":{"%d":["1"]},"links":[]}\n' % (i, i)
@@ -165,9 +168,35 @@ class SendNowTests(SynchronousTestCase):
         self.assertEqual(socket.doWrites, 1)
         self.assertEqual(len(socket.sent), 1)
         sent = socket.sent[0]
-        self.assertTrue(sent.startswith(b'{"method":"methods"'), sent)
+        self.assertTrue(sent.startswith(b'{"method":"echo","arguments":[0]'), sent)
         for i in range(3):
             self.assertIn(b'{"method":%d,"arguments":[%d]' % (i, i), sent)
+
+    def test_methodsLeaveAtOnce(self) -> None:
+        """
+        The methods message, which the peer waits for, is sent as the
+        connection is made (or once its TLS handshake is done), not on the
+        reactor's next turn.
+        """
+        socket = SocketLike()
+        proto = DnodeProtocol({"echo": lambda value, cb: cb(value)})
+        proto.makeConnection(socket)
+        self.assertEqual(socket.doWrites, 1)
+        self.assertEqual(len(socket.sent), 1)
+        self.assertTrue(socket.sent[0].startswith(b'{"method":"methods"'), socket.sent[0])
+        self.assertEqual(socket.dataBuffer, b"")
+
+    def test_methodsNotSentOnceDropped(self) -> None:
+        """
+        A C{local} handler that drops the connection: the fast path does
+        not send what is left (the transport's abort drops it).
+        """
+        socket = SocketLike()
+        socket.abortConnection = lambda: None  # type: ignore[method-assign]
+        proto = DnodeProtocol({"echo": lambda value, cb: cb(value)})
+        proto.on("local", lambda local, conn: conn.abort())
+        proto.makeConnection(socket)
+        self.assertEqual((socket.sent, socket.doWrites), ([], 0))
 
     def test_notWhilePaused(self) -> None:
         """
@@ -177,6 +206,7 @@ class SendNowTests(SynchronousTestCase):
         socket = SocketLike()
         proto = DnodeProtocol({"echo": lambda value, cb: cb(value)})
         proto.makeConnection(socket)
+        socket.doWrites = 0  # (the methods message's)
         socket.producer.pauseProducing()  # the flow, registered as the transport's producer
         proto.dataReceived(b'{"method":"echo","arguments":[1,"[Function]"],"callbacks":{"5":["1"]},"links":[]}\n')
         self.assertEqual(socket.doWrites, 0)
