@@ -102,11 +102,12 @@ def sendNowFor(transport: Any) -> Optional[Callable[[], None]]:
 
 
 def _sendNow(descriptor: FileDescriptor) -> Callable[[], None]:
-    doWrite = descriptor.doWrite
-
     def sendNow() -> None:
         if not descriptor.disconnecting:
-            doWrite()
+            # The descriptor's doWrite as it is now, not as it was: an
+            # aborted TCP transport puts one in place that sends nothing,
+            # so that what was written after the abort never leaves.
+            descriptor.doWrite()
 
     return sendNow
 

@@ -6,11 +6,14 @@ where it does not.
 
 from __future__ import annotations
 
+import socket
 from typing import Any, List
 
+from twisted.internet import tcp
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IPushProducer, ITCPTransport
-from twisted.internet.testing import StringTransport
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer, implementer_only
 
@@ -136,6 +139,26 @@ class SendNowTests(SynchronousTestCase):
         socket.disconnecting = True
         sendNow()
         self.assertEqual((socket.sent, socket.doWrites), ([], 0))
+
+    def test_notOnceAborted(self) -> None:
+        """
+        Nothing leaves a TCP transport once it is aborted, not even what
+        was written to it afterwards (a reply made in the same received
+        chunk), as without the fast path.
+        """
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        theirs.setblocking(False)
+        transport = tcp.Connection(ours, Protocol(), MemoryReactorClock())
+        transport.connected = True
+        sendNow = _tuning.sendNowFor(transport)
+        assert sendNow is not None
+        transport.write(b"before\n")
+        transport.abortConnection()
+        transport.write(b"after\n")
+        sendNow()
+        self.assertRaises(BlockingIOError, theirs.recv, 100)
 
     def test_fallback(self) -> None:
         """
