@@ -162,7 +162,7 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         # (Made when the first is added: most connections have none.)
         self._lossHooks: Optional[List[Callable[[Failure], None]]] = None
         self.local: Any = None
-        self._session = session = DnodeSession(self, limits, self._clock.callLater)
+        self._session = session = DnodeSession(self, limits, self._clock.callLater, self._clock.seconds)
         self.remote = session.remote
         self._framer = LineFramer(self, session, session.lineReceived, limits.maxLineLength, limits.maxRate, self._clock)
         #: What we write, on its way to the transport (made on connection).

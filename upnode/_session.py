@@ -46,7 +46,9 @@ class DnodeSession:
         end, unless they pass this many bytes (one read's worth).
     """
 
-    def __init__(self, owner: ILinkOwner, limits: Limits, callLater: Callable[..., Any]) -> None:
+    def __init__(
+        self, owner: ILinkOwner, limits: Limits, callLater: Callable[..., Any], seconds: Callable[[], float]
+    ) -> None:
         self._owner = owner
         self.limits = limits
         self._maxDepth = limits.maxDepth
@@ -61,7 +63,7 @@ class DnodeSession:
         self._exposedIds: Optional[FrozenSet[int]] = None
         self.sender = Sender(self.request)
         self.local = LocalCallbacks(None)
-        self.proxies = RemoteProxies(limits.maxRemoteCallbacks, self.sender, callLater, self._cullsDue)
+        self.proxies = RemoteProxies(limits.maxRemoteCallbacks, self.sender, callLater, self._cullsDue, seconds)
         # Bound once: handed on for each callback received, and request sent.
         self._proxyFor = self.proxies.proxyFor
         self._idOf = self.local.idOf

@@ -177,8 +177,9 @@ class RemoteProxies:
     Culls of proxies our code drops wait up to L{CULL_DELAY} seconds, or
     for L{CULL_BATCH} of them, and are then handed to C{due}; those of
     proxies that die while a received chunk is handled (C{receiving}) are
-    counted at its end, and leave with a chunk's answers once they make a
-    batch or have waited the delay (see L{culls}).
+    counted at its end, and leave with its answers if the connection is
+    not busy, else with a chunk's answers once they make a batch or have
+    waited the delay (see L{culls}).
     """
 
     def __init__(
@@ -187,6 +188,7 @@ class RemoteProxies:
         sender: Sender,
         callLater: Callable[..., IDelayedCall],
         due: Callable[[], None],
+        seconds: Callable[[], float],
     ) -> None:
         self.refs: Dict[int, _ProxyRef] = {}
         self.pending: Dict[int, None] = {}
@@ -196,7 +198,12 @@ class RemoteProxies:
         self._sender = sender
         self._callLater = callLater
         self._due = due
+        self._seconds = seconds
         self._timer: Optional[IDelayedCall] = None
+        # When the last received chunk that left culls ended (None: none
+        # has yet, and the first waits, as a connection's first calls
+        # often come in a burst).
+        self._lastCulls: Optional[float] = None
         # The culls pending have waited CULL_DELAY: the next chunk's end takes them.
         self._ripe = False
         # The timer is the answered calls' (see culls), not CULL_DELAY's.
@@ -261,17 +268,24 @@ class RemoteProxies:
     def culls(self) -> bytes:
         """
         At the end of a received chunk: the cull message for the ids
-        pending if they make a batch (L{CULL_BATCH}) or have waited
-        L{CULL_DELAY} seconds, else nothing.  Culls that have waited leave
-        with the next chunk's answers, in the write that goes anyway; only
-        where no chunk comes within L{CULL_IDLE} seconds more are they
-        handed to C{due}, in a write of their own.  The peer decodes one
-        message per batch, not one per received chunk (per call, for calls
-        made one at a time); a connection answered now and then gets no
-        write for its culls alone; and what the peer keeps for us stays
-        bounded by a batch and the two delays.
+        pending, to leave with the chunk's answers, if the connection is
+        not busy (the chunk before it that left culls did so at least
+        L{CULL_DELAY} seconds ago: a call now and then, a ping; a
+        connection's first is taken as busy), or if they make a batch
+        (L{CULL_BATCH}) or have waited L{CULL_DELAY} seconds; else nothing.
+        Culls that have waited leave with the next chunk's answers, in the
+        write that goes anyway; only where no chunk comes within
+        L{CULL_IDLE} seconds more are they handed to C{due}, in a write of
+        their own.  On a busy connection (calls made one at a time, back to
+        back) the peer decodes one message per batch, not one per received
+        chunk; a connection answered now and then costs no timer and no
+        write for its culls; and what the peer keeps for us stays bounded
+        by a batch and the two delays.
         """
-        if len(self.pending) >= CULL_BATCH or self._ripe:
+        now, last = self._seconds(), self._lastCulls
+        self._lastCulls = now
+        idle = last is not None and now - last >= CULL_DELAY
+        if idle or len(self.pending) >= CULL_BATCH or self._ripe:
             return self.takeCulls()
         if self._timer is None:
             self._waiting = True

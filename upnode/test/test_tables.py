@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from upnode import DnodeProtocol, Limits, ProtocolError, RejectedMessage
 from upnode._arity import ANY
 from upnode._remote import Sender
-from upnode._tables import CULL_BATCH, CULL_DELAY, LocalCallbacks, RemoteProxies, TooManyCallbacks
+from upnode._tables import CULL_BATCH, CULL_DELAY, CULL_IDLE, LocalCallbacks, RemoteProxies, TooManyCallbacks
 from upnode.dnode import DnodeFactory
 from upnode.testing import connectInMemory
 
@@ -114,7 +114,7 @@ class RemoteProxiesTests(SynchronousTestCase):
     def make(self, limit: int = 100) -> Any:
         clock = Clock()
         due: List[None] = []
-        proxies = RemoteProxies(limit, Sender(lambda m, a: None), clock.callLater, lambda: due.append(None))
+        proxies = RemoteProxies(limit, Sender(lambda m, a: None), clock.callLater, lambda: due.append(None), clock.seconds)
         return proxies, clock, due
 
     def test_timedAndBatched(self) -> None:
@@ -135,6 +135,48 @@ class RemoteProxiesTests(SynchronousTestCase):
         proxies.receiving = True
         proxies.proxyFor(1)
         self.assertEqual((list(proxies.pending), due, clock.getDelayedCalls()), ([1], [], []))
+
+    def answered(self, proxies: Any, callbackId: int) -> bytes:
+        """
+        A received chunk whose answer let go of the proxy of
+        C{callbackId}: what its end writes of the culls.
+        """
+        proxies.receiving = True
+        proxies.proxyFor(callbackId)
+        proxies.receiving = False
+        return proxies.culls()  # type: ignore[no-any-return]
+
+    def test_busyConnectionBatches(self) -> None:
+        """
+        On a busy connection (chunks that leave culls less than CULL_DELAY
+        apart: calls made one at a time, back to back) the culls wait for a
+        batch or the delay, not one message a call.
+        """
+        proxies, clock, due = self.make()
+        self.assertEqual(self.answered(proxies, 1), b"")  # a connection's first waits
+        clock.advance(0.001)
+        self.assertEqual(self.answered(proxies, 2), b"")
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(CULL_DELAY)
+        self.assertEqual(self.answered(proxies, 3), b'{"method":"cull","arguments":[1,2,3]}\n')
+
+    def test_idleConnectionCullsWithTheAnswers(self) -> None:
+        """
+        On a connection answered now and then (a ping a second, a client
+        calling every 100 ms), a chunk's culls leave with its answers: no
+        timer, no write of their own.
+        """
+        proxies, clock, due = self.make()
+        self.answered(proxies, 1)
+        clock.advance(CULL_DELAY)
+        clock.advance(CULL_IDLE)  # (the first's culls are handed to due)
+        self.assertEqual(due, [None])
+        proxies.takeCulls()
+        clock.advance(0.1)
+        self.assertEqual(self.answered(proxies, 2), b'{"method":"cull","arguments":[2]}\n')
+        clock.advance(CULL_DELAY)
+        self.assertEqual(self.answered(proxies, 3), b'{"method":"cull","arguments":[3]}\n')
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_limit(self) -> None:
         proxies, clock, due = self.make(limit=1)
