@@ -55,7 +55,9 @@ class OnTheReactorsLoop:
         self._onLoop = onLoop
 
     def __repr__(self) -> str:
-        return f"<OnTheReactorsLoop {self._twisted!r}>"
+        # What the client's messages name as where it connects: the same
+        # place whichever transport carries the link.
+        return repr(self._twisted)
 
     def connect(self, factory: Any) -> Deferred[Any]:
         return self._whenChosen(lambda endpoint: endpoint.connect(factory))

@@ -97,6 +97,13 @@ class OnTheReactorsLoopTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), "twisted protocol")
         self.assertEqual(self.log, [("twisted", "connect", "factory")])
 
+    def test_namedAsTwistedsEndpoint(self) -> None:
+        """
+        It is named as the place it connects to (the client's messages say
+        where), whichever transport carries the link.
+        """
+        self.assertEqual(repr(self.endpoint), repr(self.endpoint._twisted))
+
     def test_cancelledWhileWaiting(self) -> None:
         """
         An attempt cancelled before the first turn (a handshake timeout)
