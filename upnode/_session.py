@@ -109,24 +109,19 @@ class DnodeSession:
         proxies = self.proxies
         if proxies.pending and not self.closing:
             # Proxies that died while this chunk was handled (those of
-            # answered calls) are culled in batches, after the answers in
-            # the same write, once they make a batch or have waited the
-            # delay (see L{RemoteProxies.culls}): a call made one at a time
-            # does not cost the peer a message more.
+            # answered calls) are culled after the answers, in the same
+            # write: at once on a connection answered now and then, in
+            # batches on a busy one (see L{RemoteProxies.culls}), so that
+            # calls made back to back do not cost the peer a message more
+            # each.
             if self._owner.sendCulls:  # type: ignore[attr-defined]
                 culls = proxies.culls()
                 if culls:
                     self._outgoing.append(culls)
             else:
                 proxies.dropCulls()
-        outgoing = self._outgoing
-        if outgoing:
-            # (flush, inline: this is every received chunk's end.)
-            data = b"".join(outgoing)
-            outgoing.clear()
-            self._outgoingBytes = 0
-            if not self.closed:
-                self.out(data)
+        if self._outgoing:
+            self.flush()
             self.sendNow()
 
     def flush(self) -> None:
@@ -208,7 +203,7 @@ class DnodeSession:
                 # callback: an id whose target is one we expose is a call.
                 entry = entries.get(method)
                 if entry is not None:
-                    called(id(entry[0]) in (self._exposedIds or self._exposedIdSet()))
+                    called(id(entry[0]) in self._exposedIdSet())
             elif type(method) is str and method in self._targets and method not in ("methods", "cull"):
                 called(True)
             self._handle(message)
