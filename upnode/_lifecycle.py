@@ -559,7 +559,12 @@ class ClientMachine:
         transport takes more; when it asks us to pause, the rest wait for
         its drain, so a long queue never sits in memory twice.  The mirror
         is cleared meanwhile: C{up()} called from a transaction queues
-        behind the rest.
+        behind the rest.  Their requests are written together, as a
+        received chunk's answers are, and a pause that only the
+        transport's own buffer caused does not stop the flush (see
+        L{upnode._protocol.DnodeProtocol.takesMore}): one that stopped
+        after every read size's worth never emptied the queue while calls
+        kept coming, and every transaction then took the queue's path.
         """
         if self.flushing:
             return  # (a drain while a transaction runs: the flush goes on)
@@ -568,7 +573,7 @@ class ClientMachine:
         conn = up.conn
         self.flushing = True
         try:
-            self.queue.flush(lambda: self.state is up and not conn.paused)
+            conn.writeTogether(lambda: self.queue.flush(lambda: self.state is up and conn.takesMore()))
         finally:
             self.flushing = False
         if self.state is up and not len(self.queue):

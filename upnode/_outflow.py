@@ -328,10 +328,14 @@ class OutputFlow:
         """
         The end of a received chunk, whose answers were just written: have
         the transport send them now where it can (see
-        L{upnode._tuning.sendNowFor}).  Not while the transport has us
-        paused or we hold output: the reactor's own turn resumes us.
+        L{upnode._tuning.sendNowFor}).  Also while the transport has us
+        paused, as long as we hold nothing: what paused us may be only its
+        own buffer passing its threshold, which the kernel takes at once
+        (the transport then resumes us, before this returns).  Not while
+        we hold output: that waits for the peer, and the reactor's own
+        turn resumes us.
         """
-        if self._sendNow is not None and not self.paused and not self._held and not self.dropped:
+        if self._sendNow is not None and not self._held and not self.dropped:
             self._sendNow()
 
     def _hold(self, data: bytes) -> None:

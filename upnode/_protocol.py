@@ -383,6 +383,40 @@ class DnodeProtocol(LineReceiver, EventEmitter):
         """
         self._session.request(method, arguments)
 
+    def writeTogether(self, work: Callable[[], Any]) -> None:
+        """
+        Run C{work}, which sends requests, as a received chunk is handled:
+        what it writes reaches the transport in writes of the read size
+        (not one a request), and is sent at once where the transport
+        allows (see L{upnode._tuning.sendNowFor}).  Inside a received
+        chunk's handling, its writes join that chunk's.
+        """
+        session = self._session
+        if session.receiving:
+            work()
+            return
+        session.beginChunk()
+        try:
+            work()
+        finally:
+            session.endChunk()
+
+    def takesMore(self) -> bool:
+        """
+        Whether we may write on: the transport has not paused us, or has
+        just sent what paused us.  A Twisted transport pauses us once it
+        holds more than the read size we set on it (one chunk's writes can
+        be that much) until the reactor's next turn writes it out; the
+        kernel takes that at once unless the peer is behind, so it is
+        handed over now (L{OutputFlow.sendNow}), and a writer that can wait
+        (the client's queue flush) waits for C{drain} only where it did not
+        all go.
+        """
+        flow = self._flow
+        if flow.paused:
+            flow.sendNow()
+        return not flow.paused
+
     @property
     def remoteReady(self) -> bool:
         """

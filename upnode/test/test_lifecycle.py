@@ -413,6 +413,12 @@ class _FakeConn:
     def abort(self) -> None:
         self.aborted = True
 
+    def writeTogether(self, work: Any) -> None:
+        work()
+
+    def takesMore(self) -> bool:
+        return not self.paused
+
 
 class _FakeConnector:
     def __init__(self) -> None:

@@ -91,6 +91,8 @@ class SocketLike(FileDescriptor):
         self.connected = 1
         self.sent: List[bytes] = []
         self.doWrites = 0
+        #: Whether the socket takes anything (False: the kernel's buffer is full).
+        self.takes = True
 
     def startWriting(self) -> None:
         pass  # (the reactor's registration: the test is the reactor)
@@ -99,6 +101,8 @@ class SocketLike(FileDescriptor):
         pass
 
     def writeSomeData(self, data: bytes) -> int:
+        if not self.takes:
+            return 0
         self.sent.append(bytes(data))
         return len(data)
 
@@ -233,3 +237,48 @@ class SendNowTests(SynchronousTestCase):
         socket.producer.pauseProducing()  # the flow, registered as the transport's producer
         proto.dataReceived(b'{"method":"echo","arguments":[1,"[Function]"],"callbacks":{"5":["1"]},"links":[]}\n')
         self.assertEqual(socket.doWrites, 0)
+
+    def pausedByItsOwnBuffer(self) -> Any:
+        """
+        A connection on a socket transport whose buffer has just passed
+        its threshold (the read size we set): the transport has paused us,
+        and we hold nothing.
+        """
+        socket = SocketLike()
+        proto = DnodeProtocol({"echo": lambda value, cb: cb(value)})
+        proto.makeConnection(socket)
+        self.assertEqual(socket.bufferSize, proto.readSize)
+        drains: List[None] = []
+        proto.on("drain", lambda: drains.append(None))
+        socket.sent.clear()
+        proto.request("echo", ["q" * proto.readSize])
+        self.assertTrue(proto.paused)
+        return socket, proto, drains
+
+    def test_pausedByItsOwnBuffer(self) -> None:
+        """
+        A writer that can wait asks whether to write on: what paused us
+        is sent at once, the transport resumes us, C{drain} is emitted,
+        and it writes on.
+        """
+        socket, proto, drains = self.pausedByItsOwnBuffer()
+        self.assertTrue(proto.takesMore())
+        self.assertFalse(proto.paused)
+        self.assertEqual(drains, [None])
+        self.assertIn(b"q" * proto.readSize, b"".join(socket.sent))
+
+    def test_pausedByAFullKernel(self) -> None:
+        """
+        Where the kernel takes nothing (the peer is behind), we stay
+        paused and the writer waits for C{drain}; nothing is lost, and it
+        all leaves on the reactor's turn once the kernel takes it.
+        """
+        socket, proto, drains = self.pausedByItsOwnBuffer()
+        socket.takes = False
+        self.assertFalse(proto.takesMore())
+        self.assertTrue(proto.paused)
+        self.assertEqual((drains, socket.sent), ([], []))
+        socket.takes = True
+        socket.doWrite()  # the reactor's turn
+        self.assertEqual(drains, [None])
+        self.assertIn(b"q" * proto.readSize, b"".join(socket.sent))

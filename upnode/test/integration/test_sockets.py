@@ -272,3 +272,50 @@ class BothWaysAtOnce(TestCase):
         await server.listen(port, "127.0.0.1", {"ping": 0})
         answers = await gatherResults(calls)
         self.assertEqual(answers, [payload] * len(calls))
+
+
+class QueueFlushInOneGo(TestCase):
+    timeout = 30
+
+    async def flushOnConnecting(self, twisteds: bool) -> None:
+        """
+        Queue 400 calls of about 250 bytes each before the server listens:
+        about 100 KB, more than a Twisted transport holds before it pauses
+        us (the 16 KiB read size we give it) and far less than the kernel
+        takes on loopback.  By the time the link is up, the whole queue has
+        been written: the flush went on while the kernel took what paused
+        it, rather than stopping for the reactor's next turn after each
+        16 KiB (and then staying behind for as long as calls keep coming).
+        A call made then takes the direct path, not the queue.
+        """
+        from twisted.internet.defer import gatherResults
+
+        port = await freePort()
+        options = {"ping": 0, "reconnect": 0.05, "jitter": 0}
+        if twisteds:
+            up = upnode.connect(f"tcp:host=127.0.0.1:port={port}", options)
+        else:
+            up = upnode.connect(port, "127.0.0.1", options)
+        self.addCleanup(up.close)
+        payload = "q" * 200
+        calls = [up.call("echo", payload) for _ in range(400)]
+        seen: List[Tuple[int, bool]] = []
+
+        def linkUp(remote: Any) -> None:
+            direct: List[bool] = []
+            up(lambda remote, conn: direct.append(True))
+            seen.append((up.queued, bool(direct)))
+
+        up.on("up", linkUp)
+        server = upnode.upnode({"echo": lambda value, cb: cb(value)})
+        self.addCleanup(server.end)
+        await server.listen(port, "127.0.0.1", {"ping": 0})
+        answers = await gatherResults(calls)
+        self.assertEqual(answers, [payload] * len(calls))
+        self.assertEqual(seen, [(0, True)])
+
+    async def test_twistedTransports(self) -> None:
+        await self.flushOnConnecting(twisteds=True)
+
+    async def test_portNamed(self) -> None:
+        await self.flushOnConnecting(twisteds=False)
