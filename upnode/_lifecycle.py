@@ -46,6 +46,11 @@ from ._reactor import cancel
 from .errors import Closed as ClosedError
 from .errors import ConnectionLostError, UpTimeout
 
+#: Bytes a client's queue flushes may hand over past the transport's own
+#: pauses between two times the queue is empty (see ClientMachine.flush):
+#: a thousand calls of a small payload, in flight at once.
+FLUSH_PUSH = 256 * 1024
+
 #: Failures that are the ordinary weather of a reconnecting client: logged
 #: quietly, never an C{error} event.
 ROUTINE = (
@@ -202,6 +207,10 @@ class Up(_Linked):
         self.arguments = (remote, self.conn)
         self.heartbeat = heartbeat
         self.inflight: Dict[LinkWaiter, None] = {}
+        #: Bytes the queue's flushes may still hand over past the
+        #: transport's own pauses before the queue next empties (see
+        #: L{ClientMachine.flush}).
+        self.pushable = FLUSH_PUSH
 
     def exit(self, machine: ClientMachine) -> None:
         machine.mirror._live = None
@@ -560,23 +569,48 @@ class ClientMachine:
         its drain, so a long queue never sits in memory twice.  The mirror
         is cleared meanwhile: C{up()} called from a transaction queues
         behind the rest.  Their requests are written together, as a
-        received chunk's answers are, and a pause that only the
-        transport's own buffer caused does not stop the flush (see
-        L{upnode._protocol.DnodeProtocol.takesMore}): one that stopped
-        after every read size's worth never emptied the queue while calls
-        kept coming, and every transaction then took the queue's path.
+        received chunk's answers are.
+
+        A Twisted transport pauses us once it holds its read size, 16 KiB,
+        until the reactor's next turn; a flush that stopped there every
+        time never emptied a queue that calls kept joining (those made
+        from the answers to the calls it sent), and every call then took
+        the queue's path.  So up to L{FLUSH_PUSH} bytes between two times
+        the queue is empty go on past such a pause where the kernel takes
+        what caused it (L{upnode._protocol.DnodeProtocol.takesMore}).  A
+        long backlog goes out a pause at a time beyond that: pushing it
+        all would have us write far faster than we read the answers, and
+        the server stop reading us (a flush of 100,000 calls took half as
+        long again).
         """
         if self.flushing:
             return  # (a drain while a transaction runs: the flush goes on)
         mirror = self.mirror
         mirror._live = None
         conn = up.conn
+        until = 0
+
+        def goOn() -> bool:
+            if self.state is not up:
+                return False
+            return conn.takesMore() if conn.written() < until else not conn.paused
+
         self.flushing = True
         try:
-            conn.writeTogether(lambda: self.queue.flush(lambda: self.state is up and conn.takesMore()))
+            while True:
+                until = conn.written() + up.pushable
+                conn.writeTogether(lambda: self.queue.flush(goOn))
+                if self.state is not up or not len(self.queue):
+                    break
+                up.pushable = max(0, until - conn.written())
+                if conn.paused:
+                    break
+                # (Resumed as the flush ended: the drain came while it
+                # was flushing, and was not acted on.)
         finally:
             self.flushing = False
         if self.state is up and not len(self.queue):
+            up.pushable = FLUSH_PUSH
             mirror._live = up
 
     def fire(self, waiter: Any) -> None:

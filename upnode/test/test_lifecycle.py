@@ -419,6 +419,9 @@ class _FakeConn:
     def takesMore(self) -> bool:
         return not self.paused
 
+    def written(self) -> int:
+        return 0
+
 
 class _FakeConnector:
     def __init__(self) -> None:

@@ -274,19 +274,15 @@ class BothWaysAtOnce(TestCase):
         self.assertEqual(answers, [payload] * len(calls))
 
 
-class QueueFlushInOneGo(TestCase):
+class QueueFlush(TestCase):
     timeout = 30
 
-    async def flushOnConnecting(self, twisteds: bool) -> None:
+    async def flushOnConnecting(self, calls: int, twisteds: bool = True) -> List[Tuple[int, bool]]:
         """
-        Queue 400 calls of about 250 bytes each before the server listens:
-        about 100 KB, more than a Twisted transport holds before it pauses
-        us (the 16 KiB read size we give it) and far less than the kernel
-        takes on loopback.  By the time the link is up, the whole queue has
-        been written: the flush went on while the kernel took what paused
-        it, rather than stopping for the reactor's next turn after each
-        16 KiB (and then staying behind for as long as calls keep coming).
-        A call made then takes the direct path, not the queue.
+        Queue C{calls} calls of about 250 bytes each before the server
+        listens, and return, as the link comes up (once the flush that
+        starts it is over), how many were still queued and whether a call
+        made then took the direct path; once all are answered.
         """
         from twisted.internet.defer import gatherResults
 
@@ -298,24 +294,51 @@ class QueueFlushInOneGo(TestCase):
             up = upnode.connect(port, "127.0.0.1", options)
         self.addCleanup(up.close)
         payload = "q" * 200
-        calls = [up.call("echo", payload) for _ in range(400)]
+        results = [up.call("echo", payload) for _ in range(calls)]
         seen: List[Tuple[int, bool]] = []
 
         def linkUp(remote: Any) -> None:
             direct: List[bool] = []
+            queued = up.queued
             up(lambda remote, conn: direct.append(True))
-            seen.append((up.queued, bool(direct)))
+            seen.append((queued, bool(direct)))
 
         up.on("up", linkUp)
         server = upnode.upnode({"echo": lambda value, cb: cb(value)})
         self.addCleanup(server.end)
         await server.listen(port, "127.0.0.1", {"ping": 0})
-        answers = await gatherResults(calls)
-        self.assertEqual(answers, [payload] * len(calls))
-        self.assertEqual(seen, [(0, True)])
+        answers = await gatherResults(results)
+        self.assertEqual(answers, [payload] * calls)
+        return seen
 
-    async def test_twistedTransports(self) -> None:
-        await self.flushOnConnecting(twisteds=True)
+    async def test_inOneGo(self) -> None:
+        """
+        400 calls, about 100 KB: more than a Twisted transport holds
+        before it pauses us (the 16 KiB read size we give it), less than
+        a flush may push past such pauses (FLUSH_PUSH) and than the kernel
+        takes on loopback.  By the time the link is up the whole queue
+        has been written (rather than 16 KiB a reactor turn, and the queue
+        then staying behind for as long as calls keep coming), and a call
+        made then takes the direct path, not the queue.
+        """
+        self.assertEqual(await self.flushOnConnecting(400), [(0, True)])
 
-    async def test_portNamed(self) -> None:
-        await self.flushOnConnecting(twisteds=False)
+    async def test_inOneGoOnTheLoopsTransports(self) -> None:
+        """
+        The same over the transports a link named by a port rides (the
+        loop's, on the asyncio reactor).
+        """
+        self.assertEqual(await self.flushOnConnecting(400, twisteds=False), [(0, True)])
+
+    async def test_longBacklogAPauseAtATime(self) -> None:
+        """
+        2,000 calls, about 500 KB: the flush pushes past the transport's
+        pauses for FLUSH_PUSH bytes (far more than one pause's 16 KiB went
+        at once), then goes a pause at a time, as writing all of it at
+        once would outrun the answers; the rest still wait in the queue as
+        the link comes up, and every call is answered.
+        """
+        ((queued, direct),) = await self.flushOnConnecting(2000)
+        self.assertGreater(queued, 0)
+        self.assertLess(queued, 1800)
+        self.assertFalse(direct)
