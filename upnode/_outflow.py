@@ -338,6 +338,20 @@ class OutputFlow:
         if self._sendNow is not None and not self._held and not self.dropped:
             self._sendNow()
 
+    def takesMore(self) -> bool:
+        """
+        Whether we may write on: the transport has not paused us, or has
+        just sent what paused us.  A Twisted transport pauses us once it
+        holds more than the read size we set on it (one chunk's writes can
+        be that much) until the reactor's next turn writes it out; the
+        kernel takes that at once unless the peer is behind, so it is
+        handed over now (L{sendNow}), and a writer that can wait waits
+        for the drain only where it did not all go.
+        """
+        if self.paused:
+            self.sendNow()
+        return not self.paused
+
     def _hold(self, data: bytes) -> None:
         held = self._held
         if held is None:
@@ -526,6 +540,9 @@ class _NoFlow:
 
     def sendNow(self) -> None:
         pass
+
+    def takesMore(self) -> bool:
+        return True
 
     def endWhenSent(self) -> bool:
         return True

@@ -403,19 +403,10 @@ class DnodeProtocol(LineReceiver, EventEmitter):
 
     def takesMore(self) -> bool:
         """
-        Whether we may write on: the transport has not paused us, or has
-        just sent what paused us.  A Twisted transport pauses us once it
-        holds more than the read size we set on it (one chunk's writes can
-        be that much) until the reactor's next turn writes it out; the
-        kernel takes that at once unless the peer is behind, so it is
-        handed over now (L{OutputFlow.sendNow}), and a writer that can wait
-        (the client's queue flush) waits for C{drain} only where it did not
-        all go.
+        Whether we may write on, for a writer that can wait for C{drain}
+        (the client's queue flush): see L{OutputFlow.takesMore}.
         """
-        flow = self._flow
-        if flow.paused:
-            flow.sendNow()
-        return not flow.paused
+        return self._flow.takesMore()
 
     @property
     def remoteReady(self) -> bool:
