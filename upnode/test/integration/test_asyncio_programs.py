@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import textwrap
-from typing import Any
+from typing import Any, Sequence
 
 from twisted.internet import reactor
 from twisted.trial.unittest import SkipTest, TestCase
@@ -217,10 +217,15 @@ class AsyncioProgramTests(TestCase):
         self.assertNotIn("never awaited", err)
         return out
 
+    def assertPrinted(self, out: str, lines: Sequence[str]) -> None:
+        for line in lines:
+            self.assertIn(line, out)
+
     async def serverAndClient(self, runner: str) -> None:
         out = await self.runScript(SERVER_AND_CLIENT, runner)
-        for line in ("slow: 42", "double: 8", "callback: 2", "up events: 1", "missing: the remote has no method 'missing'"):
-            self.assertIn(line, out)
+        self.assertPrinted(
+            out, ("slow: 42", "double: 8", "callback: 2", "up events: 1", "missing: the remote has no method 'missing'")
+        )
 
     async def clientFirst(self, runner: str) -> None:
         out = await self.runScript(CLIENT_FIRST, runner)
@@ -229,16 +234,18 @@ class AsyncioProgramTests(TestCase):
 
     async def loopTransports(self, runner: str) -> None:
         out = await self.runScript(LOOP_TRANSPORTS, runner)
-        for line in (
-            "carried by: StreamTransport StreamTransport",
-            f"big replies: {[512 << 10] * 8}",
-            f"big upload: {512 << 10}",
-            "kernel progress: True",
-            "after a drop: again",
-            "unix: over unix StreamTransport",
-            "described: over tcp Client",
-        ):
-            self.assertIn(line, out)
+        self.assertPrinted(
+            out,
+            (
+                "carried by: StreamTransport StreamTransport",
+                f"big replies: {[512 << 10] * 8}",
+                f"big upload: {512 << 10}",
+                "kernel progress: True",
+                "after a drop: again",
+                "unix: over unix StreamTransport",
+                "described: over tcp Client",
+            ),
+        )
 
     async def test_loopTransports(self) -> None:
         """
@@ -268,13 +275,15 @@ class AsyncioProgramTests(TestCase):
 
     async def twistedOnAsyncio(self, loop: str) -> None:
         out = await self.runScript(TWISTED_ON_ASYNCIO, loop, loop)
-        for line in (
-            "echo: on the loop",
-            "carried by: StreamTransport StreamTransport",
-            "after a drop: again",
-            "described: over tcp Client",
-        ):
-            self.assertIn(line, out)
+        self.assertPrinted(
+            out,
+            (
+                "echo: on the loop",
+                "carried by: StreamTransport StreamTransport",
+                "after a drop: again",
+                "described: over tcp Client",
+            ),
+        )
 
     async def test_twistedProgramOnTheAsyncioReactor(self) -> None:
         """
