@@ -28,9 +28,12 @@ from .errors import UpnodeWarning
 ANY = -1
 
 # Code object -> (how many positional arguments it takes or ANY, how many
-# of them have no default).  Code objects are few (every closure made by
-# one def shares one), but a bound keeps exec'd code from piling up.
+# of them have no default); and a bound method's function -> the same for
+# the method (one argument less).  Code objects are few (every closure made
+# by one def shares one), methods' functions too, but a bound keeps exec'd
+# code from piling up.
 _byCode: Dict[Any, Tuple[int, int]] = {}
+_byMethod: Dict[Any, Tuple[int, int]] = {}
 _CACHE_BOUND = 4096
 
 _log = Logger()
@@ -41,6 +44,23 @@ def positionalArity(function: Callable[..., Any]) -> Tuple[int, int]:
     How many positional arguments C{function} takes (or L{ANY}), and how
     many of them it requires (those without a default).
     """
+    # Every callback handed to the peer and every up(cb) asks: a function's
+    # and a bound method's answers come from a dict, before anything else.
+    kind = type(function)
+    if kind is FunctionType:
+        arity = _byCode.get(function.__code__)  # type: ignore[attr-defined]
+        if arity is not None:
+            return arity
+    elif kind is MethodType:
+        func = function.__func__  # type: ignore[attr-defined]
+        cached = type(func) is FunctionType
+        arity = _byMethod.get(func) if cached else None
+        if arity is None:
+            limit, required = positionalArity(func)
+            arity = (limit if limit == ANY else max(0, limit - 1), max(0, required - 1))
+            if cached:
+                _remember(_byMethod, func, arity)
+        return arity
     code = getattr(function, "__code__", None)
     if code is not None:
         arity = _byCode.get(code)
@@ -48,13 +68,7 @@ def positionalArity(function: Callable[..., Any]) -> Tuple[int, int]:
             count = code.co_argcount
             defaults = getattr(function, "__defaults__", None)
             required = count - (len(defaults) if defaults else 0)
-            arity = (ANY if code.co_flags & inspect.CO_VARARGS else count, required)
-            if len(_byCode) >= _CACHE_BOUND:
-                _byCode.clear()
-            _byCode[code] = arity
-        if type(function) is MethodType:
-            limit, required = arity
-            return (limit - 1 if limit != ANY else ANY, max(0, required - 1))
+            arity = _remember(_byCode, code, (ANY if code.co_flags & inspect.CO_VARARGS else count, required))
         return arity
     try:
         parameters = inspect.signature(function).parameters.values()
@@ -69,6 +83,13 @@ def positionalArity(function: Callable[..., Any]) -> Tuple[int, int]:
             if parameter.default is parameter.empty:
                 required += 1
     return count, required
+
+
+def _remember(cache: Dict[Any, Tuple[int, int]], key: Any, arity: Tuple[int, int]) -> Tuple[int, int]:
+    if len(cache) >= _CACHE_BOUND:
+        cache.clear()
+    cache[key] = arity
+    return arity
 
 
 def positionalLimit(function: Callable[..., Any]) -> int:
@@ -103,9 +124,7 @@ def callLikeJavaScript(
     not given (see L{fitArguments}).  A coroutine function is run (see
     L{runCoroutine}); its failure goes to C{onError}, or is logged.
     """
-    # positionalArity's cached case inline: this is every transaction's path.
-    arity = _byCode.get(function.__code__) if type(function) is FunctionType else None
-    limit, required = arity if arity is not None else positionalArity(function)
+    limit, required = positionalArity(function)
     given = len(arguments)
     # fitArguments, inline too.
     if 0 <= limit < given:

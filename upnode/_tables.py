@@ -18,12 +18,11 @@ callables handed in, let go of by L{RemoteProxies.stop}.
 from __future__ import annotations
 
 import weakref
-from types import FunctionType
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.internet.interfaces import IDelayedCall
 
-from ._arity import _byCode, positionalArity
+from ._arity import positionalArity
 from ._json import encodeLine
 from ._reactor import cancel
 from ._remote import RemoteCallback, Sender
@@ -104,9 +103,7 @@ class LocalCallbacks:
         callbackId = self.nextId
         self.nextId = callbackId + 1
         self.ids[key] = callbackId
-        # (positionalArity's cached case inline: every callback sent comes here.)
-        arity = _byCode.get(callback.__code__) if type(callback) is FunctionType else None
-        self.entries[callbackId] = (callback, *(arity if arity is not None else positionalArity(callback)))
+        self.entries[callbackId] = (callback, *positionalArity(callback))
         return callbackId
 
     def takeBack(self, firstNewId: int) -> None:

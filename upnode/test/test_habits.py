@@ -8,6 +8,7 @@ user catches.  Deterministic, in memory, with task.Clock.
 
 from __future__ import annotations
 
+from types import MethodType
 from typing import Any, List
 
 from twisted.internet.defer import Deferred, succeed
@@ -32,6 +33,13 @@ class ArityTests(SynchronousTestCase):
             def method(self, a: int, b: int = 2) -> None:
                 pass
 
+            def alone(self) -> None:
+                pass
+
+        class Callable:
+            def __call__(self, bound: Any, a: int) -> None:
+                pass
+
         def star(a: int, *rest: int) -> None:
             pass
 
@@ -40,11 +48,15 @@ class ArityTests(SynchronousTestCase):
             (lambda remote: None, (1, 1)),
             (lambda err, res=None: None, (2, 1)),
             (Thing().method, (2, 1)),
+            (Thing().alone, (0, 0)),
             (star, (ANY, 1)),
+            (MethodType(star, "bound"), (ANY, 0)),
+            (MethodType(Callable(), "bound"), (1, 1)),
             (print, (ANY, 0)),
             ([].append, (1, 1)),
         ]
-        for function, arity in cases:
+        # Twice: worked out, then (functions and methods) from the cache.
+        for function, arity in cases + cases:
             self.assertEqual(positionalArity(function), arity, function)
 
     def test_fitArguments(self) -> None:
