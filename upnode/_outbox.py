@@ -25,12 +25,8 @@ another, gets L{OutboxError} instead of sharing it.
 
 from __future__ import annotations
 
-import os
-import random
-import sqlite3
-import time
 from collections import OrderedDict, deque
-from typing import Any, Deque, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 import attr
 import orjson
@@ -39,6 +35,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._callfile import CallFile, OutboxError
 from ._interfaces import ILinkSource, LinkWaiter
 from ._json import nestsDeeper
 from ._limits import Limits
@@ -48,9 +45,6 @@ from .errors import Closed, DeadRemoteError, QueueFull, UpnodeError, UpTimeout
 
 #: The default bound on calls waiting in one outbox.
 DEFAULT_MAX = 100_000
-#: SQLite's C{synchronous} settings we accept, by option value.
-SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
-_SCHEMA_VERSION = 1
 #: The most calls unanswered on one link: the rest wait for replies.
 WINDOW_CALLS = 1000
 #: The most bytes of calls (as encoded) unanswered on one link (one call
@@ -61,32 +55,10 @@ WINDOW_BYTES = 256 * 1024
 DEFAULT_TRIES = 10
 #: Seconds before a failed commit of removals is tried again.
 REMOVAL_RETRY = 1.0
-#: Opening a file another process is opening at the same moment: this many
-#: tries, about this many seconds apart (each pause drawn between half and
-#: one and a half times it, so that two processes whose tries met do not
-#: meet again at every try and both give up), before it is "locked".
-OPEN_TRIES = 25
-OPEN_PAUSE = 0.02
 #: A request line's bytes besides its method's JSON and its arguments'
 #: (C{{"method":,"arguments":[...,"[Function]"],"callbacks":{"ID":["N"]},"links":[]}}
 #: with a callback id of up to 16 digits), less the digits of N.
 _ENVELOPE = 87
-
-#: How the opening waits between tries, and draws each pause (replaced by
-#: the tests).
-_pause = time.sleep
-_jitter = random.random
-
-#: Outbox files held open by a client of this process (real paths).
-_open: Set[str] = set()
-
-
-class OutboxError(UpnodeError):
-    """
-    The outbox file cannot be used: corrupt, locked by another client, not
-    an outbox, or unwritable.
-    """
-
 
 class OutboxCallFailed(UpnodeError):
     """
@@ -195,6 +167,22 @@ class _LinkWait(LinkWaiter):
         pass  # never in flight
 
 
+def _decoded(path: str, rowid: int, blob: bytes) -> Tuple[Any, ...]:
+    """
+    The arguments of the call C{rowid} found in the file.
+
+    @raise OutboxError: they are not a JSON list (the file was changed by
+        something else than an outbox).
+    """
+    try:
+        args = orjson.loads(blob)
+    except orjson.JSONDecodeError as e:
+        raise OutboxError(f"outbox {path!r} is corrupt: the arguments of call {rowid} are not JSON ({e})") from None
+    if type(args) is not list:
+        raise OutboxError(f"outbox {path!r} is corrupt: the arguments of call {rowid} are not a list")
+    return tuple(args)
+
+
 def _cancelling(result: Any, timer: IDelayedCall) -> Any:
     cancel(timer)
     return result
@@ -276,10 +264,7 @@ class Outbox:
 
     @param path: the file (created with its directory if need be).
     @param maxSize: the most unanswered calls it may hold.
-    @param sync: C{"normal"} (the default: a commit survives the process
-        being killed, as the write-ahead log is in the OS's hands; an OS
-        crash or power loss may lose the last commits) or C{"full"} (every
-        commit is on the disk, at the price of an fsync each).
+    @param sync: how safe a commit is (see L{CallFile}).
     @param limits: the client's limits: a call past its C{maxLineLength} or
         C{maxDepth} is refused before it is committed.
 
@@ -299,21 +284,18 @@ class Outbox:
             maxSize = DEFAULT_MAX
         if type(maxSize) is not int or maxSize < 1:
             raise ValueError(f"outboxMax must be a positive integer, not {maxSize!r}")
-        if sync not in SYNC_MODES:
-            raise ValueError(f"outboxSync must be one of {sorted(SYNC_MODES)}, not {sync!r}")
-        self.path = os.fspath(path)
         self.maxSize = maxSize
-        self.sync = sync
         self.limits = limits or Limits()
-        self._real = os.path.realpath(self.path)
-        if self._real in _open:
-            raise OutboxError(f"outbox {self.path!r} is already used by another client of this process")
-        self._db = self._openDatabase()
-        _open.add(self._real)
+        self.file = CallFile(path, sync)
+        self.path = self.file.path
         self.pending: OrderedDict[int, _Pending] = OrderedDict()
-        for rowid, method, blob in self._db.execute("SELECT id, method, args FROM calls ORDER BY id"):
-            args = tuple(orjson.loads(blob))
-            self.pending[rowid] = _Pending(rowid, method, args, None, lineLength(method, blob, len(args)))
+        try:
+            for rowid, method, blob in self.file.calls():
+                args = _decoded(self.path, rowid, blob)
+                self.pending[rowid] = _Pending(rowid, method, args, None, lineLength(method, blob, len(args)))
+        except BaseException:
+            self.file.close()  # (another try, in this process too, may open it)
+            raise
         #: How many calls were found waiting in the file when it was opened.
         self.restored = len(self.pending)
         #: Unanswered calls not yet sent on the current link, in order.
@@ -330,84 +312,6 @@ class Outbox:
         self._inflightBytes = 0
         self._sending = False
         self.closed = False
-
-    def _openDatabase(self) -> sqlite3.Connection:
-        directory = os.path.dirname(self.path)
-        try:
-            if directory:
-                os.makedirs(directory, exist_ok=True)
-        except OSError as e:
-            raise OutboxError(f"cannot open the outbox {self.path!r}: {e}") from None
-        # Two processes opening a new file at the same moment meet each
-        # other's short locks (creating the file, switching to WAL): the
-        # loser tries again, and only a lock that is held is "locked".
-        for attempt in range(OPEN_TRIES):
-            if attempt:
-                _pause(OPEN_PAUSE * (0.5 + _jitter()))
-            db = self._tryOpen()
-            if db is not None:
-                return db
-        raise OutboxError(f"outbox {self.path!r} is locked by another process (or another client uses it)")
-
-    def _tryOpen(self) -> Optional[sqlite3.Connection]:
-        """
-        One try at opening the file: the connection, or None if another
-        connection holds a lock on it.
-        """
-        try:
-            db = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as e:
-            raise self._explain(e, "open") from None
-        try:
-            db.execute("PRAGMA locking_mode=EXCLUSIVE")
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal":
-                raise OutboxError(f"outbox {self.path!r}: SQLite refused WAL mode ({mode})")
-            db.execute(f"PRAGMA synchronous={SYNC_MODES[self.sync]}")
-            # Take the exclusive lock now, so that a second user fails here.
-            db.execute("BEGIN IMMEDIATE")
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise OutboxError(f"outbox {self.path!r} is corrupt: {check}")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                " method TEXT NOT NULL, args BLOB NOT NULL)"
-            )
-            db.execute("CREATE TABLE IF NOT EXISTS outbox (version INTEGER NOT NULL)")
-            versions = [row[0] for row in db.execute("SELECT version FROM outbox")]
-            if not versions:
-                db.execute("INSERT INTO outbox VALUES (?)", (_SCHEMA_VERSION,))
-            elif versions != [_SCHEMA_VERSION]:
-                raise OutboxError(f"outbox {self.path!r} has version {versions}, not {_SCHEMA_VERSION}")
-            columns = [row[1] for row in db.execute("PRAGMA table_info(calls)")]
-            if columns != ["id", "method", "args"]:
-                raise OutboxError(f"{self.path!r} is not an upnode outbox (its calls table has {columns})")
-            db.execute("COMMIT")
-        except OutboxError:
-            db.close()
-            raise
-        except sqlite3.Error as e:
-            db.close()
-            if _isLocked(e):
-                return None
-            raise self._explain(e, "open") from None
-        return db
-
-    def _explain(self, error: sqlite3.Error, doing: str) -> OutboxError:
-        """
-        An SQLite error, said as what happened to the outbox.
-        """
-        name = getattr(error, "sqlite_errorname", "")
-        text = str(error)
-        if name == "SQLITE_FULL" or "disk is full" in text:
-            return OutboxError(f"the outbox file's disk is full: cannot {doing} {self.path!r}: {text}")
-        if _isLocked(error):
-            return OutboxError(f"the outbox {self.path!r} is locked by another process: cannot {doing} it: {text}")
-        if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in text or "not a database" in text:
-            return OutboxError(f"the outbox {self.path!r} is corrupt or not an SQLite file: cannot {doing} it: {text}")
-        if name == "SQLITE_READONLY" or "readonly" in text:
-            return OutboxError(f"the outbox {self.path!r} is read-only: cannot {doing} it: {text}")
-        return OutboxError(f"cannot {doing} the outbox {self.path!r}: {text}")
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -460,28 +364,9 @@ class Outbox:
                 f"the outbox holds {len(self.pending)} unanswered calls; {len(encoded)} more would pass "
                 f"its maximum of {self.maxSize} (outboxMax)"
             )
-        db = self._db
-        try:
-            if len(encoded) == 1:
-                ids = [db.execute("INSERT INTO calls (method, args) VALUES (?, ?)", encoded[0]).lastrowid]
-            else:
-                db.execute("BEGIN")
-                try:
-                    ids = [db.execute("INSERT INTO calls (method, args) VALUES (?, ?)", row).lastrowid for row in encoded]
-                    db.execute("COMMIT")
-                except BaseException:
-                    # SQLite may have rolled back already (a full disk does).
-                    if db.in_transaction:
-                        try:
-                            db.execute("ROLLBACK")
-                        except sqlite3.Error:
-                            pass
-                    raise
-        except sqlite3.Error as e:
-            raise self._explain(e, "commit calls to") from None
+        ids = self.file.add(encoded)
         out: List[_Pending] = []
         for rowid, (method, args), size in zip(ids, calls, sizes, strict=True):
-            assert rowid is not None
             entry = _Pending(rowid, method, tuple(args), None, size)
             entry.result = Deferred(self._forgetter(entry))
             self.pending[rowid] = entry
@@ -763,18 +648,9 @@ class Outbox:
         answered = self._answered
         if not answered or self.closed:
             return None
-        db = self._db
         try:
-            db.execute("BEGIN")
-            db.executemany("DELETE FROM calls WHERE id = ?", [(i,) for i in answered])
-            db.execute("COMMIT")
-        except sqlite3.Error as e:
-            if db.in_transaction:
-                try:
-                    db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            error = self._explain(e, f"remove {len(answered)} answered calls from")
+            self.file.remove(answered)
+        except OutboxError as error:
             self._log.error("{error}; tried again in {seconds} s", error=str(error), seconds=REMOVAL_RETRY)
             if self._client is not None:
                 self._commitLater = self._client.clock.callLater(REMOVAL_RETRY, self.commitRemovals)
@@ -800,8 +676,7 @@ class Outbox:
             waiting.done = True
             waiting.queued = False
             self._client.stopWaiting(waiting)
-        self._db.close()
-        _open.discard(self._real)
+        self.file.close()
         for entry in list(self.pending.values()):
             if entry.result is not None and not entry.result.called:
                 entry.result.errback(Failure(Closed("the upnode client was closed; the call stays in the outbox")))
@@ -815,12 +690,6 @@ class Outbox:
             "restored": self.restored,
             "stuck": [call.id for call in self.stuck()],
         }
-
-
-def _isLocked(error: sqlite3.Error) -> bool:
-    name = getattr(error, "sqlite_errorname", "")
-    text = str(error)
-    return name in ("SQLITE_BUSY", "SQLITE_LOCKED") or "locked" in text or "busy" in text
 
 
 __all__ = [

@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 import upnode
-from upnode import Closed, UpnodeServerFactory, UpTimeout, _outbox
+from upnode import Closed, UpnodeServerFactory, UpTimeout, _callfile
 from upnode._limits import Limits
 from upnode._outbox import (
     REMOVAL_RETRY,
@@ -70,6 +70,14 @@ class _OutboxCase(SynchronousTestCase):
         link.flush()
         self.links.append(link)
         return link
+
+    def alter(self, sql: str, *args: Any) -> None:
+        # (The file is not held: a client would have it locked.)
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            db.execute(sql, args)
+        finally:
+            db.close()
 
     def rows(self) -> List[Any]:
         # The client holds the file's exclusive lock: only a closed one can be read.
@@ -170,7 +178,7 @@ class OutboxTests(_OutboxCase):
         self.assertRaises(OutboxError, self.connect)
 
     def test_lockedByAnotherConnection(self) -> None:
-        self.patch(_outbox, "_pause", lambda seconds: None)
+        self.patch(_callfile, "_pause", lambda seconds: None)
         os.makedirs(os.path.dirname(self.path))
         other = sqlite3.connect(self.path, isolation_level=None)
         other.execute("CREATE TABLE t (x)")
@@ -187,6 +195,22 @@ class OutboxTests(_OutboxCase):
         with self.assertRaises(OutboxError) as caught:
             self.connect()
         self.assertIn("corrupt", str(caught.exception))
+
+    def test_corruptCall(self) -> None:
+        """
+        A call whose arguments in the file are not a JSON list is said as
+        a corrupt outbox, which is not left held: once mended, it opens.
+        """
+        self.connect().close()
+        self.alter("INSERT INTO calls (method, args) VALUES ('echo', '[1]')")
+        for bad in (b"[1", b'{"a": 1}'):
+            self.alter("UPDATE calls SET args = ?", bad)
+            with self.assertRaises(OutboxError) as caught:
+                self.connect()
+            self.assertIn("corrupt", str(caught.exception))
+            self.assertIn("call 1", str(caught.exception))
+        self.alter("UPDATE calls SET args = '[1]'")
+        self.assertEqual(self.connect().outbox.restored, 1)
 
     def test_notAnOutbox(self) -> None:
         os.makedirs(os.path.dirname(self.path))
@@ -374,7 +398,7 @@ class BacklogTests(_OutboxCase):
         again; nothing answered is sent again once it is committed.
         """
         up = self.connect()
-        full = up.outbox._db = _FullDisk(up.outbox._db, "DELETE")
+        full = up.outbox.file.db = _FullDisk(up.outbox.file.db, "DELETE")
         ds = [up.call("echo", i, durable=True) for i in range(3)]
         self.accept().flush()
         self.assertEqual([self.successResultOf(d) for d in ds], [0, 1, 2])
@@ -383,13 +407,13 @@ class BacklogTests(_OutboxCase):
         full.full = False
         self.clock.advance(REMOVAL_RETRY)
         self.assertEqual(up.outbox.depth, 0)
-        up.outbox._db = full.db
+        up.outbox.file.db = full.db
         up.close()
         self.assertEqual(self.rows(), [])
 
     def test_fullDiskSaidByCallMany(self) -> None:
         up = self.connect()
-        db = up.outbox._db
+        db = up.outbox.file.db
         pages = db.execute("PRAGMA page_count").fetchone()[0]
         db.execute(f"PRAGMA max_page_count = {pages + 1}")
         with self.assertRaises(OutboxError) as caught:
@@ -404,11 +428,11 @@ class BacklogTests(_OutboxCase):
 
     def test_fullDiskSaidByCall(self) -> None:
         up = self.connect()
-        up.outbox._db = _FullDisk(up.outbox._db, "INSERT")
+        up.outbox.file.db = _FullDisk(up.outbox.file.db, "INSERT")
         with self.assertRaises(OutboxError) as caught:
             up.call("echo", 1, durable=True)
         self.assertIn("the outbox file's disk is full", str(caught.exception))
-        up.outbox._db = up.outbox._db.db
+        up.outbox.file.db = up.outbox.file.db.db
 
     def test_openingMeetsAShortLock(self) -> None:
         """
@@ -426,7 +450,7 @@ class BacklogTests(_OutboxCase):
             if other.in_transaction:
                 other.execute("COMMIT")
 
-        self.patch(_outbox, "_pause", pause)
+        self.patch(_callfile, "_pause", pause)
         up = self.connect()
         self.assertEqual(len(pauses), 1)
         self.assertEqual(up.outbox.depth, 0)
@@ -443,12 +467,12 @@ class BacklogTests(_OutboxCase):
         self.addCleanup(other.close)
         other.execute("BEGIN EXCLUSIVE")
         pauses: List[float] = []
-        draws = iter([0.0, 1.0, 0.5] * _outbox.OPEN_TRIES)
-        self.patch(_outbox, "_pause", pauses.append)
-        self.patch(_outbox, "_jitter", lambda: next(draws))
+        draws = iter([0.0, 1.0, 0.5] * _callfile.OPEN_TRIES)
+        self.patch(_callfile, "_pause", pauses.append)
+        self.patch(_callfile, "_jitter", lambda: next(draws))
         with self.assertRaises(OutboxError) as caught:
             self.connect()
         self.assertIn("locked by another process", str(caught.exception))
-        self.assertEqual(len(pauses), _outbox.OPEN_TRIES - 1)
-        half, whole, more = _outbox.OPEN_PAUSE * 0.5, _outbox.OPEN_PAUSE, _outbox.OPEN_PAUSE * 1.5
+        self.assertEqual(len(pauses), _callfile.OPEN_TRIES - 1)
+        half, whole, more = _callfile.OPEN_PAUSE * 0.5, _callfile.OPEN_PAUSE, _callfile.OPEN_PAUSE * 1.5
         self.assertEqual([round(p, 6) for p in pauses[:3]], [round(x, 6) for x in (half, more, whole)])
