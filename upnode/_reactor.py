@@ -42,8 +42,13 @@ class LazyClock:
         self._clock = clock = resolve(self._clock)
         return clock  # type: ignore[no-any-return]
 
+    # (The clock is looked up once; after that, one call to it: a busy
+    # connection asks the time at every received chunk's end.)
+
     def seconds(self) -> float:
-        return self.resolve().seconds()
+        clock = self._clock
+        return (clock if clock is not None else self.resolve()).seconds()
 
     def callLater(self, delay: float, f: Callable[..., Any], *args: Any) -> IDelayedCall:
-        return self.resolve().callLater(delay, f, *args)
+        clock = self._clock
+        return (clock if clock is not None else self.resolve()).callLater(delay, f, *args)
