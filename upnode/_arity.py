@@ -30,8 +30,10 @@ ANY = -1
 # Code object -> (how many positional arguments it takes or ANY, how many
 # of them have no default); and a bound method's function -> the same for
 # the method (one argument less).  Code objects are few (every closure made
-# by one def shares one), methods' functions too, but a bound keeps exec'd
-# code from piling up.
+# by one def shares one), methods' functions too (they are the class's), but
+# a bound keeps exec'd code from piling up.  (Methods go by their function,
+# not its code: a function hashes by identity, where a code object hashes
+# its contents every time, which costs up.call a percent.)
 _byCode: Dict[Any, Tuple[int, int]] = {}
 _byMethod: Dict[Any, Tuple[int, int]] = {}
 _CACHE_BOUND = 4096
