@@ -397,19 +397,21 @@ class BacklogTests(_OutboxCase):
         A removal the disk refuses stays counted in depth and is tried
         again; nothing answered is sent again once it is committed.
         """
-        up = self.connect()
-        full = up.outbox.file.db = _FullDisk(up.outbox.file.db, "DELETE")
-        ds = [up.call("echo", i, durable=True) for i in range(3)]
-        self.accept().flush()
-        self.assertEqual([self.successResultOf(d) for d in ds], [0, 1, 2])
-        self.assertEqual(up.outbox.depth, 3)
-        self.assertEqual(up.outbox.unanswered, 0)
-        full.full = False
-        self.clock.advance(REMOVAL_RETRY)
-        self.assertEqual(up.outbox.depth, 0)
-        up.outbox.file.db = full.db
-        up.close()
-        self.assertEqual(self.rows(), [])
+        for refused in ("DELETE", "COMMIT"):  # (refused at the commit: rolled back)
+            up = self.connect()
+            full = up.outbox.file.db = _FullDisk(up.outbox.file.db, refused)
+            ds = [up.call("echo", i, durable=True) for i in range(3)]
+            self.accept().flush()
+            self.assertEqual([self.successResultOf(d) for d in ds], [0, 1, 2])
+            self.assertEqual(up.outbox.depth, 3)
+            self.assertEqual(up.outbox.unanswered, 0)
+            self.assertFalse(full.db.in_transaction)
+            full.full = False
+            self.clock.advance(REMOVAL_RETRY)
+            self.assertEqual(up.outbox.depth, 0)
+            up.outbox.file.db = full.db
+            up.close()
+            self.assertEqual(self.rows(), [])
 
     def test_fullDiskSaidByCallMany(self) -> None:
         up = self.connect()
