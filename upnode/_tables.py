@@ -103,6 +103,7 @@ class LocalCallbacks:
         callbackId = self.nextId
         self.nextId = callbackId + 1
         self.ids[key] = callbackId
+        # (entryFor, inline: every callback sent comes here.)
         self.entries[callbackId] = (callback, *positionalArity(callback))
         return callbackId
 
