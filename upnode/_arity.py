@@ -16,7 +16,7 @@ import asyncio
 import inspect
 import warnings
 from types import CoroutineType, FunctionType, MethodType
-from typing import Any, Callable, Coroutine, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -27,14 +27,17 @@ from .errors import UpnodeWarning
 #: A function that takes any number of positional arguments.
 ANY = -1
 
-# Code object -> (how many positional arguments it takes or ANY, how many
-# of them have no default); and a bound method's function -> the same for
-# the method (one argument less).  Code objects are few (every closure made
-# by one def shares one), methods' functions too (they are the class's), but
-# a bound keeps exec'd code from piling up.  (Methods go by their function,
-# not its code: a function hashes by identity, where a code object hashes
-# its contents every time, which costs up.call a percent.)
-_byCode: Dict[Any, Tuple[int, int]] = {}
+# A code object's id -> (how many positional arguments it takes or ANY, how
+# many of them have no default); and a bound method's function -> the same
+# for the method (one argument less).  Code objects are few (every closure
+# made by one def shares one), methods' functions too (they are the
+# class's), but a bound keeps exec'd code from piling up.  Code goes by its
+# id, held alive in _codes so that no later object is given that id while
+# it is cached, and methods by their function: a function hashes by
+# identity, where a code object hashes its contents every time (about 500
+# instructions, twice on every up(cb) with a fresh callback).
+_byCode: Dict[int, Tuple[int, int]] = {}
+_codes: List[Any] = []
 _byMethod: Dict[Any, Tuple[int, int]] = {}
 _CACHE_BOUND = 4096
 
@@ -50,7 +53,7 @@ def positionalArity(function: Callable[..., Any]) -> Tuple[int, int]:
     # and a bound method's answers come from a dict, before anything else.
     kind = type(function)
     if kind is FunctionType:
-        arity = _byCode.get(function.__code__)  # type: ignore[attr-defined]
+        arity = _byCode.get(id(function.__code__))  # type: ignore[attr-defined]
         if arity is not None:
             return arity
     elif kind is MethodType:
@@ -65,12 +68,17 @@ def positionalArity(function: Callable[..., Any]) -> Tuple[int, int]:
         return arity
     code = getattr(function, "__code__", None)
     if code is not None:
-        arity = _byCode.get(code)
+        arity = _byCode.get(id(code))
         if arity is None:
             count = code.co_argcount
             defaults = getattr(function, "__defaults__", None)
             required = count - (len(defaults) if defaults else 0)
-            arity = _remember(_byCode, code, (ANY if code.co_flags & inspect.CO_VARARGS else count, required))
+            arity = (ANY if code.co_flags & inspect.CO_VARARGS else count, required)
+            if len(_byCode) >= _CACHE_BOUND:
+                _byCode.clear()
+                _codes.clear()
+            _codes.append(code)
+            _byCode[id(code)] = arity
         return arity
     try:
         parameters = inspect.signature(function).parameters.values()

@@ -9,7 +9,7 @@ user catches.  Deterministic, in memory, with task.Clock.
 from __future__ import annotations
 
 from types import MethodType
-from typing import Any, List
+from typing import Any, Dict, List
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IStreamServerEndpoint
@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 import upnode
 from upnode import ConnectionLostError, UpnodeServerFactory, UpTimeout, replies
+from upnode import _arity
 from upnode._arity import ANY, callLikeJavaScript, fitArguments, positionalArity
 from upnode._events import EventEmitter
 from upnode._upnode import isCons
@@ -58,6 +59,21 @@ class ArityTests(SynchronousTestCase):
         # Twice: worked out, then (functions and methods) from the cache.
         for function, arity in cases + cases:
             self.assertEqual(positionalArity(function), arity, function)
+
+    def test_positionalArityCacheIsBounded(self) -> None:
+        """
+        Code made at run time (exec'd, one code object each) is cached up
+        to a bound and then forgotten, and every answer stays right: a
+        code object's id is never reused while it is cached, since the
+        cache holds the code object.
+        """
+        for count in range(_arity._CACHE_BOUND + 10):
+            names = ", ".join(f"a{i}" for i in range(count % 5))
+            scope: Dict[str, Any] = {}
+            exec(f"def made({names}): pass", scope)
+            self.assertEqual(positionalArity(scope["made"]), (count % 5, count % 5))
+            self.assertLessEqual(len(_arity._byCode), _arity._CACHE_BOUND)
+            self.assertEqual(len(_arity._codes), len(_arity._byCode))
 
     def test_fitArguments(self) -> None:
         self.assertEqual(fitArguments(1, 1, ("a", "b")), ("a",))
