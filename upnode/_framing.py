@@ -98,7 +98,17 @@ class LineFramer:
             # (find, not "in": bytes.__contains__ first tries its argument
             # as an integer, and makes and clears a TypeError to learn it
             # is not, costing several times the search.)
-            if data.find(b"\n") < 0:
+            end = data.find(b"\n")
+            if 0 <= end == len(data) - 1 and not self._partial and end <= self.maxLength:
+                # One whole line, the chunk of a call made one at a time:
+                # no list of lines to make.
+                self.linesReceived += 1
+                self._windowCount += 1
+                if self._windowCount > self._maxRate and self._overRate(1):
+                    return
+                self.lineReceived(data[:end])
+                return
+            if end < 0:
                 partial = self._partial
                 if type(partial) is bytes:
                     self._partial = partial = bytearray(partial)

@@ -75,6 +75,25 @@ class LineFramerTests(SynchronousTestCase):
         self.assertEqual(lines, [b"12345"])
         self.assertEqual(recorder.events[1], ("too long", 6))
 
+    def test_oneLineChunks(self) -> None:
+        """
+        A chunk that is one whole line (a call made one at a time) is
+        bounded, counted and joined to what came before it as any other;
+        an empty chunk is no line.
+        """
+        f, recorder, lines, clock = framer(maxLength=5)
+        for chunk in [b"12345\n", b"", b"123456\n", b"\n", b"12", b"3\n", b"last\n"]:
+            f.feed(chunk)
+        self.assertEqual(lines, [b"12345", b"", b"123", b"last"])
+        self.assertIn(("too long", 6), recorder.events)
+        self.assertEqual(f.linesReceived, 5)
+        f, recorder, lines, clock = framer(maxRate=2)
+        clock.advance(10)
+        for chunk in [b"1\n", b"2\n", b"3\n", b"4\n", b"5\n"]:
+            f.feed(chunk)
+        self.assertEqual(lines, [b"1", b"2", b"3", b"4"])
+        self.assertEqual(recorder.events[-2], ("violation", "more than 2 messages a second"))
+
     def test_rate(self) -> None:
         f, recorder, lines, clock = framer(maxRate=3)
         clock.advance(10)
