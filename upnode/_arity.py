@@ -34,8 +34,8 @@ ANY = -1
 # class's), but a bound keeps exec'd code from piling up.  Code goes by its
 # id, held alive in _codes so that no later object is given that id while
 # it is cached, and methods by their function: a function hashes by
-# identity, where a code object hashes its contents every time (about 500
-# instructions, twice on every up(cb) with a fresh callback).
+# identity, where a code object hashes its contents at every lookup (twice
+# on every up(cb) with a fresh callback).
 _byCode: Dict[int, Tuple[int, int]] = {}
 _codes: List[Any] = []
 _byMethod: Dict[Any, Tuple[int, int]] = {}

@@ -19,8 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 import upnode
-from upnode import ConnectionLostError, UpnodeServerFactory, UpTimeout, replies
-from upnode import _arity
+from upnode import ConnectionLostError, UpnodeServerFactory, UpTimeout, _arity, replies
 from upnode._arity import ANY, callLikeJavaScript, fitArguments, positionalArity
 from upnode._events import EventEmitter
 from upnode._upnode import isCons
