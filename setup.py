@@ -1,11 +1,81 @@
+import hashlib
+import os
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, CompileError, ExecError, PlatformError
 
 HERE = Path(__file__).resolve().parent
 # One place for the version: upnode/_version.py (upnode.__version__).
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "upnode" / "_version.py").read_text()).group(1)
+
+# The modules every message goes through, compiled by Cython from their own
+# source (upnode/_speedups.py checks them at import; docs/benchmarks.md has
+# what it gains).  The source is the reference: what does not compile runs
+# as Python.
+COMPILED = ["_arity", "_framing", "_remote", "_scrub", "_session", "_tables"]
+
+
+def compiledModules():
+    """
+    Cython's extensions for COMPILED; none with UPNODE_PURE set or without
+    Cython, and the package is then pure Python.
+    """
+    if os.environ.get("UPNODE_PURE"):
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        return []
+    return cythonize(
+        [Extension(f"upnode.{name}", [f"upnode/{name}.py"]) for name in COMPILED],
+        # Types are not taken from the annotations: Cython would then refuse
+        # a dict subclass where the source says Dict.
+        compiler_directives={"language_level": 3, "binding": True, "annotation_typing": False},
+        quiet=True,
+    )
+
+
+class OptionalBuildExt(build_ext):
+    """
+    Without a C compiler, or where one module does not compile, the package
+    is installed all the same, that module as Python: said, not fatal.
+    """
+
+    def run(self):
+        try:
+            super().run()
+        except (CCompilerError, CompileError, ExecError, PlatformError, OSError) as e:
+            self.warn(f"upnode: nothing compiled ({e}); the package runs as Python")
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except (CCompilerError, CompileError, ExecError, PlatformError, OSError) as e:
+            self.warn(f"upnode: {ext.name} not compiled ({e}); it runs as Python")
+            return
+        self.recordSource(ext, Path(self.get_ext_fullpath(ext.name)))
+
+    def copy_extensions_to_source(self):
+        # An in-place build (pip install -e .) compiles into the build folder,
+        # then copies the compiled modules beside their source: the record too.
+        super().copy_extensions_to_source()
+        for ext in self.extensions:
+            compiled = HERE / ext.name.replace(".", "/")
+            self.recordSource(ext, compiled.with_name(Path(self.get_ext_filename(ext.name)).name))
+
+    def recordSource(self, ext, compiled):
+        """
+        Write, beside a compiled module, the SHA-256 of the source it was
+        compiled from: upnode/_speedups.py runs the source instead of a
+        compiled module that does not match it.
+        """
+        if compiled.exists():
+            source = HERE / (ext.name.replace(".", "/") + ".py")
+            digest = hashlib.sha256(source.read_bytes()).hexdigest()
+            compiled.with_name(compiled.name + ".sha256").write_text(digest + "\n")
 
 setup(
     name="upnode",
@@ -67,4 +137,6 @@ setup(
     ],
     extras_require={"test": ["hypothesis>=6", "cryptography>=38"], "metrics": ["prometheus_client>=0.17"]},
     entry_points={"console_scripts": ["upnode=upnode._cli:main"]},
+    ext_modules=compiledModules(),
+    cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -588,6 +588,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         "platform": platform.platform(),
         "smoke": options.smoke,
         "repeat": options.repeat,
+        # What our peers run compiled (upnode/_speedups.py): none with UPNODE_PURE.
+        "compiled": subprocess.run(
+            [sys.executable, "-c", "import upnode, upnode._speedups as s; print(' '.join(s.running()))"],
+            capture_output=True,
+            text=True,
+        ).stdout.split(),
     }
     Path(options.json).write_text(
         json.dumps(

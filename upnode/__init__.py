@@ -20,6 +20,15 @@ The public surface:
     L{upnode.tls}, L{upnode.metrics}.
 """
 
+import os as _os
+import sys as _sys
+
+from . import _speedups
+
+# Before any other module of ours is imported: a compiled module that is
+# stale, or unwanted (UPNODE_PURE), is replaced by its source.
+_speedups.install(_sys.modules[__name__], _os.environ)
+
 from ._calls import replies
 from ._client import UpnodeClientFactory
 from ._limits import Limits

@@ -30,6 +30,7 @@ from . import dnode
 from ._args import parseArguments
 from ._reactor import cancel
 from ._scrub import scrub
+from ._speedups import running
 from ._version import __version__
 
 EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, EXIT_CONNECT, EXIT_NO_METHOD = 0, 1, 2, 3, 4
@@ -76,7 +77,9 @@ def parser() -> argparse.ArgumentParser:
         prog="upnode",
         description="Call a method of a running upnode (or dnode) server and print what its callback receives.",
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    compiled = running()
+    built = f"compiled: {', '.join(compiled)}" if compiled else "pure Python"
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__} ({built})")
     p.add_argument("target", nargs="?", help="7000, host:7000, /unix/path, or an endpoint description (tls:host:port:trustRoots=ca.pem)")
     p.add_argument("method", nargs="?", help="the method to call; without it, list what the server exposes")
     p.add_argument("args", nargs="*", help="arguments, each JSON or a plain string")

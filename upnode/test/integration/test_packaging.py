@@ -28,6 +28,8 @@ from typing import Dict, List
 
 from twisted.trial.unittest import SkipTest, TestCase
 
+from upnode._speedups import COMPILED
+
 ROOT = Path(__file__).resolve().parents[3]
 
 # Working files of a checkout that no build should see: a stale build/lib
@@ -49,6 +51,9 @@ IGNORED = shutil.ignore_patterns(
     "__pycache__",
     "*.pyc",
     "dropin.cache",
+    # Modules compiled in place, and Cython's C for them: each build makes its own.
+    "*.so",
+    "*.c",
 )
 
 
@@ -179,6 +184,7 @@ class PackagingTests(TestCase):
         ]:
             self.assertIn(name, files)
         self.assertEqual([name for name in files if "__pycache__" in name or name.endswith(".pyc")], [])
+        self.assertEqual([name for name in files if name.endswith((".so", ".c"))], [])
         self.assertEqual(
             [name for name in files if name.startswith("twisted/") and name.endswith("__init__.py")], []
         )
@@ -204,6 +210,16 @@ class PackagingTests(TestCase):
             self.env,
         )
         self.assertTrue(Path(out.strip()).is_relative_to(venv), out)
+        # Built with Cython and a C compiler, the modules on every message's
+        # path run compiled from the wheel (without a compiler, as Python).
+        compiled = run(
+            [python, "-I", "-c", "import upnode, upnode._speedups as s; print(' '.join(s.running()))"],
+            self.work,
+            self.env,
+        ).split()
+        expected = [] if self.env.get("UPNODE_PURE") or not shutil.which("cc") else list(COMPILED)
+        self.assertEqual(compiled, expected)
+        self.assertEqual(len([name for name in wheelFiles(wheel) if name.endswith(".so")]), len(expected))
         missing = subprocess.run(
             [python, "-I", "-c", "import upnode.test"],
             cwd=self.work,

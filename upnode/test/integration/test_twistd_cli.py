@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
 import upnode
+from upnode._speedups import COMPILED
 
 from .helpers import call, freePort, spawnTwistd
 from .nodepeer import NodePeer
@@ -245,4 +247,13 @@ class CommandLineHelpTests(TestCase):
         out, err, code = await getProcessOutputAndValue(
             sys.executable, ["-m", "upnode", "--version"], env=ENV, path=str(ROOT)
         )
-        self.assertEqual((code, out.decode().strip()), (0, f"upnode {upnode.__version__}"))
+        # The version, and which modules run compiled (upnode._speedups).
+        self.assertEqual(code, 0, err)
+        version = out.decode().strip()
+        expected = f"upnode {upnode.__version__} (compiled: {', '.join(COMPILED)})"
+        if os.environ.get("UPNODE_EXPECT_COMPILED"):
+            self.assertEqual(version, expected)
+        elif os.environ.get("UPNODE_PURE"):
+            self.assertEqual(version, f"upnode {upnode.__version__} (pure Python)")
+        else:
+            self.assertRegex(version, rf"^upnode {re.escape(upnode.__version__)} \((compiled: [_a-z, ]+|pure Python)\)$")
