@@ -15,7 +15,7 @@ VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "upnode" / "_version.py"
 # source (upnode/_speedups.py checks them at import; docs/benchmarks.md has
 # what it gains).  The source is the reference: what does not compile runs
 # as Python.
-COMPILED = ["_arity", "_framing", "_remote", "_scrub", "_session", "_tables"]
+COMPILED = ["_arity", "_framing", "_remote", "_scrub", "_tables", "_session"]
 
 
 def compiledModules():

@@ -26,8 +26,10 @@ from typing import Dict, Mapping, Optional, Tuple
 
 from .errors import UpnodeWarning
 
-#: The modules on every message's path, which setup.py compiles.
-COMPILED = ("_arity", "_framing", "_remote", "_scrub", "_session", "_tables")
+#: The modules on every message's path, which setup.py compiles; each after
+#: the ones among them it imports, so that one loaded from source imports
+#: the others as they will stay.
+COMPILED = ("_arity", "_framing", "_remote", "_scrub", "_tables", "_session")
 
 #: What L{choose} says of a module.
 NOT_BUILT, BUILT, PURE, STALE = "not built", "compiled", "pure by request", "stale"

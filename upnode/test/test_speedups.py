@@ -5,6 +5,7 @@ stale or unwanted compiled module gives way to its source.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.machinery
 import os
@@ -147,6 +148,26 @@ class ThisProcessTests(SynchronousTestCase):
             module = sys.modules[f"upnode.{name}"]
             self.assertIsInstance(module, types.ModuleType)
             self.assertEqual(module.__file__.endswith(".py"), name not in running())
+
+    def test_oneVersionOfEachModule(self) -> None:
+        """
+        What each of the modules imports from another of them is that
+        module's own object: none runs with a version the process replaced
+        (which loading a module from source before one it imports would
+        make).  So each comes after those it imports.
+        """
+        directory = Path(upnode.__file__).parent
+        checked = 0
+        for index, name in enumerate(COMPILED):
+            tree = ast.parse((directory / f"{name}.py").read_text())
+            for node in tree.body:
+                if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module in COMPILED:
+                    self.assertIn(node.module, COMPILED[:index], f"{name} imports {node.module}")
+                    for alias in node.names:
+                        imported = getattr(sys.modules[f"upnode.{name}"], alias.asname or alias.name)
+                        self.assertIs(imported, getattr(sys.modules[f"upnode.{node.module}"], alias.name))
+                        checked += 1
+        self.assertGreater(checked, 5)
 
     def test_compiledAndSourceAgree(self) -> None:
         """
