@@ -1,6 +1,7 @@
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path
 
 from setuptools import Extension, find_packages, setup
@@ -29,13 +30,17 @@ def compiledModules():
         from Cython.Build import cythonize
     except ImportError:
         return []
-    return cythonize(
-        [Extension(f"upnode.{name}", [f"upnode/{name}.py"]) for name in COMPILED],
-        # Types are not taken from the annotations: Cython would then refuse
-        # a dict subclass where the source says Dict.
-        compiler_directives={"language_level": 3, "binding": True, "annotation_typing": False},
-        quiet=True,
-    )
+    try:
+        return cythonize(
+            [Extension(f"upnode.{name}", [f"upnode/{name}.py"]) for name in COMPILED],
+            # Types are not taken from the annotations: Cython would then refuse
+            # a dict subclass where the source says Dict.
+            compiler_directives={"language_level": 3, "binding": True, "annotation_typing": False},
+            quiet=True,
+        )
+    except Exception as e:  # a Cython that cannot translate them: the source runs
+        print(f"upnode: not compiled ({e}); the package runs as Python", file=sys.stderr)
+        return []
 
 
 class OptionalBuildExt(build_ext):

@@ -28,6 +28,7 @@ from typing import Dict, List
 
 from twisted.trial.unittest import SkipTest, TestCase
 
+import upnode
 from upnode._speedups import COMPILED
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -51,8 +52,10 @@ IGNORED = shutil.ignore_patterns(
     "__pycache__",
     "*.pyc",
     "dropin.cache",
-    # Modules compiled in place, and Cython's C for them: each build makes its own.
+    # Modules compiled in place, the records of their sources, and Cython's
+    # C for them: each build makes its own.
     "*.so",
+    "*.sha256",
     "*.c",
 )
 
@@ -188,14 +191,16 @@ class PackagingTests(TestCase):
         self.assertEqual(
             [name for name in files if name.startswith("twisted/") and name.endswith("__init__.py")], []
         )
+        # Built where no C compiler works (CC names one that fails), it is the
+        # same wheel but for the compiled modules and their records.
         fromSdist = self.tmp / "from-sdist"
         run(
             [python, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(fromSdist), str(sdist)],
             self.work,
-            self.env,
+            dict(self.env, CC="false"),
         )
         [other] = fromSdist.glob("upnode-*.whl")
-        self.assertEqual(wheelFiles(other), wheelFiles(wheel))
+        self.assertEqual(wheelFiles(other), [n for n in wheelFiles(wheel) if not n.endswith((".so", ".so.sha256"))])
 
         # Installed, with its dependencies, and what it ships run from there.
         run([python, "-m", "pip", "install", "-q", str(wheel)], self.work, self.env, timeout=300)
@@ -220,6 +225,13 @@ class PackagingTests(TestCase):
         expected = [] if self.env.get("UPNODE_PURE") or not shutil.which("cc") else list(COMPILED)
         self.assertEqual(compiled, expected)
         self.assertEqual(len([name for name in wheelFiles(wheel) if name.endswith(".so")]), len(expected))
+        # The wheel built without a compiler installs and runs, as Python.
+        run([python, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(other)], self.work, self.env)
+        self.assertEqual(
+            run([str(venv / "bin" / "upnode"), "--version"], self.work, self.env).strip(),
+            f"upnode {upnode.__version__} (pure Python)",
+        )
+        run([python, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(wheel)], self.work, self.env)
         missing = subprocess.run(
             [python, "-I", "-c", "import upnode.test"],
             cwd=self.work,
