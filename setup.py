@@ -1,3 +1,4 @@
+import ast
 import hashlib
 import os
 import re
@@ -13,10 +14,13 @@ HERE = Path(__file__).resolve().parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "upnode" / "_version.py").read_text()).group(1)
 
 # The modules every message goes through, compiled by Cython from their own
-# source (upnode/_speedups.py checks them at import; docs/benchmarks.md has
-# what it gains).  The source is the reference: what does not compile runs
-# as Python.
-COMPILED = ["_arity", "_framing", "_remote", "_scrub", "_tables", "_session"]
+# source (docs/benchmarks.md has what it gains).  The source is the
+# reference: what does not compile runs as Python.  One list, the one
+# upnode/_speedups.py checks at import, read from there as the version is
+# (the build cannot import upnode: Twisted is not installed in it).
+COMPILED = ast.literal_eval(
+    re.search(r"^COMPILED = (\(.*\))$", (HERE / "upnode" / "_speedups.py").read_text(), re.M).group(1)
+)
 
 
 def compiledModules():
