@@ -7,6 +7,9 @@ Our side of the benchmark, as a process.
     python bench/ours.py call-lockstep|call-pipelined PORT CALLS WARMUP      (through up.call)
     python bench/ours.py partial-lockstep|partial-pipelined PORT CALLS WARMUP
                                    (a callback with no __code__: functools.partial)
+    python bench/ours.py deferred-lockstep|deferred-pipelined PORT CALLS WARMUP
+                                   (up(cb) and a bare Deferred made and fired for
+                                   each call: the least an up.call can cost)
     python bench/ours.py flush PORT CALLS          (queue while down, then time the flush)
     python bench/ours.py queue-memory CALLS
     python bench/ours.py idle PORT CLIENTS PING
@@ -28,6 +31,8 @@ import resource
 import sys
 import time
 from typing import Any, Dict
+
+from twisted.internet.defer import Deferred
 
 
 def installReactor(kind: str) -> None:
@@ -98,8 +103,10 @@ def caller(up: Any, mode: str, total: int, warmup: int, style: str, finished: An
     """
     What makes C{warmup} calls, then times C{total} more and reports:
     through C{up(cb)} with a fresh lambda per call (style C{up}), through
-    C{up.call} (C{call}), or through C{up(cb)} with a callback that has no
-    C{__code__}, as C{print} or a bound builtin has (C{partial}).  Returns
+    C{up.call} (C{call}), through C{up(cb)} with a callback that has no
+    C{__code__}, as C{print} or a bound builtin has (C{partial}), or
+    through C{up(cb)} with a bare Twisted C{Deferred} for each call
+    (C{deferred}).  Returns
     the function that starts, once the link is up; C{finished()} is called
     after the report.
     """
@@ -114,6 +121,14 @@ def caller(up: Any, mode: str, total: int, warmup: int, style: str, finished: An
     def sendCall() -> None:
         state["sent"] += 1
         up.call("echo", PAYLOAD).addCallback(replied)
+
+    def sendDeferred() -> None:
+        # What any up.call returning Twisted's Deferred costs at least:
+        # up(cb) with a bare Deferred made, given its callback and fired.
+        state["sent"] += 1
+        d: Deferred[Any] = Deferred()
+        d.addCallback(replied)
+        up(lambda remote, conn: remote.echo(PAYLOAD, d.callback))
 
     def sendPartial() -> None:
         state["sent"] += 1
@@ -135,6 +150,8 @@ def caller(up: Any, mode: str, total: int, warmup: int, style: str, finished: An
         send = sendCall
     elif style == "partial":
         send = sendPartial
+    elif style == "deferred":
+        send = sendDeferred
 
     def start() -> None:
         state["start"] = time.perf_counter()
@@ -284,7 +301,7 @@ if __name__ == "__main__":
         serve(int(sys.argv[2]), metrics=True)
     elif mode in ("lockstep", "pipelined"):
         calls(mode, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
-    elif mode.partition("-")[2] in ("lockstep", "pipelined") and mode.partition("-")[0] in ("call", "partial"):
+    elif mode.partition("-")[2] in ("lockstep", "pipelined") and mode.partition("-")[0] in ("call", "partial", "deferred"):
         style, _, how = mode.partition("-")
         calls(how, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), style)
     elif mode == "flush":

@@ -82,11 +82,14 @@ ONE_CORE_ROWS = (
 )
 #: Our client calling through up.call, and with a callback that has no
 #: __code__ (functools.partial, as print or a bound builtin), beside up(cb)
-#: with a fresh lambda.
+#: with a fresh lambda.  And up(cb) with a bare Twisted Deferred made,
+#: given its callback and fired for each call: the least any up.call that
+#: returns a Deferred can cost, which up.call is measured against too.
 UP_CALL = "ours, through up.call"
 C_CALLBACK = "ours, C callback (functools.partial)"
+BARE_DEFERRED = "ours, up(cb) and a bare Deferred"
 #: Their clients' styles (see bench/ours.py).
-STYLES = {"ours call": "call", "ours partial": "partial"}
+STYLES = {"ours call": "call", "ours partial": "partial", "ours deferred": "deferred"}
 #: Ours, client and server, on Twisted's asyncio reactor, and on it over
 #: uvloop, as a Twisted program that installs that reactor; and as an
 #: asyncio program through upnode.aio, on asyncio's loop and on uvloop's.
@@ -301,6 +304,7 @@ class Bench:
             # a callback with no __code__ (as print or list.append has).
             UP_CALL: ("ours", "ours call"),
             C_CALLBACK: ("ours", "ours partial"),
+            BARE_DEFERRED: ("ours", "ours deferred"),
         }
         for name in REACTORS:
             if "uvloop" not in name or importlib.util.find_spec("uvloop") is not None:
@@ -330,9 +334,17 @@ class Bench:
                 "ours/ceiling": _median([o / c for o, c in zip(rates["ours"], rates["ceiling"], strict=True)]),
                 "ours/node": _median([o / n for o, n in zip(rates["ours"], rates["node"], strict=True)]),
             }
-            for name, label in ((UP_CALL, "up.call/up(cb)"), (C_CALLBACK, "C callback/lambda")):
+            for name, label in (
+                (UP_CALL, "up.call/up(cb)"),
+                (C_CALLBACK, "C callback/lambda"),
+                (BARE_DEFERRED, "bare Deferred/up(cb)"),
+            ):
                 if name in rates:
                     self.ratios[key][label] = _median([c / o for c, o in zip(rates[name], rates["ours"], strict=True)])
+            if UP_CALL in rates and BARE_DEFERRED in rates:
+                self.ratios[key]["up.call/bare Deferred"] = _median(
+                    [c / d for c, d in zip(rates[UP_CALL], rates[BARE_DEFERRED], strict=True)]
+                )
             for name, floor in FLOOR_OF.items():
                 if name in rates and floor in rates:
                     self.ratios[key][f"{name}/{floor}"] = _median([o / f for o, f in zip(rates[name], rates[floor], strict=True)])
@@ -548,6 +560,10 @@ def table(results: Dict[str, Any], ratios: Dict[str, Dict[str, float]], peers: O
                 extra = f"   {ratios[mode]['metrics on/off']:.2f} x ours with metrics off"
             elif name == UP_CALL and "up.call/up(cb)" in ratios[mode]:
                 extra = f"   {ratios[mode]['up.call/up(cb)']:.2f} x ours through up(cb)"
+                if "up.call/bare Deferred" in ratios[mode]:
+                    extra += f", {ratios[mode]['up.call/bare Deferred']:.2f} x up(cb) and a bare Deferred"
+            elif name == BARE_DEFERRED and "bare Deferred/up(cb)" in ratios[mode]:
+                extra = f"   {ratios[mode]['bare Deferred/up(cb)']:.2f} x ours through up(cb)"
             elif name == C_CALLBACK and "C callback/lambda" in ratios[mode]:
                 extra = f"   {ratios[mode]['C callback/lambda']:.2f} x ours with a lambda"
             elif f"{name}/{FLOOR_OF.get(name)}" in ratios[mode]:

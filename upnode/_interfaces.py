@@ -50,6 +50,10 @@ class LinkWaiter:
         client, read by the waiter to know whether it must be taken out).
     """
 
+    # No instance dict of its own: a call (L{upnode._calls.Call}) is one of
+    # these for every up.call, and keeps its state in slots.
+    __slots__ = ()
+
     done = False
     queued = False
     #: Whether it wants to be sent again when its link is lost (see L{linkLost}).

@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import upnode
 from upnode import Closed, ConnectionLostError, RemoteError, UpnodeServerFactory, UpTimeout, replies
+from upnode._calls import Call
 from upnode.testing import FakeEndpoint, MemoryLink
 
 
@@ -77,6 +78,15 @@ class CallTests(SynchronousTestCase):
         link.flush()
         self.assertEqual(self.successResultOf(d1), {"a": 1})
         self.assertEqual(self.successResultOf(d2), (1, 2))
+
+    def test_callKeepsItsStateInSlots(self) -> None:
+        """
+        A call carries no instance dict (one is made for every up.call):
+        its state is in slots, its base's included.
+        """
+        call = Call(self.up, "echo", (1,), None, False, False)
+        self.assertFalse(hasattr(call, "__dict__"))
+        self.assertRaises(AttributeError, setattr, call, "unexpected", 1)
 
     def test_timeoutCountsFromTheCall(self) -> None:
         """

@@ -49,7 +49,15 @@ class BenchSmoke(TestCase):
                 set(ratios),
                 {"ours/ceiling", "ours/node"}
                 | (
-                    {"metrics on/off", "up.call/up(cb)", "C callback/lambda", "ours in an asyncio program/asyncio floor"} | uvloopRatio
+                    {
+                        "metrics on/off",
+                        "up.call/up(cb)",
+                        "C callback/lambda",
+                        "bare Deferred/up(cb)",
+                        "up.call/bare Deferred",
+                        "ours in an asyncio program/asyncio floor",
+                    }
+                    | uvloopRatio
                     if mode != "pipelined, long connection"
                     else set()
                 ),
@@ -69,6 +77,7 @@ class BenchSmoke(TestCase):
                     "ours, server metrics on",
                     "ours, through up.call",
                     "ours, C callback (functools.partial)",
+                    "ours, up(cb) and a bare Deferred",
                     "ours on the asyncio reactor",
                     "ours in an asyncio program",
                 }
