@@ -32,7 +32,7 @@ class Call(LinkWaiter):
     client goes through, in the order of sending, when the link is lost.
     """
 
-    __slots__ = ("source", "name", "args", "retry", "errorFirst", "result", "done", "queued", "_link", "_timer")
+    __slots__ = ("source", "name", "args", "errorFirst", "result", "_link", "_timer")
 
     def __init__(
         self,
@@ -43,13 +43,14 @@ class Call(LinkWaiter):
         retry: bool,
         errorFirst: bool,
     ) -> None:
+        # (LinkWaiter.__init__, inline: one for every up.call.)
+        self.done = False
+        self.queued = False
+        self.retry = retry
         self.source = source
         self.name = name
         self.args = args
-        self.retry = retry
         self.errorFirst = errorFirst
-        self.done = False
-        self.queued = False
         self._link: Any = None
         self.result: Deferred[Any] = Deferred(self._cancelled)
         self._timer: Optional[IDelayedCall] = None

@@ -48,16 +48,18 @@ class LinkWaiter:
     @ivar done: it has fired and must be skipped if still queued.
     @ivar queued: it sits in the client's queue (set and cleared by the
         client, read by the waiter to know whether it must be taken out).
+    @ivar retry: it wants to be sent again when its link is lost (see
+        L{linkLost}).
     """
 
-    # No instance dict of its own: a call (L{upnode._calls.Call}) is one of
-    # these for every up.call, and keeps its state in slots.
-    __slots__ = ()
+    # In slots, with no instance dict: every up.call makes one of these
+    # (L{upnode._calls.Call}).
+    __slots__ = ("done", "queued", "retry")
 
-    done = False
-    queued = False
-    #: Whether it wants to be sent again when its link is lost (see L{linkLost}).
-    retry = False
+    def __init__(self, retry: bool = False) -> None:
+        self.done = False
+        self.queued = False
+        self.retry = retry
 
     def linkUp(self, remote: Any, link: Any) -> None:
         """

@@ -152,7 +152,10 @@ class _LinkWait(LinkWaiter):
     The outbox's place in the client's queue: one wait at a time.
     """
 
+    __slots__ = ("outbox",)
+
     def __init__(self, outbox: Outbox) -> None:
+        super().__init__()
         self.outbox = outbox
 
     def linkUp(self, remote: Any, link: Any) -> None:
