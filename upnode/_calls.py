@@ -43,10 +43,7 @@ class Call(LinkWaiter):
         retry: bool,
         errorFirst: bool,
     ) -> None:
-        # (LinkWaiter.__init__, inline: one for every up.call.)
-        self.done = False
-        self.queued = False
-        self.retry = retry
+        LinkWaiter.__init__(self, retry)
         self.source = source
         self.name = name
         self.args = args
