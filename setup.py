@@ -78,13 +78,16 @@ class OptionalBuildExt(build_ext):
     def recordSource(self, ext, compiled):
         """
         Write, beside a compiled module, the SHA-256 of the source it was
-        compiled from: upnode/_speedups.py runs the source instead of a
-        compiled module that does not match it.
+        compiled from (its .py, then its .pxd where it has one, as
+        upnode._speedups.sourceDigest reads them): upnode/_speedups.py runs
+        the source instead of a compiled module that does not match it.
         """
         if compiled.exists():
-            source = HERE / (ext.name.replace(".", "/") + ".py")
-            digest = hashlib.sha256(source.read_bytes()).hexdigest()
-            compiled.with_name(compiled.name + ".sha256").write_text(digest + "\n")
+            source = HERE / ext.name.replace(".", "/")
+            digest = hashlib.sha256(source.with_suffix(".py").read_bytes())
+            if source.with_suffix(".pxd").exists():
+                digest.update(source.with_suffix(".pxd").read_bytes())
+            compiled.with_name(compiled.name + ".sha256").write_text(digest.hexdigest() + "\n")
 
 setup(
     name="upnode",
@@ -134,7 +137,9 @@ setup(
     # folders, and only a folder on sys.path lets twistd find
     # twisted/plugins/upnode_plugin.py from a checkout.
     package_dir={"": "."},
-    package_data={"upnode": ["py.typed"]},
+    # The .pxd files (the compiled classes' fields) ship beside their
+    # source: the check at import hashes both.
+    package_data={"upnode": ["py.typed", "*.pxd"]},
     install_requires=[
         "twisted>=23.8",
         "pyOpenSSL>=22.1",

@@ -3,12 +3,14 @@
 Which of our modules run compiled.
 
 The modules every message goes through (L{COMPILED}) may be compiled by
-Cython from their own, unchanged source when the package is built (see
-setup.py); a compiled module sits beside its source, and Python imports it
-first.  Before anything imports them, L{install} checks each: with
+Cython from their own source when the package is built (see setup.py),
+with the C{.pxd} beside a module declaring the fields of its classes; a
+compiled module sits beside its source, and Python imports it first.
+Before anything imports them, L{install} checks each: with
 C{UPNODE_PURE} set, or when the source on disk is not the one it was
 compiled from (a checkout edited since; the build writes the SHA-256 of
-that source beside each compiled module), the source is loaded instead,
+that source and its C{.pxd} beside each compiled module), the source is
+loaded instead,
 and a stale compiled module is said, once, as a warning.  So what runs is
 always what the source on disk says.
 """
@@ -58,6 +60,19 @@ def compiledFrom(compiled: Path) -> Optional[str]:
         return None
 
 
+def sourceDigest(directory: Path, name: str) -> str:
+    """
+    The SHA-256 of module C{name}'s source in C{directory}: its C{.py},
+    then the C{.pxd} beside it where there is one (what Cython reads for
+    the fields of the classes it compiles; setup.py records the same).
+    """
+    digest = hashlib.sha256((directory / (name + ".py")).read_bytes())
+    declarations = directory / (name + ".pxd")
+    if declarations.exists():
+        digest.update(declarations.read_bytes())
+    return digest.hexdigest()
+
+
 def choose(directory: Path, environ: Mapping[str, str]) -> Dict[str, str]:
     """
     For each of L{COMPILED}: L{BUILT} (run the compiled module), L{NOT_BUILT}
@@ -72,7 +87,7 @@ def choose(directory: Path, environ: Mapping[str, str]) -> Dict[str, str]:
             choices[name] = NOT_BUILT
         elif pure:
             choices[name] = PURE
-        elif compiledFrom(compiled) != hashlib.sha256((directory / (name + ".py")).read_bytes()).hexdigest():
+        elif compiledFrom(compiled) != sourceDigest(directory, name):
             choices[name] = STALE
         else:
             choices[name] = BUILT

@@ -322,7 +322,9 @@ class RemoteProxies:
         self.closing = True
         self.dropCulls()
         self._due = _nothing
-        self.__dict__.pop("_died", None)
+        # (vars(), not self.__dict__, which Cython does not let a class
+        # whose fields it declares name: see _tables.pxd.)
+        vars(self).pop("_died", None)
 
 
 def _nothing() -> None:

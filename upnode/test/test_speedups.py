@@ -12,8 +12,9 @@ import os
 import sys
 import types
 import warnings
+import weakref
 from pathlib import Path
-from typing import Optional
+from typing import Dict, List, Optional, Set, Tuple
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
@@ -78,6 +79,25 @@ class ChooseTests(SynchronousTestCase):
         self.assertEqual((pure["_scrub"], pure["_session"], pure["_tables"]), (PURE, PURE, NOT_BUILT))
         # An empty value is unset, as tox's setenv writes it.
         self.assertEqual(choose(fake.directory, {"UPNODE_PURE": ""})["_scrub"], BUILT)
+
+
+    def test_declarationsArePartOfTheSource(self) -> None:
+        """
+        A module's C{.pxd} (its classes' fields, for Cython) is part of the
+        source a compiled module is checked against: one compiled from the
+        C{.py} and the C{.pxd} on disk runs; one compiled before either was
+        edited is stale.
+        """
+        fake = FakePackage(self)
+        declarations = b"cdef class C:\n    cdef public object a\n"
+        for name in ("_scrub", "_session", "_tables"):
+            (fake.directory / f"{name}.pxd").write_bytes(declarations)
+        fake.compiled("_scrub", fake.source("_scrub") + declarations)
+        fake.compiled("_session", fake.source("_session"))
+        fake.compiled("_tables", fake.source("_tables") + declarations)
+        (fake.directory / "_tables.pxd").write_bytes(declarations + b"    cdef public object b\n")
+        choices = choose(fake.directory, {})
+        self.assertEqual((choices["_scrub"], choices["_session"], choices["_tables"]), (BUILT, STALE, STALE))
 
 
 class InstallTests(SynchronousTestCase):
@@ -193,3 +213,115 @@ class ThisProcessTests(SynchronousTestCase):
             source.encodeRequest(3, [[1, [2, [3]]]], lambda f: 7, 64),
         )
 
+
+
+def declaredClasses(directory: Path) -> Dict[Tuple[str, str], Set[str]]:
+    """
+    The fields each C{.pxd} in C{directory} declares public, by module and
+    class.
+    """
+    declared: Dict[Tuple[str, str], Set[str]] = {}
+    for path in sorted(directory.glob("*.pxd")):
+        fields: Set[str] = set()
+        for line in path.read_text().splitlines():
+            if line.startswith("cdef class "):
+                fields = declared.setdefault((path.stem, line[len("cdef class ") :].rstrip(":")), set())
+            elif line.strip().startswith("cdef public object "):
+                fields.update(n.strip() for n in line.strip()[len("cdef public object ") :].split(","))
+    return declared
+
+
+def slotsOf(cls: ast.ClassDef) -> Optional[Set[str]]:
+    """
+    The C{__slots__} of C{cls}; None where it has none.
+    """
+    for node in cls.body:
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["__slots__"]:
+            return set(ast.literal_eval(node.value))
+    return None
+
+
+def fieldsSet(cls: ast.ClassDef) -> Set[str]:
+    """
+    What the methods of C{cls} assign to C{self.NAME}, or its
+    C{__slots__} where it has them, less its own methods (an instance
+    may hold one bound, as C{RemoteProxies} does).
+    """
+    slots = slotsOf(cls)
+    if slots is not None:
+        return slots - {"__weakref__"}
+    methods = {node.name for node in cls.body if isinstance(node, ast.FunctionDef)}
+    names = set()
+    for node in ast.walk(cls):
+        targets: List[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        for target in targets:
+            for leaf in target.elts if isinstance(target, ast.Tuple) else [target]:
+                if isinstance(leaf, ast.Attribute) and isinstance(leaf.value, ast.Name) and leaf.value.id == "self":
+                    names.add(leaf.attr)
+    return names - methods
+
+
+class DeclaredClassesTests(SynchronousTestCase):
+    """
+    The classes whose fields a C{.pxd} declares for the compiled build
+    (C{upnode/_framing.pxd} says why).
+    """
+
+    def setUp(self) -> None:
+        self.directory = Path(upnode.__file__).parent
+        self.declared = declaredClasses(self.directory)
+
+    def test_declarationsMatchTheSource(self) -> None:
+        """
+        Each C{.pxd} belongs to a compiled module and declares, for each of
+        its classes, the fields the source sets: none it no longer has, and
+        none missing (which would be found by name on every use, as if
+        nothing were declared).
+        """
+        self.assertEqual(
+            sorted(self.declared),
+            [
+                ("_framing", "LineFramer"),
+                ("_remote", "RemoteCallback"),
+                ("_remote", "Sender"),
+                ("_session", "DnodeSession"),
+                ("_tables", "LocalCallbacks"),
+                ("_tables", "RemoteProxies"),
+            ],
+        )
+        for (module, name), fields in self.declared.items():
+            self.assertIn(module, COMPILED)
+            self.assertEqual(fields, fieldsSet(self.source(module, name)), f"{module}.pxd: {name}")
+
+    def source(self, module: str, name: str) -> ast.ClassDef:
+        tree = ast.parse((self.directory / f"{module}.py").read_text())
+        [cls] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name]
+        return cls
+
+    def test_classesKeepPythonsWays(self) -> None:
+        """
+        Compiled or not, an instance of a declared class takes weak
+        references and attributes it does not declare where the Python
+        class does (it has no C{__slots__}, or they name C{__weakref__}),
+        and its declared fields hold what is put in them.
+        """
+        for (module, name), fields in self.declared.items():
+            cls = getattr(sys.modules[f"upnode.{module}"], name)
+            slots = slotsOf(self.source(module, name))
+            instance = cls.__new__(cls)
+            if slots is None or "__weakref__" in slots:
+                self.assertIs(weakref.ref(instance)(), instance)
+            else:
+                self.assertRaises(TypeError, weakref.ref, instance)
+            if slots is None:
+                instance.notDeclared = 1
+                self.assertEqual(instance.notDeclared, 1)
+            else:
+                self.assertRaises(AttributeError, setattr, instance, "notDeclared", 1)
+            for field in fields:
+                setattr(instance, field, name)
+                self.assertEqual(getattr(instance, field), name)
