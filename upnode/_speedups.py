@@ -10,9 +10,8 @@ Before anything imports them, L{install} checks each: with
 C{UPNODE_PURE} set, or when the source on disk is not the one it was
 compiled from (a checkout edited since; the build writes the SHA-256 of
 that source and its C{.pxd} beside each compiled module), the source is
-loaded instead,
-and a stale compiled module is said, once, as a warning.  So what runs is
-always what the source on disk says.
+loaded instead, and a stale compiled module is said, once, as a warning.
+So what runs is always what the source on disk says.
 """
 
 from __future__ import annotations
