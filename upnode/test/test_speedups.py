@@ -295,7 +295,12 @@ class DeclaredClassesTests(SynchronousTestCase):
         )
         for (module, name), fields in self.declared.items():
             self.assertIn(module, COMPILED)
-            self.assertEqual(fields, fieldsSet(self.source(module, name)), f"{module}.pxd: {name}")
+            self.assertEqual(
+                fields,
+                fieldsSet(self.source(module, name)),
+                f"upnode/{module}.pxd: declare there the fields {name}'s source sets, and only those"
+                " (compiled, one not declared is found by name on every use)",
+            )
 
     def source(self, module: str, name: str) -> ast.ClassDef:
         tree = ast.parse((self.directory / f"{module}.py").read_text())
