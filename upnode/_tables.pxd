@@ -9,4 +9,4 @@ cdef class RemoteProxies:
     cdef dict __dict__
     cdef object __weakref__
     cdef public object refs, pending, receiving, closing, _limit, _sender, _callLater, _due, _seconds
-    cdef public object _timer, _lastCulls, _ripe, _waiting
+    cdef public object _timer, _lastCulls, _ripe, _waiting, _onProxyDied

@@ -208,7 +208,7 @@ class RemoteProxies:
         self._waiting = False
         # Bound once: handed to the weak reference of every proxy made (and
         # let go of by stop, as it refers back to this table).
-        self._died = self._died  # type: ignore[method-assign]
+        self._onProxyDied: Optional[Callable[[_ProxyRef], None]] = self._proxyDied
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -228,7 +228,7 @@ class RemoteProxies:
         if len(self.refs) >= self._limit:
             raise ProtocolError(f"the peer would have us hold more than {self._limit} of its callbacks")
         proxy = RemoteCallback(self._sender, callbackId)
-        ref = _ProxyRef(proxy, self._died)
+        ref = _ProxyRef(proxy, self._onProxyDied)
         ref.id = callbackId
         self.refs[callbackId] = ref
         if self.pending:
@@ -236,7 +236,7 @@ class RemoteProxies:
             self.pending.pop(callbackId, None)
         return proxy
 
-    def _died(self, ref: _ProxyRef) -> None:
+    def _proxyDied(self, ref: _ProxyRef) -> None:
         # Called by the weak reference when its proxy is collected (maybe in
         # the middle of anything): touch nothing but our own tables.  The
         # entry may hold a newer proxy's reference for the same id by then;
@@ -322,9 +322,8 @@ class RemoteProxies:
         self.closing = True
         self.dropCulls()
         self._due = _nothing
-        # (vars(), not self.__dict__, which Cython does not let a class
-        # whose fields it declares name: see _tables.pxd.)
-        vars(self).pop("_died", None)
+        # (A proxy made after this is not watched: the table is done with.)
+        self._onProxyDied = None
 
 
 def _nothing() -> None:

@@ -244,8 +244,7 @@ def slotsOf(cls: ast.ClassDef) -> Optional[Set[str]]:
 def fieldsSet(cls: ast.ClassDef) -> Set[str]:
     """
     What the methods of C{cls} assign to C{self.NAME}, or its
-    C{__slots__} where it has them, less its own methods (an instance
-    may hold one bound, as C{RemoteProxies} does).
+    C{__slots__} where it has them, less its own methods.
     """
     slots = slotsOf(cls)
     if slots is not None:
