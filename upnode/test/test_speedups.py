@@ -80,7 +80,6 @@ class ChooseTests(SynchronousTestCase):
         # An empty value is unset, as tox's setenv writes it.
         self.assertEqual(choose(fake.directory, {"UPNODE_PURE": ""})["_scrub"], BUILT)
 
-
     def test_declarationsArePartOfTheSource(self) -> None:
         """
         A module's C{.pxd} (its classes' fields, for Cython) is part of the
@@ -212,7 +211,6 @@ class ThisProcessTests(SynchronousTestCase):
             compiled.encodeRequest(3, [[1, [2, [3]]]], lambda f: 7, 64),
             source.encodeRequest(3, [[1, [2, [3]]]], lambda f: 7, 64),
         )
-
 
 
 def declaredClasses(directory: Path) -> Dict[Tuple[str, str], Set[str]]:
