@@ -7,16 +7,15 @@ reply has been handed over.  At-least-once: a call whose reply was lost
 (the link dropped, or the process died before the removal was committed)
 is sent again.
 
-Sending follows the connection's back-pressure, as the C{up()} queue does:
-calls go out while the transport takes them, at most L{WINDOW_CALLS} calls
-(or L{WINDOW_BYTES} bytes) unanswered on the link at once, and the rest
-follow on the connection's C{drain} event and as replies come.  A call the
-client's own limits would refuse (its line longer than C{maxLineLength},
-nested deeper than C{maxDepth}) is refused at C{call()}, before it is
-committed.  A call whose link is lost while it is the oldest unanswered
-one, L{Outbox.maxTries} times in a row, is taken to be refused by the
-server: it fails (its Deferred, and the C{outbox-failed} event) and leaves
-the outbox, so that it cannot hold the calls behind it for ever.
+Sending is the L{SendingWindow}'s (L{upnode._outboxwindow}): calls go out
+in order, within a window that follows the connection's back-pressure as
+the C{up()} queue does.  A call the client's own limits would refuse (its
+line longer than C{maxLineLength}, nested deeper than C{maxDepth}) is
+refused at C{call()}, before it is committed.  A call whose link is lost
+while it is the oldest unanswered one, L{Outbox.maxTries} times in a row,
+is taken to be refused by the server: it fails (its Deferred, and the
+C{outbox-failed} event) and leaves the outbox, so that it cannot hold the
+calls behind it for ever.
 
 One file per client: the file is locked for as long as the client holds it
 (SQLite's exclusive locking mode), so a second client, in this process or
@@ -25,8 +24,8 @@ another, gets L{OutboxError} instead of sharing it.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import attr
 import orjson
@@ -36,20 +35,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._callfile import CallFile, OutboxError
-from ._interfaces import ILinkSource, LinkWaiter
+from ._interfaces import ILinkSource
 from ._json import nestsDeeper
 from ._limits import Limits
+from ._outboxwindow import SendingWindow
 from ._reactor import cancel
-from ._sending import errorFirst, methodOf, replyValue
-from .errors import Closed, DeadRemoteError, QueueFull, UpnodeError, UpTimeout
+from ._sending import errorFirst, replyValue
+from .errors import Closed, QueueFull, UpnodeError, UpTimeout
 
 #: The default bound on calls waiting in one outbox.
 DEFAULT_MAX = 100_000
-#: The most calls unanswered on one link: the rest wait for replies.
-WINDOW_CALLS = 1000
-#: The most bytes of calls (as encoded) unanswered on one link (one call
-#: always goes, whatever its size).
-WINDOW_BYTES = 256 * 1024
 #: How many times a link may be lost while one call is the oldest
 #: unanswered before that call fails (see L{Outbox.maxTries}).
 DEFAULT_TRIES = 10
@@ -59,6 +54,7 @@ REMOVAL_RETRY = 1.0
 #: (C{{"method":,"arguments":[...,"[Function]"],"callbacks":{"ID":["N"]},"links":[]}}
 #: with a callback id of up to 16 digits), less the digits of N.
 _ENVELOPE = 87
+
 
 class OutboxCallFailed(UpnodeError):
     """
@@ -145,29 +141,6 @@ class _Pending:
 def _errorFirst(value: Any) -> Any:
     # The Deferred fired with replyValue(values): back to the values.
     return errorFirst(value if type(value) is tuple else (value,) if value is not None else ())
-
-
-class _LinkWait(LinkWaiter):
-    """
-    The outbox's place in the client's queue: one wait at a time.
-    """
-
-    __slots__ = ("outbox",)
-
-    def __init__(self, outbox: Outbox) -> None:
-        super().__init__()
-        self.outbox = outbox
-
-    def linkUp(self, remote: Any, link: Any) -> None:
-        self.done = True
-        self.outbox._linkReady(remote, link.conn)
-
-    def linkNever(self, error: Exception) -> None:
-        self.done = True
-        self.outbox._notReady()
-
-    def linkLost(self, error: Exception) -> None:
-        pass  # never in flight
 
 
 def _decoded(path: str, rowid: int, blob: bytes) -> Tuple[Any, ...]:
@@ -301,20 +274,13 @@ class Outbox:
             raise
         #: How many calls were found waiting in the file when it was opened.
         self.restored = len(self.pending)
-        #: Unanswered calls not yet sent on the current link, in order.
-        self._unsent: Deque[_Pending] = deque(self.pending.values())
         #: Answered calls whose removal is not committed yet.
         self._answered: List[int] = []
         self._commitLater: Optional[IDelayedCall] = None
         self._client: Optional[ILinkSource] = None
-        self._waiting: Optional[_LinkWait] = None
-        self._link: Any = None
-        self._remote: Any = None
-        #: Calls, and their bytes, sent on the current link and unanswered.
-        self._inflight = 0
-        self._inflightBytes = 0
-        self._sending = False
         self.closed = False
+        #: What sends the calls, on the client's links.
+        self.window = SendingWindow(self)
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -373,9 +339,9 @@ class Outbox:
             entry = _Pending(rowid, method, tuple(args), None, size)
             entry.result = Deferred(self._forgetter(entry))
             self.pending[rowid] = entry
-            self._unsent.append(entry)
+            self.window.queue(entry)
             out.append(entry)
-        self._wake()
+        self.window.wake()
         return out
 
     def call(
@@ -416,11 +382,11 @@ class Outbox:
         The unanswered calls, oldest first (the first C{limit} of them).
         """
         out: List[OutboxCall] = []
-        link = self._link
+        isSent = self.window.isSent
         for entry in self.pending.values():
             if limit is not None and len(out) >= limit:
                 break
-            out.append(OutboxCall(entry.id, entry.method, entry.args, entry.tries, link is not None and entry.link is link))
+            out.append(OutboxCall(entry.id, entry.method, entry.args, entry.tries, isSent(entry)))
         return out
 
     def stuck(self) -> List[OutboxCall]:
@@ -449,8 +415,7 @@ class Outbox:
         )
         if entry.result is not None and not entry.result.called:
             entry.result.errback(Failure(error))
-        if self._unsent:
-            self._wake()  # its place in the window is free
+        self.window.freed()
         self._commitOrRaise()
         return dropped
 
@@ -459,126 +424,24 @@ class Outbox:
         if failure is not None:
             raise failure
 
-    # -- Sending --------------------------------------------------------------
+    # -- Sending (the window's) ------------------------------------------------
 
     def attach(self, client: ILinkSource) -> None:
+        """
+        Send through C{client}'s links, and tell it of replies and failures.
+        """
         self._client = client
-        client.on("down", self._down)
-        self._wake()
+        self.window.attach(client)
 
-    def _wake(self) -> None:
+    def lostWhileOldest(self, entry: _Pending) -> None:
         """
-        Something is unsent: ask for the remote, unless we already have.
+        A link was lost while C{entry} was the oldest call unanswered on it:
+        a call the server refuses (it closes the link on it) is that each
+        time, and fails after L{maxTries}.
         """
-        client = self._client
-        if client is None or self._waiting is not None or self.closed:
-            return
-        if self._link is not None and self._link is client.conn:
-            self._send()
-            return
-        # Set first: when the link is up, it is called at once.
-        waiting = self._waiting = _LinkWait(self)
-        client.whenUp(waiting)
-
-    def _notReady(self) -> None:
-        self._waiting = None  # the client was closed, or gave up
-
-    def _linkReady(self, remote: Any, conn: Any) -> None:
-        self._waiting = None
-        self._link = conn
-        self._remote = remote
-        self._inflight = self._inflightBytes = 0
-        # What the transport could not take goes out once it has drained.
-        conn.on("drain", lambda: self._drained(conn))
-        self._send()
-
-    def _drained(self, conn: Any) -> None:
-        if conn is self._link and self._unsent:
-            self._send()
-
-    def _send(self) -> None:
-        if self._sending:
-            return  # a reply arrived while sending: the loop goes on
-        self._sending = True
-        try:
-            self._sendWindow()
-        finally:
-            self._sending = False
-
-    def _sendWindow(self) -> None:
-        """
-        Send unsent calls, in order, while the transport takes them and the
-        window is open; replies and the C{drain} event send more.
-        """
-        link = self._link
-        remote = self._remote
-        client = self._client
-        unsent = self._unsent
-        pending = self.pending
-        maxLine = self.limits.maxLineLength
-        while unsent:
-            if self.closed or client is None or client.conn is not link:
-                return
-            if link.paused or self._inflight >= WINDOW_CALLS or (self._inflight and self._inflightBytes >= WINDOW_BYTES):
-                return
-            entry = unsent.popleft()
-            if entry.link is link or pending.get(entry.id) is not entry:
-                continue
-            if entry.size > maxLine:
-                # Committed before its size was checked, or under larger limits.
-                self._failed(
-                    entry,
-                    ValueError(
-                        f"durable {entry.method}() (call {entry.id}) would be a line of {entry.size:,} bytes, "
-                        f"past maxLineLength ({maxLine:,}): it left the outbox unsent"
-                    ),
-                )
-                continue
-            try:
-                method = methodOf(remote, entry.method)
-            except AttributeError as e:
-                self._failed(entry, e)
-                continue
-            entry.link = link
-            self._inflight += 1
-            self._inflightBytes += entry.size
-            try:
-                method(*entry.args, lambda *values, entry=entry, link=link: self._reply(entry, link, values))
-            except DeadRemoteError:
-                self._unflight(entry)
-                unsent.appendleft(entry)  # the link is going: the next one
-                return
-            except Exception as e:
-                self._unflight(entry)
-                self._log.failure("A durable call to {method}() could not be sent", method=entry.method)
-                self._failed(entry, e)
-
-    def _unflight(self, entry: _Pending) -> None:
-        """
-        C{entry} is no longer unanswered on the current link.
-        """
-        if entry.link is not None and entry.link is self._link:
-            self._inflight -= 1
-            self._inflightBytes -= entry.size
-        entry.link = None
-
-    def _down(self) -> None:
-        lost = self._link
-        self._link = self._remote = None
-        self._inflight = self._inflightBytes = 0
-        oldest = next(iter(self.pending.values()), None)
-        # A call the server refuses (it closes the link on it) is the
-        # oldest unanswered each time: after maxTries it fails.
-        if oldest is not None and lost is not None and oldest.link is lost:
-            oldest.tries += 1
-            if oldest.tries >= self.maxTries:
-                self._refused(oldest)
-        for entry in self.pending.values():
-            entry.link = None
-        # Everything unanswered goes again, in order, on the next link.
-        self._unsent = deque(self.pending.values())
-        if self.pending:
-            self._wake()
+        entry.tries += 1
+        if entry.tries >= self.maxTries:
+            self._refused(entry)
 
     def _refused(self, entry: _Pending) -> None:
         self._done(entry)
@@ -598,10 +461,11 @@ class Outbox:
         else:
             self._log.error("{error}", error=str(error))
 
-    def _reply(self, entry: _Pending, link: Any, values: Tuple[Any, ...]) -> None:
-        if self.pending.get(entry.id) is not entry or entry.link is not link:
-            return  # answered already
-        self._unflight(entry)
+    def answered(self, entry: _Pending, values: Tuple[Any, ...]) -> None:
+        """
+        The reply to C{entry}: it leaves the outbox, and its Deferred fires
+        (or, with none waiting, the client's C{reply} event).
+        """
         self._done(entry)
         result = entry.result
         if result is not None and not result.called:
@@ -616,10 +480,8 @@ class Outbox:
                     id=entry.id,
                     method=entry.method,
                 )
-        if self._unsent and self._link is link:
-            self._send()
 
-    def _failed(self, entry: _Pending, error: Exception) -> None:
+    def cannotSend(self, entry: _Pending, error: Exception) -> None:
         """
         A call that can never be sent (the remote lacks its method): it
         leaves the outbox, and its Deferred fails (or an C{error} event).
@@ -631,7 +493,7 @@ class Outbox:
             self._client.emit("error", Failure(error))
 
     def _done(self, entry: _Pending) -> None:
-        self._unflight(entry)
+        self.window.release(entry)
         del self.pending[entry.id]
         self._answered.append(entry.id)
         if self._commitLater is None and self._client is not None:
@@ -674,11 +536,7 @@ class Outbox:
         cancel(self._commitLater)
         self._commitLater = None
         self.closed = True
-        waiting, self._waiting = self._waiting, None
-        if waiting is not None and waiting.queued and self._client is not None:
-            waiting.done = True
-            waiting.queued = False
-            self._client.stopWaiting(waiting)
+        self.window.stop()
         self.file.close()
         for entry in list(self.pending.values()):
             if entry.result is not None and not entry.result.called:

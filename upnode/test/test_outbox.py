@@ -17,13 +17,13 @@ from upnode import Closed, UpnodeServerFactory, UpTimeout, _callfile
 from upnode._limits import Limits
 from upnode._outbox import (
     REMOVAL_RETRY,
-    WINDOW_CALLS,
     Outbox,
     OutboxCallFailed,
     OutboxError,
     OutboxFull,
     OutboxReply,
 )
+from upnode._outboxwindow import WINDOW_BYTES, WINDOW_CALLS
 from upnode.testing import FakeEndpoint, MemoryLink
 
 
@@ -312,6 +312,41 @@ class BacklogTests(_OutboxCase):
         up.close()
         for d in ds[5:]:
             self.failureResultOf(d, Closed)
+
+    def test_windowBoundsBytesInFlight(self) -> None:
+        """
+        At most WINDOW_BYTES of calls are unanswered on a link, the next
+        going as replies come; one call goes alone whatever its size, and
+        holds the next until it is answered.
+        """
+        up = self.connect()
+        link = self.accept()
+        half = "x" * (WINDOW_BYTES // 2)
+        ds = up.callMany([("hold", half) for _ in range(3)], durable=True)
+        link.flush()
+        self.assertEqual(len(self.stored), 2)
+        self.held[0]("ok")
+        link.flush()
+        self.assertEqual(len(self.stored), 3)
+        for cb in self.held[1:]:
+            cb("ok")
+        link.flush()
+        self.assertEqual([self.successResultOf(d) for d in ds], ["ok"] * 3)
+        whole, small = up.callMany([("hold", "y" * (WINDOW_BYTES + 1)), ("hold", "z")], durable=True)
+        link.flush()
+        self.assertEqual(len(self.stored), 4)
+        self.held[3]("ok")
+        link.flush()
+        self.assertEqual(self.successResultOf(whole), "ok")
+        self.assertEqual(self.stored[-1], "z")
+        self.held[4]("ok")
+        link.flush()
+        self.assertEqual(self.successResultOf(small), "ok")
+        # The server gives back the memory of its large lines a second
+        # after the last of them is gone.
+        up.close()
+        link.flush()
+        self.clock.advance(1)
 
     def test_tooLongRefusedAtCall(self) -> None:
         up = self.connect(maxLineLength=1000)
