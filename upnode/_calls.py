@@ -49,7 +49,9 @@ class Call(LinkWaiter):
         self.args = args
         self.errorFirst = errorFirst
         self._link: Any = None
-        self.result: Deferred[Any] = Deferred(self._cancelled)
+        # The call is its result's canceller (L{__call__}): no bound method
+        # to make for every call.
+        self.result: Deferred[Any] = Deferred(self)
         self._timer: Optional[IDelayedCall] = None
         if timeout:
             self._timer = source.clock.callLater(timeout, self._expired, timeout)
@@ -118,7 +120,8 @@ class Call(LinkWaiter):
             value = values[0] if len(values) == 1 else (values or None)
         self.result.callback(value)
 
-    def _cancelled(self, result: Deferred[Any]) -> None:
+    def __call__(self, result: Deferred[Any]) -> None:
+        # The result was cancelled.
         self._finish()
 
     def _expired(self, timeout: float) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, List
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -107,6 +107,29 @@ class CallTests(SynchronousTestCase):
         link = self.accept()
         link.cut()
         self.failureResultOf(d, ConnectionLostError)
+
+    def test_cancel(self) -> None:
+        """
+        A call cancelled while it waits for a link leaves the queue and is
+        never sent; one cancelled once sent is over: its late reply and the
+        loss of its link leave it as it is.
+        """
+        waiting = self.up.call("hold", 1, retry=True)
+        waiting.cancel()
+        self.failureResultOf(waiting, CancelledError)
+        self.assertEqual(self.up.queued, 0)
+        link = self.accept()
+        sent = self.up.call("hold", 2, retry=True)
+        link.flush()
+        self.assertEqual(self.seen, [2])
+        sent.cancel()
+        self.failureResultOf(sent, CancelledError)
+        self.held[0]("late")
+        link.flush()
+        link.cut()
+        self.clock.advance(self.up.status()["nextAttemptIn"])
+        self.accept()
+        self.assertEqual(self.seen, [2])  # not sent again
 
     def test_retry(self) -> None:
         """
