@@ -1,5 +1,5 @@
 import ast
-import hashlib
+import importlib.util
 import os
 import re
 import sys
@@ -21,6 +21,19 @@ VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "upnode" / "_version.py"
 COMPILED = ast.literal_eval(
     re.search(r"^COMPILED = (\(.*\))$", (HERE / "upnode" / "_speedups.py").read_text(), re.M).group(1)
 )
+
+
+def _loadSourceDigest():
+    # The rule for what each compiled module is recorded against, from the
+    # file upnode/_speedups.py checks with at import (standard library only,
+    # so it loads by its path where the package cannot be imported).
+    spec = importlib.util.spec_from_file_location("upnode_sourcedigest", HERE / "upnode" / "_sourcedigest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.sourceDigest
+
+
+SOURCE_DIGEST = _loadSourceDigest()
 
 
 def compiledModules():
@@ -78,16 +91,14 @@ class OptionalBuildExt(build_ext):
     def recordSource(self, ext, compiled):
         """
         Write, beside a compiled module, the SHA-256 of the source it was
-        compiled from (its .py, then its .pxd where it has one, as
-        upnode._speedups.sourceDigest reads them): upnode/_speedups.py runs
-        the source instead of a compiled module that does not match it.
+        compiled from (upnode/_sourcedigest.py says what that is):
+        upnode/_speedups.py runs the source instead of a compiled module
+        that does not match it.
         """
         if compiled.exists():
             source = HERE / ext.name.replace(".", "/")
-            digest = hashlib.sha256(source.with_suffix(".py").read_bytes())
-            if source.with_suffix(".pxd").exists():
-                digest.update(source.with_suffix(".pxd").read_bytes())
-            compiled.with_name(compiled.name + ".sha256").write_text(digest.hexdigest() + "\n")
+            digest = SOURCE_DIGEST(source.parent, source.name)
+            compiled.with_name(compiled.name + ".sha256").write_text(digest + "\n")
 
 setup(
     name="upnode",

@@ -16,7 +16,6 @@ So what runs is always what the source on disk says.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.machinery
 import importlib.util
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Dict, Mapping, Optional, Tuple
 
+from ._sourcedigest import sourceDigest
 from .errors import UpnodeWarning
 
 #: The modules on every message's path, which setup.py compiles; each after
@@ -57,19 +57,6 @@ def compiledFrom(compiled: Path) -> Optional[str]:
         return (compiled.parent / (compiled.name + ".sha256")).read_text().strip()
     except OSError:
         return None
-
-
-def sourceDigest(directory: Path, name: str) -> str:
-    """
-    The SHA-256 of module C{name}'s source in C{directory}: its C{.py},
-    then the C{.pxd} beside it where there is one (what Cython reads for
-    the fields of the classes it compiles; setup.py records the same).
-    """
-    digest = hashlib.sha256((directory / (name + ".py")).read_bytes())
-    declarations = directory / (name + ".pxd")
-    if declarations.exists():
-        digest.update(declarations.read_bytes())
-    return digest.hexdigest()
 
 
 def choose(directory: Path, environ: Mapping[str, str]) -> Dict[str, str]:
