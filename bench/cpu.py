@@ -4,7 +4,7 @@ in-memory pipe: no sockets, no reactor, no other process to wait for.  It
 is the figure to watch while changing the call path (a full bench/run.py
 is too noisy for a few per cent).
 
-    python bench/cpu.py [CALLS] [--metrics] [--lockstep] [--through=remote|up|call] [--call-time=SECONDS]
+    python bench/cpu.py [CALLS] [--metrics] [--lockstep] [--through=remote|up|call|deferred] [--call-time=SECONDS]
 
 With --metrics, the server connection is watched by upnode.metrics (bytes,
 calls and callbacks counted), as a server with metrics on is.
@@ -14,7 +14,10 @@ and the client apart.  The client calls remote.echo(PAYLOAD, cb) directly,
 1000 in flight (one with --lockstep), and each end reads 16 KiB at a time,
 as over TCP.  With --through=up, each call goes through a client's
 C{up(lambda remote, conn: remote.echo(PAYLOAD, cb))}, as bench/ours.py
-calls; with --through=call, through C{up.call("echo", PAYLOAD)}.  The
+calls; with --through=call, through C{up.call("echo", PAYLOAD)}; with
+--through=deferred, through C{up(cb)} with a bare Twisted C{Deferred} made,
+given its callback and fired for each call (what any C{up.call} that
+returns a Deferred costs at least, as bench/ours.py's deferred style).  The
 clock moves --call-time seconds per call answered (50 us: a busy link; 0.1,
 lockstep: a client calling every 100 ms, as in the fan-in rows).
 """
@@ -28,6 +31,7 @@ import time
 from typing import Any, List
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -127,7 +131,15 @@ def main(calls: int) -> None:
         state["sent"] += 1
         up.call("echo", PAYLOAD).addCallback(lambda value: replied())
 
-    send = {"remote": sendRemote, "up": sendUp, "call": sendCall}[through]
+    def sendDeferred() -> None:
+        # The least an up.call returning Twisted's Deferred can cost: up(cb)
+        # with a bare Deferred made, given its callback and fired.
+        state["sent"] += 1
+        d: Deferred[Any] = Deferred()
+        d.addCallback(lambda value: replied())
+        up(lambda remote, conn: remote.echo(PAYLOAD, d.callback))
+
+    send = {"remote": sendRemote, "up": sendUp, "call": sendCall, "deferred": sendDeferred}[through]
 
     def replied() -> None:
         state["done"] += 1

@@ -43,7 +43,9 @@ class Call(LinkWaiter):
         retry: bool,
         errorFirst: bool,
     ) -> None:
-        LinkWaiter.__init__(self, retry)
+        # (LinkWaiter's fields set here: one Python call less an up.call.)
+        self.done = self.queued = False
+        self.retry = retry
         self.source = source
         self.name = name
         self.args = args

@@ -115,18 +115,22 @@ class BenchSmoke(TestCase):
 
     async def test_cpuSmoke(self) -> None:
         """
-        The in-process CPU figure comes out, a positive number for each row.
+        The in-process CPU figure comes out, a positive number for each row,
+        through each way of calling.
         """
-        stdout, stderr, code = await getProcessOutputAndValue(
-            sys.executable, [str(ROOT / "bench" / "cpu.py"), "3000"], env=ENV, path=str(ROOT)
-        )
-        self.assertEqual(code, 0, stderr.decode()[-2000:])
-        rows = {}
-        for line in stdout.decode().splitlines()[1:]:
-            name, value, unit = line.strip().rsplit(None, 2)
-            rows[name] = value
-        self.assertEqual(set(rows), {"both ends", "server", "client"})
-        self.assertTrue(all(float(value) > 0 for value in rows.values()), rows)
+        for through in ("remote", "up", "call", "deferred"):
+            stdout, stderr, code = await getProcessOutputAndValue(
+                sys.executable, [str(ROOT / "bench" / "cpu.py"), "3000", f"--through={through}"], env=ENV, path=str(ROOT)
+            )
+            self.assertEqual(code, 0, stderr.decode()[-2000:])
+            lines = stdout.decode().splitlines()
+            self.assertIn(f"through {through} ", lines[0])
+            rows = {}
+            for line in lines[1:]:
+                name, value, unit = line.strip().rsplit(None, 2)
+                rows[name] = value
+            self.assertEqual(set(rows), {"both ends", "server", "client"}, through)
+            self.assertTrue(all(float(value) > 0 for value in rows.values()), (through, rows))
 
     async def test_setupCostSmoke(self) -> None:
         """
