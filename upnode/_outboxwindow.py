@@ -124,7 +124,7 @@ class SendingWindow:
         """
         C{entry} is no longer unanswered on the current link.
         """
-        if entry.link is not None and entry.link is self.link:
+        if self.isSent(entry):
             self._inflight -= 1
             self._inflightBytes -= entry.size
         entry.link = None
