@@ -6,7 +6,7 @@ Our side of the benchmark, as a process.
     python bench/ours.py lockstep|pipelined PORT CALLS WARMUP
     python bench/ours.py call-lockstep|call-pipelined PORT CALLS WARMUP      (through up.call)
     python bench/ours.py partial-lockstep|partial-pipelined PORT CALLS WARMUP
-                                   (a callback with no __code__: functools.partial)
+                                   (a fresh callback with no __code__ per call: functools.partial)
     python bench/ours.py deferred-lockstep|deferred-pipelined PORT CALLS WARMUP
                                    (up(cb) and a bare Deferred made and fired for
                                    each call: the least an up.call can cost)
@@ -24,12 +24,12 @@ through upnode.aio, under asyncio.run or uvloop.run.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import resource
 import sys
 import time
+from functools import partial
 from typing import Any, Dict
 
 from twisted.internet.defer import Deferred
@@ -103,8 +103,8 @@ def caller(up: Any, mode: str, total: int, warmup: int, style: str, finished: An
     """
     What makes C{warmup} calls, then times C{total} more and reports:
     through C{up(cb)} with a fresh lambda per call (style C{up}), through
-    C{up.call} (C{call}), through C{up(cb)} with a callback that has no
-    C{__code__}, as C{print} or a bound builtin has (C{partial}), or
+    C{up.call} (C{call}), through C{up(cb)} with a fresh callback that has
+    no C{__code__}, as C{print} or a bound builtin has (C{partial}), or
     through C{up(cb)} with a bare Twisted C{Deferred} for each call
     (C{deferred}).  Returns
     the function that starts, once the link is up; C{finished()} is called
@@ -131,8 +131,10 @@ def caller(up: Any, mode: str, total: int, warmup: int, style: str, finished: An
         up(lambda remote, conn: remote.echo(PAYLOAD, d.callback))
 
     def sendPartial() -> None:
+        # A fresh callback per call as well: functools.partial, the
+        # Python way to bind a call's own context, with no __code__.
         state["sent"] += 1
-        up(lambda remote, conn: remote.echo(PAYLOAD, cCallback))
+        up(lambda remote, conn: remote.echo(PAYLOAD, partial(replied)))
 
     def replied(value: Any) -> None:
         state["done"] += 1
@@ -145,7 +147,6 @@ def caller(up: Any, mode: str, total: int, warmup: int, style: str, finished: An
             report(mode=mode if style == "up" else f"{style}-{mode}", calls=total, seconds=seconds, rate=total / seconds)
             finished()
 
-    cCallback = functools.partial(replied)
     if style == "call":
         send = sendCall
     elif style == "partial":

@@ -86,7 +86,7 @@ ONE_CORE_ROWS = (
 #: given its callback and fired for each call: the least any up.call that
 #: returns a Deferred can cost, which up.call is measured against too.
 UP_CALL = "ours, through up.call"
-C_CALLBACK = "ours, C callback (functools.partial)"
+C_CALLBACK = "ours, C callback (a fresh partial)"
 BARE_DEFERRED = "ours, up(cb) and a bare Deferred"
 #: Their clients' styles (see bench/ours.py).
 STYLES = {"ours call": "call", "ours partial": "partial", "ours deferred": "deferred"}
@@ -301,7 +301,8 @@ class Bench:
             "Node client, our server without culls": ("ours without culls", "node"),
             "ours, server metrics on": ("ours with metrics", "ours"),
             # The same server; the client calls through up.call, or passes
-            # a callback with no __code__ (as print or list.append has).
+            # a fresh callback with no __code__ (a functools.partial made
+            # for each call; print and list.append have none either).
             UP_CALL: ("ours", "ours call"),
             C_CALLBACK: ("ours", "ours partial"),
             BARE_DEFERRED: ("ours", "ours deferred"),

@@ -8,8 +8,11 @@ user catches.  Deterministic, in memory, with task.Clock.
 
 from __future__ import annotations
 
+import builtins
+import functools
+import inspect
 from types import MethodType
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, Iterator, List
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IStreamServerEndpoint
@@ -58,6 +61,114 @@ class ArityTests(SynchronousTestCase):
         # Twice: worked out, then (functions and methods) from the cache.
         for function, arity in cases + cases:
             self.assertEqual(positionalArity(function), arity, function)
+
+    def test_positionalArityOfCallablesWithoutCode(self) -> None:
+        """
+        A callable with no C{__code__} of its own (a function written in
+        C, bound or not; a C{functools.partial}; an instance of a class
+        with C{__call__}) gets inspect's answer, the first time and from
+        the caches after, whether the same object comes back or a fresh
+        one is made for each call.
+        """
+
+        def three(a: int, b: int, c: int = 3) -> None:
+            pass
+
+        def star(a: int, *rest: int) -> None:
+            pass
+
+        class Thing:
+            def method(self, a: int, b: int = 2) -> None:
+                pass
+
+        class Call:
+            def __call__(self, a: int, b: int = 2) -> None:
+                pass
+
+        class CallStar:
+            def __call__(self, *args: int) -> None:
+                pass
+
+        class Declared:
+            __signature__ = inspect.Signature([inspect.Parameter("only", inspect.Parameter.POSITIONAL_ONLY)])
+
+            def __call__(self, *args: int) -> None:
+                pass
+
+        class Meta(type):
+            def __call__(cls, a: int) -> Any:
+                return super().__call__()
+
+        class Made(metaclass=Meta):
+            pass
+
+        values: List[int] = []
+        makers: List[tuple[Callable[[], Any], tuple[int, int]]] = [
+            (lambda: print, (ANY, 0)),
+            (lambda: values.append, (1, 1)),
+            (lambda: (1).__add__, (1, 1)),
+            (lambda: "".join, (1, 1)),
+            (lambda: str.join, (2, 2)),
+            (lambda: dict.fromkeys, (2, 1)),
+            (lambda: dict.__dict__["fromkeys"], (3, 2)),
+            (lambda: object.__init__, (ANY, 1)),
+            (lambda: functools.partial(three), (3, 2)),
+            (lambda: functools.partial(three, 1), (2, 1)),
+            (lambda: functools.partial(three, 1, 2, 3), (0, 0)),
+            (lambda: functools.partial(three, 1, c=4), (1, 1)),
+            (lambda: functools.partial(three, 1, 2, 3, 4), (ANY, 0)),
+            (lambda: functools.partial(star, 1, 2), (ANY, 0)),
+            (lambda: functools.partial(Thing().method), (2, 1)),
+            (lambda: functools.partial(Thing().method, 1), (1, 0)),
+            (lambda: functools.partial(print, "x"), (ANY, 0)),
+            (lambda: functools.partial(values.append), (1, 1)),
+            (lambda: Call(), (2, 1)),
+            (lambda: CallStar(), (ANY, 0)),
+            (lambda: Declared(), (1, 1)),
+            (lambda: Made, (1, 1)),
+        ]
+        # Three rounds, each with fresh objects: worked out, then cached.
+        for _ in range(3):
+            for make, arity in makers:
+                function = make()
+                self.assertEqual(positionalArity(function), arity, function)
+                self.assertEqual(_arity._fromSignature(function), arity, function)
+
+    def test_positionalArityOfEveryBuiltin(self) -> None:
+        """
+        Every function of the builtins module and every method of the
+        common built-in types, bound and unbound, twice: the cache keyed
+        by a C function's text signature gives inspect's answer for each,
+        so that no two with different signatures share an entry.
+        """
+
+        def callables() -> Iterator[Any]:
+            for name in dir(builtins):
+                value = getattr(builtins, name)
+                if callable(value) and not isinstance(value, type):
+                    yield value
+            for kind, instance in (
+                (list, [1]),
+                (dict, {1: 2}),
+                (str, "x"),
+                (bytes, b"x"),
+                (int, 1),
+                (float, 1.0),
+                (set, {1}),
+                (tuple, (1,)),
+                (bytearray, bytearray(b"x")),
+            ):
+                for name in dir(kind):
+                    unbound = getattr(kind, name)
+                    if callable(unbound) and not isinstance(unbound, type):
+                        yield unbound
+                        yield getattr(instance, name)
+
+        every = list(callables())
+        self.assertGreater(len(every), 500)
+        for _ in range(2):
+            for function in every:
+                self.assertEqual(positionalArity(function), _arity._fromSignature(function), function)
 
     def test_positionalArityCacheIsBounded(self) -> None:
         """

@@ -76,7 +76,7 @@ class BenchSmoke(TestCase):
                     "Node client, our server without culls",
                     "ours, server metrics on",
                     "ours, through up.call",
-                    "ours, C callback (functools.partial)",
+                    "ours, C callback (a fresh partial)",
                     "ours, up(cb) and a bare Deferred",
                     "ours on the asyncio reactor",
                     "ours in an asyncio program",
