@@ -26,7 +26,7 @@ from types import (
     MethodWrapperType,
     WrapperDescriptorType,
 )
-from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -36,6 +36,8 @@ from .errors import UpnodeWarning
 
 #: A function that takes any number of positional arguments.
 ANY = -1
+
+_Value = TypeVar("_Value")
 
 # A code object's id -> (how many positional arguments it takes or ANY, how
 # many of them have no default); and a bound method's function -> the same
@@ -60,6 +62,9 @@ _BUILT_IN = frozenset(
     (BuiltinFunctionType, MethodWrapperType, WrapperDescriptorType, MethodDescriptorType, ClassMethodDescriptorType)
 )
 _partial = functools.partial
+# (id of the function's code, bound, arguments held, keywords' names) -> the
+# arity of a partial with keywords, and the code (see _keywordPartial).
+_byKeywordPartial: Dict[Tuple[int, bool, int, frozenset], Tuple[int, int, Any]] = {}
 _CACHE_BOUND = 4096
 
 _log = Logger()
@@ -93,15 +98,20 @@ def positionalArity(function: Callable[..., Any]) -> Tuple[int, int]:
         if arity is None:
             arity = _remember(_byTextSignature, key, _fromSignature(function))
         return arity
-    elif kind is _partial and not function.keywords:  # type: ignore[attr-defined]
-        # A partial made for each call (functools.partial(store, key)):
-        # what its function takes, less the arguments it already holds.
-        limit, required = positionalArity(function.func)  # type: ignore[attr-defined]
-        given = len(function.args)  # type: ignore[attr-defined]
-        if limit == ANY:
-            return ANY, max(0, required - given)
-        if given <= limit:
-            return limit - given, max(0, required - given)
+    elif kind is _partial:
+        # A partial made for each call (functools.partial(store, key)).
+        if not function.keywords:  # type: ignore[attr-defined]
+            # What its function takes, less the arguments it holds.
+            limit, required = positionalArity(function.func)  # type: ignore[attr-defined]
+            given = len(function.args)  # type: ignore[attr-defined]
+            if limit == ANY:
+                return ANY, max(0, required - given)
+            if given <= limit:
+                return limit - given, max(0, required - given)
+        else:
+            arity = _keywordPartial(function)
+            if arity is not None:
+                return arity
     code = getattr(function, "__code__", None)
     if code is not None:
         arity = _byCode.get(id(code))
@@ -130,6 +140,26 @@ def positionalArity(function: Callable[..., Any]) -> Tuple[int, int]:
     return _fromSignature(function)
 
 
+def _keywordPartial(function: Any) -> Optional[Tuple[int, int]]:
+    # A partial with keywords: a keyword naming a positional parameter
+    # makes it and every one after it keyword-only, as inspect has it.
+    # Its answer follows from its function's code (a bound method's: one
+    # argument less), how many arguments it holds and its keywords' names,
+    # so those are the key, and the entry holds the code (its id is not
+    # reused while cached).  None for a function not written in Python.
+    func = function.func
+    method = type(func) is MethodType
+    target = func.__func__ if method else func
+    if type(target) is not FunctionType:
+        return None
+    code = target.__code__
+    key = (id(code), method, len(function.args), frozenset(function.keywords))
+    entry = _byKeywordPartial.get(key)
+    if entry is None:
+        entry = _remember(_byKeywordPartial, key, (*_fromSignature(function), code))
+    return entry[0], entry[1]
+
+
 def _fromSignature(function: Callable[..., Any]) -> Tuple[int, int]:
     # What inspect says, for the callables the caches above do not hold.
     try:
@@ -147,11 +177,11 @@ def _fromSignature(function: Callable[..., Any]) -> Tuple[int, int]:
     return count, required
 
 
-def _remember(cache: Dict[Any, Tuple[int, int]], key: Any, arity: Tuple[int, int]) -> Tuple[int, int]:
+def _remember(cache: Dict[Any, _Value], key: Any, value: _Value) -> _Value:
     if len(cache) >= _CACHE_BOUND:
         cache.clear()
-    cache[key] = arity
-    return arity
+    cache[key] = value
+    return value
 
 
 def positionalLimit(function: Callable[..., Any]) -> int:

@@ -77,6 +77,9 @@ class ArityTests(SynchronousTestCase):
         def star(a: int, *rest: int) -> None:
             pass
 
+        def keywords(a: int, b: int, **rest: int) -> None:
+            pass
+
         class Thing:
             def method(self, a: int, b: int = 2) -> None:
                 pass
@@ -116,6 +119,15 @@ class ArityTests(SynchronousTestCase):
             (lambda: functools.partial(three, 1), (2, 1)),
             (lambda: functools.partial(three, 1, 2, 3), (0, 0)),
             (lambda: functools.partial(three, 1, c=4), (1, 1)),
+            (lambda: functools.partial(three, c=4), (2, 2)),
+            (lambda: functools.partial(three, b=2), (1, 1)),
+            (lambda: functools.partial(three, a=1), (0, 0)),
+            (lambda: functools.partial(three, d=1), (ANY, 0)),
+            (lambda: functools.partial(star, a=1), (0, 0)),
+            (lambda: functools.partial(keywords, z=1), (2, 2)),
+            (lambda: functools.partial(keywords, b=1, z=1), (1, 1)),
+            (lambda: functools.partial(Thing().method, b=5), (1, 1)),
+            (lambda: functools.partial(print, sep=""), (ANY, 0)),
             (lambda: functools.partial(three, 1, 2, 3, 4), (ANY, 0)),
             (lambda: functools.partial(star, 1, 2), (ANY, 0)),
             (lambda: functools.partial(Thing().method), (2, 1)),
@@ -169,6 +181,21 @@ class ArityTests(SynchronousTestCase):
         for _ in range(2):
             for function in every:
                 self.assertEqual(positionalArity(function), _arity._fromSignature(function), function)
+
+    def test_keywordPartialCacheIsBounded(self) -> None:
+        """
+        Partials with keywords over code made at run time are cached up to
+        the bound and then forgotten, each answer right: an entry holds
+        its code, so no later code takes the id it is cached under.
+        """
+        for count in range(_arity._CACHE_BOUND + 10):
+            names = ", ".join(f"a{i}" for i in range(count % 5))
+            scope: Dict[str, Any] = {}
+            exec(f"def made({names}{', ' if names else ''}last=0): pass", scope)
+            made = functools.partial(scope["made"], last=1)
+            self.assertEqual(positionalArity(made), (count % 5, count % 5))
+            self.assertLessEqual(len(_arity._byKeywordPartial), _arity._CACHE_BOUND)
+        self.assertTrue(all(type(entry[2]) is type(made.func.__code__) for entry in _arity._byKeywordPartial.values()))
 
     def test_positionalArityCacheIsBounded(self) -> None:
         """
