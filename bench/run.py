@@ -25,7 +25,9 @@ connection, active and idle.
 Call rates are the median of --repeat rounds (5), each run timed after a
 warm-up; each round runs every pair once, and the ratios are the medians of
 each round's own ratios, so that the machine's drift over minutes does not
-land on one side of a comparison.
+land on one side of a comparison.  Within a round, the rows whose ratios to
+ours are the tightest targets run right after ours (ROUND_ORDER), and one
+untimed run comes before the first round.
 Prints a table with ratios and writes the raw numbers to a JSON file
 (default bench/results.json); the other peers' figures are under "peers"
 there (results, ratios, runs, not installed), so that "results" keeps the
@@ -115,6 +117,26 @@ PEERS = {
     "RPyC": ("rpycpeer.py", ("rpyc", "rpyc")),
     "gRPC": ("grpcpeer.py", ("grpc", "grpcio")),
 }
+#: The order of the rows within a round, where they are there; the rest
+#: follow in the table's order.  This machine's speed drifts within
+#: seconds, so a ratio is the truer the closer in time its two runs are:
+#: ours first, then the rows whose ratios to ours are the tightest
+#: targets (the asyncio floor and RPyC, one call at a time; up.call and
+#: the bare Deferred it is set beside), and each floor just before the
+#: rows set beside it.
+ROUND_ORDER = (
+    "ours",
+    "asyncio floor",
+    "RPyC",
+    UP_CALL,
+    BARE_DEFERRED,
+    C_CALLBACK,
+    "ceiling",
+    "ours in an asyncio program",
+    "uvloop floor",
+    "ours on asyncio over uvloop",
+    "ours in an asyncio program on uvloop",
+)
 #: The peers' modes, and the seconds a timed run may take at most.
 PEER_RATES = ("lockstep", "pipelined", ONE_CORE)
 PEER_SECONDS = 3.0
@@ -327,8 +349,9 @@ class Bench:
                 names = list(rows)
             others = peers if key in PEER_RATES else []
             rates: Dict[str, List[float]] = {name: [] for name in names + others}
+            inRound = sorted(names + others, key=lambda n: ROUND_ORDER.index(n) if n in ROUND_ORDER else len(ROUND_ORDER))
             for run in range(self.repeat):
-                for name in names + others:
+                for name in inRound:
                     print(f"  {key}: {name} ({run + 1}/{self.repeat})", file=sys.stderr, flush=True)
                     if name in PEERS:
                         rates[name].append(self.once(name, name, mode, *peerSizes[key], cpus=cpus))

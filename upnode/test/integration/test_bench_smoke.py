@@ -33,6 +33,13 @@ class BenchSmoke(TestCase):
         )
         self.assertEqual(code, 0, stderr.decode()[-2000:])
         self.assertIn(b"x ceiling", stdout)
+        # Within a round, the rows closest in time to ours are those its
+        # tightest ratios are taken against, after one untimed run.
+        progress = [line.strip() for line in stderr.decode().splitlines() if line.startswith("  lockstep: ")]
+        first = ["ours", "asyncio floor", *(["RPyC"] if importlib.util.find_spec("rpyc") else [])]
+        first += ["ours, through up.call", "ours, up(cb) and a bare Deferred", "ours, C callback (a fresh partial)"]
+        self.assertEqual(progress[: len(first)], [f"lockstep: {name} (1/2)" for name in first])
+        self.assertIn(b"warm-up: ours, lockstep (not timed)", stderr)
         raw = json.load(open(out))
         results = raw["results"]
         # Ours over uvloop, and its ratio to the uvloop floor, where uvloop is installed.
