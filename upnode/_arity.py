@@ -146,11 +146,13 @@ def _keywordPartial(function: Any) -> Optional[Tuple[int, int]]:
     # Its answer follows from its function's code (a bound method's: one
     # argument less), how many arguments it holds and its keywords' names,
     # so those are the key, and the entry holds the code (its id is not
-    # reused while cached).  None for a function not written in Python.
+    # reused while cached).  None for a function not written in Python, or
+    # one whose signature inspect takes from elsewhere (functools.wraps'
+    # __wrapped__: every function one decorator wraps shares its code).
     func = function.func
     method = type(func) is MethodType
     target = func.__func__ if method else func
-    if type(target) is not FunctionType:
+    if type(target) is not FunctionType or "__wrapped__" in target.__dict__ or "__signature__" in target.__dict__:
         return None
     code = target.__code__
     key = (id(code), method, len(function.args), frozenset(function.keywords))

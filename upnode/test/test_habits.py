@@ -182,6 +182,33 @@ class ArityTests(SynchronousTestCase):
             for function in every:
                 self.assertEqual(positionalArity(function), _arity._fromSignature(function), function)
 
+    def test_keywordPartialOfWrappedFunctions(self) -> None:
+        """
+        Functions one decorator wrapped share the wrapper's code, and
+        inspect reads each one's signature through C{__wrapped__}: their
+        partials with keywords are not cached under that code, so each
+        gets its own answer.
+        """
+
+        def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(function)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return function(*args, **kwargs)
+
+            return wrapper
+
+        @decorate
+        def two(a: int, b: int, last: int = 0) -> None:
+            pass
+
+        @decorate
+        def four(a: int, b: int, c: int, d: int, last: int = 0) -> None:
+            pass
+
+        for _ in range(2):
+            self.assertEqual(positionalArity(functools.partial(two, last=1)), (2, 2))
+            self.assertEqual(positionalArity(functools.partial(four, last=1)), (4, 4))
+
     def test_keywordPartialCacheIsBounded(self) -> None:
         """
         Partials with keywords over code made at run time are cached up to
