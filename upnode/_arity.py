@@ -87,8 +87,7 @@ def positionalArity(function: Callable[..., Any]) -> Tuple[int, int]:
         cached = type(func) is FunctionType
         arity = _byMethod.get(func) if cached else None
         if arity is None:
-            limit, required = positionalArity(func)
-            arity = (limit if limit == ANY else max(0, limit - 1), max(0, required - 1))
+            arity = _lessSelf(positionalArity(func))
             if cached:
                 _remember(_byMethod, func, arity)
         return arity
@@ -135,9 +134,14 @@ def positionalArity(function: Callable[..., Any]) -> Tuple[int, int]:
     ):
         # An instance of a class that defines __call__ (one made for each
         # call, too): its __call__'s arity, less self, as inspect has it.
-        limit, required = positionalArity(call)
-        return (limit if limit == ANY else max(0, limit - 1)), max(0, required - 1)
+        return _lessSelf(positionalArity(call))
     return _fromSignature(function)
+
+
+def _lessSelf(arity: Tuple[int, int]) -> Tuple[int, int]:
+    # A function's arity as a method bound to an object has it.
+    limit, required = arity
+    return (limit if limit == ANY else max(0, limit - 1)), max(0, required - 1)
 
 
 def _keywordPartial(function: Any) -> Optional[Tuple[int, int]]:
