@@ -115,6 +115,8 @@ def positionalArity(function: Callable[..., Any]) -> Tuple[int, int]:
     if code is not None:
         arity = _byCode.get(id(code))
         if arity is None:
+            if kind is FunctionType and ("__wrapped__" in function.__dict__ or "__signature__" in function.__dict__):
+                return _declaredElsewhere(function)
             count = code.co_argcount
             defaults = getattr(function, "__defaults__", None)
             required = count - (len(defaults) if defaults else 0)
@@ -136,6 +138,25 @@ def positionalArity(function: Callable[..., Any]) -> Tuple[int, int]:
         # call, too): its __call__'s arity, less self, as inspect has it.
         return _lessSelf(positionalArity(call))
     return _fromSignature(function)
+
+
+def _declaredElsewhere(function: Any) -> Tuple[int, int]:
+    # A function that functools.wraps made (or one that declares its
+    # __signature__): inspect reads its signature from the function it
+    # wraps, and so do we, so that a decorated callback takes what the
+    # function under the decorator takes.  Never cached under the
+    # wrapper's code, which every function one decorator wraps shares; the
+    # function under it usually has its own code, whose answer is cached.
+    # (A function without __wrapped__ that shares a wrapper's code and was
+    # seen first would cache the wrapper's answer for that code: a
+    # decorator that only sometimes calls functools.wraps.)
+    try:
+        target = inspect.unwrap(function, stop=lambda f: hasattr(f, "__signature__"))
+    except ValueError:  # a chain of __wrapped__ that comes back on itself
+        return ANY, 0
+    if target is function or hasattr(target, "__signature__"):
+        return _fromSignature(function)
+    return positionalArity(target)
 
 
 def _lessSelf(arity: Tuple[int, int]) -> Tuple[int, int]:

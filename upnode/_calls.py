@@ -178,6 +178,10 @@ def replies(method: Callable[..., Any]) -> Callable[..., Any]:
         )
         return d
 
+    # The wrapper takes what the method takes and a callback after it, so
+    # it must be called with every argument the peer sends: without
+    # __wrapped__, its arity is its own (anything), not the method's.
+    del wrapper.__wrapped__
     return wrapper
 
 

@@ -209,6 +209,94 @@ class ArityTests(SynchronousTestCase):
             self.assertEqual(positionalArity(functools.partial(two, last=1)), (2, 2))
             self.assertEqual(positionalArity(functools.partial(four, last=1)), (4, 4))
 
+    def test_positionalArityOfDecoratedFunctions(self) -> None:
+        """
+        A function that C{functools.wraps} made takes what the function
+        under it takes, as inspect has it, decorator after decorator and
+        through a bound method; a wrapper that declares its own
+        C{__signature__} takes that.  Each is worked out afresh for every
+        function one decorator wraps (they all share its code), three
+        rounds of fresh functions, against fixed answers and inspect's.
+        """
+
+        def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(function)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return function(*args, **kwargs)
+
+            return wrapper
+
+        def declared(function: Callable[..., Any]) -> Callable[..., Any]:
+            wrapper = decorate(function)
+            wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+                [inspect.Parameter("only", inspect.Parameter.POSITIONAL_ONLY)]
+            )
+            return wrapper
+
+        class Thing:
+            def method(self, a: int, b: int = 2) -> None:
+                pass
+
+        def makers() -> Iterator[tuple[Callable[..., Any], tuple[int, int]]]:
+            def one(remote: Any) -> Any:
+                return remote
+
+            def two(err: Any, result: Any = None) -> None:
+                pass
+
+            def star(a: int, *rest: int) -> None:
+                pass
+
+            yield decorate(one), (1, 1)
+            yield decorate(two), (2, 1)
+            yield decorate(decorate(one)), (1, 1)
+            yield decorate(star), (ANY, 1)
+            yield decorate(Thing().method), (2, 1)
+            yield decorate(functools.partial(two, 1)), (1, 0)
+            yield decorate(print), (ANY, 0)
+            yield declared(two), (1, 1)
+            yield decorate(declared(two)), (1, 1)
+
+        for _ in range(3):
+            for function, arity in makers():
+                self.assertEqual(positionalArity(function), arity, function)
+                self.assertEqual(_arity._fromSignature(function), arity, function)
+        # What it is for: a decorated Node-style callback is given only
+        # the arguments it takes, as an undecorated one is.
+        received: List[Any] = []
+        callLikeJavaScript(decorate(lambda remote: received.append(remote)), ("remote", "conn"))
+        self.assertEqual(received, ["remote"])
+
+    def test_positionalArityOfAWrappedCycle(self) -> None:
+        """
+        A chain of C{__wrapped__} that comes back on itself, which inspect
+        will not follow, takes anything.
+        """
+
+        def loop(a: int) -> None:
+            pass
+
+        loop.__wrapped__ = loop  # type: ignore[attr-defined]
+        self.assertEqual(positionalArity(loop), (ANY, 0))
+
+    def test_repliesTakesEveryArgument(self) -> None:
+        """
+        A method decorated with L{replies} is called with all the peer's
+        arguments and the callback after them, though the method under it
+        takes one fewer: the wrapper does not point at the method as
+        C{functools.wraps} would, so its arity is its own.
+        """
+
+        @replies
+        def add(a: int, b: int) -> int:
+            return a + b
+
+        answers: List[Any] = []
+        self.assertEqual(positionalArity(add), (ANY, 0))
+        callLikeJavaScript(add, (1, 2, lambda *args: answers.append(args)))
+        self.assertEqual(answers, [(None, 3)])
+        self.assertEqual(add.__name__, "add")
+
     def test_keywordPartialCacheIsBounded(self) -> None:
         """
         Partials with keywords over code made at run time are cached up to
