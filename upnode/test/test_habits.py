@@ -14,7 +14,7 @@ import inspect
 from types import MethodType
 from typing import Any, Callable, Dict, Iterator, List
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -266,6 +266,23 @@ class ArityTests(SynchronousTestCase):
         received: List[Any] = []
         callLikeJavaScript(decorate(lambda remote: received.append(remote)), ("remote", "conn"))
         self.assertEqual(received, ["remote"])
+
+    def test_inlineCallbacksTransaction(self) -> None:
+        """
+        A transaction written with Twisted's C{inlineCallbacks} (which
+        C{functools.wraps} its generator function) and taking only the
+        remote is called with the remote alone, as an undecorated one is.
+        """
+        received: List[Any] = []
+
+        @inlineCallbacks
+        def transaction(remote: Any) -> Any:
+            received.append((yield succeed(remote)))
+
+        self.assertEqual(positionalArity(transaction), (1, 1))
+        d = callLikeJavaScript(transaction, ("remote", "conn"))
+        self.assertEqual(received, ["remote"])
+        self.successResultOf(d)
 
     def test_positionalArityOfAWrappedCycle(self) -> None:
         """
