@@ -151,7 +151,10 @@ def _declaredElsewhere(function: Any) -> Tuple[int, int]:
     # seen first would cache the wrapper's answer for that code: a
     # decorator that only sometimes calls functools.wraps.)
     try:
-        target = inspect.unwrap(function, stop=lambda f: hasattr(f, "__signature__"))
+        # Where inspect stops: at a declared signature, or at a bound
+        # method (whose own __wrapped__ would be its function's, self and
+        # all).
+        target = inspect.unwrap(function, stop=lambda f: hasattr(f, "__signature__") or type(f) is MethodType)
     except ValueError:  # a chain of __wrapped__ that comes back on itself
         return ANY, 0
     if target is function or hasattr(target, "__signature__"):

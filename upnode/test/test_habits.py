@@ -237,6 +237,10 @@ class ArityTests(SynchronousTestCase):
             def method(self, a: int, b: int = 2) -> None:
                 pass
 
+            @decorate
+            def decorated(self, a: int) -> None:
+                pass
+
         def makers() -> Iterator[tuple[Callable[..., Any], tuple[int, int]]]:
             def one(remote: Any) -> Any:
                 return remote
@@ -252,6 +256,8 @@ class ArityTests(SynchronousTestCase):
             yield decorate(decorate(one)), (1, 1)
             yield decorate(star), (ANY, 1)
             yield decorate(Thing().method), (2, 1)
+            yield Thing().decorated, (1, 1)
+            yield decorate(Thing().decorated), (1, 1)
             yield decorate(functools.partial(two, 1)), (1, 0)
             yield decorate(print), (ANY, 0)
             yield declared(two), (1, 1)
