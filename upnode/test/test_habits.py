@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import functools
 import inspect
+import itertools
 from types import MethodType
 from typing import Any, Callable, Dict, Iterator, List
 
@@ -289,6 +290,97 @@ class ArityTests(SynchronousTestCase):
         d = callLikeJavaScript(transaction, ("remote", "conn"))
         self.assertEqual(received, ["remote"])
         self.successResultOf(d)
+
+    def test_positionalArityOfCompositions(self) -> None:
+        """
+        Every composition, up to three deep, of two C{functools.wraps}
+        decorators (one taking anything, one a first argument and the
+        rest), a wrapper that declares its C{__signature__}, partials (with
+        an argument, without, with a keyword), binding as a method and
+        serving as a class's C{__call__}, over ten functions (Python and
+        C, with defaults, C{*args}, keyword-only parameters, C{async}):
+        each has inspect's answer, worked out and then from the caches.
+        Compositions that cannot be made (C{dict.get} bound to another
+        class) or that inspect cannot read (a function with no parameters
+        bound as a method) are left out: no call to them can succeed.
+        """
+
+        def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(function)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return function(*args, **kwargs)
+
+            return wrapper
+
+        def decorateFirst(function: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(function)
+            def wrapper(first: Any, *args: Any) -> Any:
+                return function(first, *args)
+
+            return wrapper
+
+        def declared(function: Callable[..., Any]) -> Callable[..., Any]:
+            wrapper = decorate(function)
+            wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+                [inspect.Parameter("only", inspect.Parameter.POSITIONAL_ONLY)]
+            )
+            return wrapper
+
+        def bind(function: Callable[..., Any]) -> Callable[..., Any]:
+            holder = type("Holder", (), {"method": function})
+            return holder().method  # type: ignore[no-any-return]
+
+        def callable_(function: Callable[..., Any]) -> Callable[..., Any]:
+            return type("Callable", (), {"__call__": function})()  # type: ignore[no-any-return]
+
+        def none() -> None:
+            pass
+
+        def one(a: int) -> None:
+            pass
+
+        def defaults(a: int, b: int = 1) -> None:
+            pass
+
+        def rest(a: int, b: int, c: int = 3, *more: int) -> None:
+            pass
+
+        def keywordOnly(a: int, *, k: int = 1) -> None:
+            pass
+
+        async def coroutine(a: int, b: int) -> None:
+            pass
+
+        def method(self: Any, a: int, b: int = 2) -> None:
+            pass
+
+        transforms: List[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+            decorate,
+            decorateFirst,
+            declared,
+            lambda f: functools.partial(f, 1),
+            lambda f: functools.partial(f),
+            lambda f: functools.partial(f, b=2),
+            bind,
+            callable_,
+        ]
+        bases: List[Callable[..., Any]] = [none, one, defaults, rest, keywordOnly, coroutine, method, print, [].append, dict.get]
+        checked = 0
+        for base in bases:
+            for depth in range(4):
+                for combination in itertools.product(transforms, repeat=depth):
+                    function = base
+                    try:
+                        for transform in combination:
+                            function = transform(function)
+                        inspect.signature(function)
+                    except (TypeError, ValueError):
+                        continue
+                    expected = _arity._fromSignature(function)
+                    for _ in range(2):
+                        self.assertEqual(positionalArity(function), expected, (base, combination))
+                    checked += 1
+        self.assertGreater(checked, 3000)
 
     def test_positionalArityOfAWrappedCycle(self) -> None:
         """
