@@ -31,6 +31,44 @@ from upnode.errors import UpnodeWarning
 from upnode.testing import FakeEndpoint, MemoryLink
 
 
+def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+    """
+    C{function} under a decorator that C{functools.wraps} it and takes
+    anything.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def decorateFirst(function: Callable[..., Any]) -> Callable[..., Any]:
+    """
+    C{function} under a decorator that C{functools.wraps} it and takes a
+    first argument and any more.
+    """
+
+    @functools.wraps(function)
+    def wrapper(first: Any, *args: Any) -> Any:
+        return function(first, *args)
+
+    return wrapper
+
+
+def declared(function: Callable[..., Any]) -> Callable[..., Any]:
+    """
+    C{function} under a wrapper that declares its own C{__signature__}:
+    one positional-only parameter.
+    """
+    wrapper = decorate(function)
+    wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("only", inspect.Parameter.POSITIONAL_ONLY)]
+    )
+    return wrapper
+
+
 class ArityTests(SynchronousTestCase):
     def test_positionalArity(self) -> None:
         class Thing:
@@ -191,13 +229,6 @@ class ArityTests(SynchronousTestCase):
         gets its own answer.
         """
 
-        def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-            @functools.wraps(function)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return function(*args, **kwargs)
-
-            return wrapper
-
         @decorate
         def two(a: int, b: int, last: int = 0) -> None:
             pass
@@ -219,20 +250,6 @@ class ArityTests(SynchronousTestCase):
         function one decorator wraps (they all share its code), three
         rounds of fresh functions, against fixed answers and inspect's.
         """
-
-        def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-            @functools.wraps(function)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return function(*args, **kwargs)
-
-            return wrapper
-
-        def declared(function: Callable[..., Any]) -> Callable[..., Any]:
-            wrapper = decorate(function)
-            wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-                [inspect.Parameter("only", inspect.Parameter.POSITIONAL_ONLY)]
-            )
-            return wrapper
 
         class Thing:
             def method(self, a: int, b: int = 2) -> None:
@@ -304,27 +321,6 @@ class ArityTests(SynchronousTestCase):
         class) or that inspect cannot read (a function with no parameters
         bound as a method) are left out: no call to them can succeed.
         """
-
-        def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-            @functools.wraps(function)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return function(*args, **kwargs)
-
-            return wrapper
-
-        def decorateFirst(function: Callable[..., Any]) -> Callable[..., Any]:
-            @functools.wraps(function)
-            def wrapper(first: Any, *args: Any) -> Any:
-                return function(first, *args)
-
-            return wrapper
-
-        def declared(function: Callable[..., Any]) -> Callable[..., Any]:
-            wrapper = decorate(function)
-            wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-                [inspect.Parameter("only", inspect.Parameter.POSITIONAL_ONLY)]
-            )
-            return wrapper
 
         def bind(function: Callable[..., Any]) -> Callable[..., Any]:
             holder = type("Holder", (), {"method": function})
