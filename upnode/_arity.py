@@ -115,7 +115,7 @@ def positionalArity(function: Callable[..., Any]) -> Tuple[int, int]:
     if code is not None:
         arity = _byCode.get(id(code))
         if arity is None:
-            if kind is FunctionType and ("__wrapped__" in function.__dict__ or "__signature__" in function.__dict__):
+            if kind is FunctionType and _signatureElsewhere(function):
                 return _declaredElsewhere(function)
             count = code.co_argcount
             defaults = getattr(function, "__defaults__", None)
@@ -138,6 +138,14 @@ def positionalArity(function: Callable[..., Any]) -> Tuple[int, int]:
         # call, too): its __call__'s arity, less self, as inspect has it.
         return _lessSelf(positionalArity(call))
     return _fromSignature(function)
+
+
+def _signatureElsewhere(function: Any) -> bool:
+    # Whether inspect reads a Python function's signature from somewhere
+    # other than its code: from the function functools.wraps put under it
+    # (__wrapped__), or from the __signature__ it declares.
+    attributes = function.__dict__
+    return "__wrapped__" in attributes or "__signature__" in attributes
 
 
 def _declaredElsewhere(function: Any) -> Tuple[int, int]:
@@ -180,7 +188,7 @@ def _keywordPartial(function: Any) -> Optional[Tuple[int, int]]:
     func = function.func
     method = type(func) is MethodType
     target = func.__func__ if method else func
-    if type(target) is not FunctionType or "__wrapped__" in target.__dict__ or "__signature__" in target.__dict__:
+    if type(target) is not FunctionType or _signatureElsewhere(target):
         return None
     code = target.__code__
     key = (id(code), method, len(function.args), frozenset(function.keywords))
