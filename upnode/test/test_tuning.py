@@ -13,6 +13,7 @@ from twisted.internet import tcp
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IPushProducer, ITCPTransport
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer, implementer_only
@@ -74,7 +75,7 @@ class TuningTests(SynchronousTestCase):
         """
         A protocol on a transport with neither setting starts and talks.
         """
-        proto = DnodeProtocol({"x": 1})
+        proto = DnodeProtocol({"x": 1}, clock=Clock())
         transport = StringTransport()
         proto.makeConnection(transport)
         self.assertIn(b'"method":"methods"', transport.value())
@@ -109,6 +110,14 @@ class SocketLike(FileDescriptor):
     def doWrite(self) -> Any:
         self.doWrites += 1
         return FileDescriptor.doWrite(self)
+
+
+def echoProtocol() -> DnodeProtocol:
+    """
+    A protocol serving C{echo}, on a clock of its own: its timers (a
+    stall's, the proxies' culls) stay off the reactor.
+    """
+    return DnodeProtocol({"echo": lambda value, cb: cb(value)}, clock=Clock())
 
 
 @implementer_only(IPushProducer)
@@ -180,7 +189,7 @@ class SendNowTests(SynchronousTestCase):
         for the reactor, as before.
         """
         socket = SocketLike()
-        proto = DnodeProtocol({"echo": lambda value, cb: cb(value)})
+        proto = echoProtocol()
         proto.makeConnection(socket)
         socket.sent.clear()
         socket.doWrites = 0
@@ -206,7 +215,7 @@ class SendNowTests(SynchronousTestCase):
         reactor's next turn.
         """
         socket = SocketLike()
-        proto = DnodeProtocol({"echo": lambda value, cb: cb(value)})
+        proto = echoProtocol()
         proto.makeConnection(socket)
         self.assertEqual(socket.doWrites, 1)
         self.assertEqual(len(socket.sent), 1)
@@ -220,7 +229,7 @@ class SendNowTests(SynchronousTestCase):
         """
         socket = SocketLike()
         socket.abortConnection = lambda: None  # type: ignore[method-assign]
-        proto = DnodeProtocol({"echo": lambda value, cb: cb(value)})
+        proto = echoProtocol()
         proto.on("local", lambda local, conn: conn.abort())
         proto.makeConnection(socket)
         self.assertEqual((socket.sent, socket.doWrites), ([], 0))
@@ -231,7 +240,7 @@ class SendNowTests(SynchronousTestCase):
         path does not run (the transport's own turn resumes us).
         """
         socket = SocketLike()
-        proto = DnodeProtocol({"echo": lambda value, cb: cb(value)})
+        proto = echoProtocol()
         proto.makeConnection(socket)
         socket.doWrites = 0  # (the methods message's)
         socket.producer.pauseProducing()  # the flow, registered as the transport's producer
@@ -245,7 +254,7 @@ class SendNowTests(SynchronousTestCase):
         and we hold nothing.
         """
         socket = SocketLike()
-        proto = DnodeProtocol({"echo": lambda value, cb: cb(value)})
+        proto = echoProtocol()
         proto.makeConnection(socket)
         self.assertEqual(socket.bufferSize, proto.readSize)
         drains: List[None] = []
