@@ -12,11 +12,12 @@ errored, or when no test ran.
 
 The whole suite runs in two processes at once: the integration tests on
 emulated network paths (L{WAITING}) in a second trial process, beside the
-rest.  They spend a minute or more each waiting on the emulated link's
-clocks, outages and retransmissions, using a tenth of a core, in network
-namespaces of their own (no port of theirs can meet another test's), so
-the whole run takes about the time of the rest alone.  That process's
-report is printed after this one's, and the summary counts both.
+rest.  They spend most of their three minutes waiting on the emulated
+link's delays, outages and retransmissions, using a tenth of a core, in
+network namespaces of their own (no port of theirs can meet another
+test's), so the whole run takes about the time of the rest alone.  That
+process's report is printed after this one's, and the summary counts
+both; docs/decisions.md says why these tests and no others.
 """
 
 from __future__ import annotations
