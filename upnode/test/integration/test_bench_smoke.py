@@ -9,7 +9,9 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import sys
+from unittest import SkipTest
 
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
@@ -138,6 +140,37 @@ class BenchSmoke(TestCase):
                 rows[name] = value
             self.assertEqual(set(rows), {"both ends", "server", "client"}, through)
             self.assertTrue(all(float(value) > 0 for value in rows.values()), (through, rows))
+
+    async def test_instructionsSmoke(self) -> None:
+        """
+        The counted instructions a call come out for the server end, ours
+        and the ceiling's, each driven over loopback by the ceiling's
+        client (which skips our server's methods and culls).
+        """
+        if shutil.which("valgrind") is None:
+            message = "bench/instructions.py counts with valgrind, which is not on PATH"
+            if os.environ.get("CI"):
+                raise RuntimeError(message + " (required where CI is set)")
+            raise SkipTest(message)
+        stdout, stderr, code = await getProcessOutputAndValue(
+            sys.executable,
+            [str(ROOT / "bench" / "instructions.py"), "--calls=200,600", "--ends=server"],
+            env=ENV,
+            path=str(ROOT),
+        )
+        self.assertEqual(code, 0, stderr.decode()[-2000:])
+        lines = stdout.decode().splitlines()
+        self.assertIn("600 less 200 calls", lines[0])
+        self.assertEqual(lines[1].split(), ["end", "ours", "ceiling", "ours/ceiling"])
+        self.assertEqual(len(lines), 3, lines)
+        end, ours, ceiling, ratio = lines[2].split()
+        self.assertEqual(end, "server")
+        ours_, ceiling_ = (int(value.replace(",", "")) for value in (ours, ceiling))
+        # A call is tens of thousands of instructions at either server:
+        # the reactor's turn alone is that much.
+        self.assertGreater(ours_, 10_000)
+        self.assertGreater(ceiling_, 10_000)
+        self.assertLessEqual(abs(float(ratio) - ours_ / ceiling_), 0.01, lines)
 
     async def test_setupCostSmoke(self) -> None:
         """
