@@ -26,6 +26,7 @@ import argparse
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -35,25 +36,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import Proc, freePort  # noqa: E402
+from bench.run import Proc, command, freePort  # noqa: E402
 
-PY = sys.executable
 ENDS = ("server", "client")
 IMPLS = ("ours", "ceiling")
 #: Under valgrind a process starts and runs some fifty times slower.
 SLOW = 600.0
-
-
-def serverCommand(impl: str, port: int) -> List[str]:
-    if impl == "ours":
-        return [PY, str(HERE / "ours.py"), "server", str(port)]
-    return [PY, str(HERE / "ceiling.py"), "tuned", "server", str(port)]
-
-
-def clientCommand(impl: str, port: int, calls: int) -> List[str]:
-    if impl == "ours":
-        return [PY, str(HERE / "ours.py"), "lockstep", str(port), str(calls), "0"]
-    return [PY, str(HERE / "ceiling.py"), "tuned", "lockstep", str(port), str(calls), "0"]
 
 
 def counted(argv: List[str], out: Path) -> List[str]:
@@ -80,7 +68,7 @@ def stopped(proc: Proc) -> None:
         proc.p.send_signal(signal.SIGTERM)
         try:
             proc.p.wait(SLOW)
-        except Exception:
+        except subprocess.TimeoutExpired:
             proc.stop()
             raise
 
@@ -93,9 +81,9 @@ def count(end: str, impl: str, calls: int, env: Dict[str, str], work: Path) -> i
     out = work / f"{end}-{impl}-{calls}.callgrind"
     port = freePort()
     if end == "server":
-        serverArgv, clientArgv = counted(serverCommand(impl, port), out), clientCommand("ceiling", port, calls)
+        serverArgv, clientArgv = counted(command(impl, "server", port), out), command("ceiling", "lockstep", port, calls, 0)
     else:
-        serverArgv, clientArgv = serverCommand("ours", port), counted(clientCommand(impl, port, calls), out)
+        serverArgv, clientArgv = command("ours", "server", port), counted(command(impl, "lockstep", port, calls, 0), out)
     server = Proc(serverArgv, env)
     try:
         server.until("listening")

@@ -209,6 +209,24 @@ class Proc:
         self.p.wait()
 
 
+def command(impl: str, *args: Any) -> List[str]:
+    """
+    The command line of C{impl}'s process, with C{args} (a mode, a port...).
+    """
+    args_ = [str(a) for a in args]
+    if impl == "ours":
+        return [PY, str(HERE / "ours.py"), *args_]
+    if impl in STYLES:  # a client style: "ours call" runs "call-lockstep"
+        return [PY, str(HERE / "ours.py"), f"{STYLES[impl]}-{args_[0]}", *args_[1:]]
+    if impl == "node":
+        return ["node", "--expose-gc", str(HERE / "node.js"), *args_]
+    if impl in REACTORS:
+        return [PY, str(HERE / "ours.py"), *args_]
+    if impl in PEERS:
+        return [PY, str(HERE / PEERS[impl][0]), *args_]
+    return [PY, str(HERE / "ceiling.py"), "tuned" if impl == "ceiling" else "stock", *args_]
+
+
 class Bench:
     def __init__(self, smoke: bool, repeat: int) -> None:
         self.smoke = smoke
@@ -226,20 +244,6 @@ class Bench:
         #: Every fan-in rung's result, by server.
         self.fanins: Dict[str, Any] = {}
 
-    def command(self, impl: str, *args: Any) -> List[str]:
-        args_ = [str(a) for a in args]
-        if impl == "ours":
-            return [PY, str(HERE / "ours.py"), *args_]
-        if impl in STYLES:  # a client style: "ours call" runs "call-lockstep"
-            return [PY, str(HERE / "ours.py"), f"{STYLES[impl]}-{args_[0]}", *args_[1:]]
-        if impl == "node":
-            return ["node", "--expose-gc", str(HERE / "node.js"), *args_]
-        if impl in REACTORS:
-            return [PY, str(HERE / "ours.py"), *args_]
-        if impl in PEERS:
-            return [PY, str(HERE / PEERS[impl][0]), *args_]
-        return [PY, str(HERE / "ceiling.py"), "tuned" if impl == "ceiling" else "stock", *args_]
-
     def envOf(self, impl: str) -> Dict[str, str]:
         """
         The environment of C{impl}'s processes: ours on another reactor,
@@ -254,10 +258,10 @@ class Bench:
     def server(self, impl: str, port: int, cpus: Optional[Set[int]] = None) -> Proc:
         if impl in ("ours without culls", "ours with metrics"):
             kind = "server-without-culls" if impl == "ours without culls" else "server-with-metrics"
-            proc = Proc(self.command("ours", kind, port), self.env, cpus)
+            proc = Proc(command("ours", kind, port), self.env, cpus)
             proc.until("listening")
             return proc
-        proc = Proc(self.command(impl, "server", port), self.envOf(impl), cpus)
+        proc = Proc(command(impl, "server", port), self.envOf(impl), cpus)
         proc.until("listening")
         return proc
 
@@ -275,7 +279,7 @@ class Bench:
                 raise
             print(f"  {server}: {e}", file=sys.stderr)
             return float("nan")
-        cli = Proc(self.command(client, mode, port, calls, warmup, *more), self.envOf(client), cpus)
+        cli = Proc(command(client, mode, port, calls, warmup, *more), self.envOf(client), cpus)
         reported = f"{STYLES[client]}-{mode}" if client in STYLES else mode
         try:
             return float(cli.until(reported)["rate"])
@@ -395,7 +399,7 @@ class Bench:
         calls = 2000 if self.smoke else 100000
         for impl in ("ours", "node"):
             port = freePort()
-            cli = Proc(self.command(impl, "flush", port, calls), self.env)
+            cli = Proc(command(impl, "flush", port, calls), self.env)
             cli.until("queued")
             srv = self.server(impl, port)
             try:
@@ -407,7 +411,7 @@ class Bench:
     def queueMemory(self) -> None:
         calls = 2000 if self.smoke else 100000
         for impl in ("ours", "node"):
-            cli = Proc(self.command(impl, "queue-memory", calls), self.env)
+            cli = Proc(command(impl, "queue-memory", calls), self.env)
             result = cli.until("queue-memory")
             cli.stop()
             self.results.setdefault("bytes per queued transaction, one shared callback", {})[impl] = result["shared"]
@@ -420,7 +424,7 @@ class Bench:
             port = freePort()
             srv = self.server(impl, port)
             base = srv.rss()
-            cli = Proc(self.command(impl, "idle", port, clients, ping), self.env)
+            cli = Proc(command(impl, "idle", port, clients, ping), self.env)
             try:
                 cli.until("connected")
                 time.sleep(2 * ping)
@@ -518,7 +522,7 @@ class Bench:
             for how, sig in (("kill -9", signal.SIGKILL), ("kill -STOP", signal.SIGSTOP)):
                 port = freePort()
                 srv = self.server(impl, port)
-                cli = Proc(self.command(impl, "detect", port, ping, timeout), self.env)
+                cli = Proc(command(impl, "detect", port, ping, timeout), self.env)
                 try:
                     cli.until("up")
                     time.sleep(0.2)
